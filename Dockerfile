@@ -1,0 +1,15 @@
+# The project's image: one image, three commands (gateway, streams worker, projections worker).
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+COPY pyproject.toml requirements.lock ./
+COPY config config
+COPY schemas schemas
+COPY streams streams
+COPY projections projections
+COPY gateway gateway
+COPY migrations migrations
+RUN pip install -c requirements.lock . && useradd --system messenger && mkdir -p /app/.data && chown messenger /app/.data
+USER messenger
+EXPOSE 8080 6066
+CMD ["python", "-m", "gateway"]

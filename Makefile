@@ -1,0 +1,53 @@
+# The two commands: `make run` (set up everything and start the system) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test stop setup services services-down migrate topics env unit typecheck clean
+
+run: setup
+	scripts/system up
+
+stop:
+	scripts/system down
+	scripts/services down
+
+test: $(STAMP) env
+	scripts/services up
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+setup: $(STAMP) env services migrate topics
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+# A .env with a fresh random JWT_SECRET, made once; edit it or set the variables yourself.
+env: .env
+.env:
+	sed "s/^JWT_SECRET=.*/JWT_SECRET=$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')/" .env.example > .env
+
+services:
+	scripts/services up
+
+services-down:
+	scripts/services down
+
+migrate: $(STAMP) services
+	$(PY) -m projections migrate
+
+topics: $(STAMP) services
+	$(PY) -m streams.topics create
+
+clean: stop
+	rm -rf .data $(VENV) .env

@@ -1,0 +1,1 @@
+"""Configuration of every process, read from the environment in one place (`config.settings`)."""

@@ -1,0 +1,84 @@
+"""Every setting of every process, read from environment variables (and an optional `.env`).
+
+Each process loads the class it needs through `load()`, which turns a missing or malformed
+variable into one line naming it and a non-zero exit, before anything starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every process needs: where the services are and how the topics are named."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        "postgresql://messenger:messenger@127.0.0.1:5432/messenger",
+        pattern=r"^postgres(ql)?://",
+    )
+    kafka_brokers: str = Field("127.0.0.1:9092", pattern=r"^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
+    topic_prefix: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
+    topic_partitions: int = Field(8, ge=1, le=1024)
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @property
+    def broker_list(self) -> list[str]:
+        return self.kafka_brokers.split(",")
+
+    def topic(self, name: str) -> str:
+        """The real name of a logical topic, with the deployment's prefix (empty in production)."""
+        return f"{self.topic_prefix}{name}"
+
+
+class WorkerSettings(CommonSettings):
+    """A Faust worker: its app id (the consumer group) and its web views."""
+
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = Field(6066, ge=1, le=65535)
+    worker_data_dir: str = ".data/faust"
+
+
+class GatewaySettings(CommonSettings):
+    """The aiohttp gateway: where it listens, how it signs tokens, whom it lets in."""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8080, ge=1, le=65535)
+    gateway_instance_id: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
+    jwt_secret: str = Field(min_length=32)
+    jwt_issuer: str = "messenger"
+    jwt_audience: str = "messenger-clients"
+    access_token_ttl_seconds: int = Field(900, ge=30, le=86400)
+    refresh_token_ttl_seconds: int = Field(30 * 86400, ge=300)
+    allowed_origins: str = "http://127.0.0.1:8080,http://localhost:8080"
+
+    @property
+    def origin_list(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming each bad variable, as the operator would type it."""
+    parts = []
+    for item in error.errors():
+        name = "_".join(str(p) for p in item["loc"]).upper() or "?"
+        parts.append(f"{name}: {item['msg']}")
+    return "configuration error: " + "; ".join(parts)
+
+
+def load(cls: type[S]) -> S:
+    """The settings of `cls` from the environment, or exit 2 with one line naming what is wrong."""
+    try:
+        return cls()
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,65 @@
+"""The Faust app shared shape of the streams and projections workers.
+
+Both workers get the same broker settings, memory tables recovered from their changelogs, and
+the operator pages beside Faust's own web views (`/table/`, `/router/`, …): `/healthz` and
+`/metrics`. The web server binds to loopback unless `WORKER_WEB_HOST` says otherwise, because
+Faust's views have no authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from config.settings import WorkerSettings
+
+ACKS_ALL = -1
+
+
+def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App:
+    """A Faust app whose consumer group is `{TOPIC_PREFIX}{name}`."""
+    logging.basicConfig(level=settings.log_level)
+    datadir = Path(settings.worker_data_dir) / settings.topic(name)
+    datadir.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = dict(
+        broker=[f"kafka://{b}" for b in settings.broker_list],
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        producer_acks=ACKS_ALL,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        web_bind=settings.worker_web_host,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        datadir=str(datadir),
+        table_standby_replicas=0,
+        web_enabled=True,
+    )
+    options.update(overrides)
+    app = faust.App(settings.topic(name), **options)
+    add_operator_pages(app)
+    return app
+
+
+def add_operator_pages(app: faust.App) -> None:
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            assigned = app.assignor.assigned_actives() if app.assignor else set()
+            return self.json({
+                "status": "ok",
+                "app": app.conf.id,
+                "assigned_partitions": len(assigned),
+                "rebalancing": app.rebalancing,
+            })
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

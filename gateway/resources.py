@@ -1,0 +1,51 @@
+"""The gateway's connections to the real services, opened and closed with the application.
+
+Each is a `cleanup_ctx` generator and lives under a typed `web.AppKey`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from config.settings import GatewaySettings
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+
+PG_POOL_MAX = 20
+PRODUCER_LINGER_MS = 2
+"""A few milliseconds of linger let concurrent sends share one produce request."""
+
+
+async def pg_pool(app: web.Application) -> AsyncIterator[None]:
+    pool = await asyncpg.create_pool(app[SETTINGS].database_url, min_size=2, max_size=PG_POOL_MAX)
+    app[PG_POOL] = pool
+    yield
+    await pool.close()
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    client = aioredis.from_url(app[SETTINGS].redis_url)
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=app[SETTINGS].broker_list,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=PRODUCER_LINGER_MS,
+    )
+    await producer.start()
+    app[PRODUCER] = producer
+    yield
+    await producer.stop()

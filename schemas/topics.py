@@ -1,0 +1,59 @@
+"""The Kafka topics of the system: names, keys, partitioning and retention, as data.
+
+`streams.topics` declares them to Faust; `python -m streams.topics create` creates them.
+Every topic keyed by `chat_id` has the same partition count, so that Faust co-partitions the
+commands of a chat with its events and with the tables that decide for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FOREVER = -1
+WEEK_MS = 7 * 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+HOUR_MS = 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    retention_ms: int
+    doc: str
+    partitioned: bool = True
+    """False for topics with a single partition (per-instance reply topics)."""
+
+
+USER_COMMANDS = TopicSpec(
+    "user.commands", "folded username (register) or user_id (profile)", WEEK_MS,
+    "registration and profile commands from the gateway",
+)
+USER_EVENTS = TopicSpec("user.events", "user_id", FOREVER, "every change of a user")
+CHAT_COMMANDS = TopicSpec(
+    "chat.commands", "chat_id", WEEK_MS, "create chat, add and remove members, from the gateway"
+)
+MESSAGE_SEND = TopicSpec(
+    "message.send", "chat_id", WEEK_MS, "send, edit, delete and read commands from the gateway"
+)
+CHAT_EVENTS = TopicSpec("chat.events", "chat_id", FOREVER, "every change of a chat")
+MESSAGE_EVENTS = TopicSpec("message.events", "chat_id", FOREVER, "every change of a message")
+MESSAGE_DELIVERED = TopicSpec(
+    "message.delivered", "recipient user_id", DAY_MS,
+    "one record per recipient for the gateways to push; clients catch up with `sync`",
+)
+GATEWAY_REPLIES = TopicSpec(
+    "gateway.replies", "correlation_id", HOUR_MS,
+    "outcomes of commands, one topic per gateway instance (suffixed with its id)",
+    partitioned=False,
+)
+
+ALL: tuple[TopicSpec, ...] = (
+    USER_COMMANDS, USER_EVENTS, CHAT_COMMANDS, MESSAGE_SEND,
+    CHAT_EVENTS, MESSAGE_EVENTS, MESSAGE_DELIVERED,
+)
+EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
+
+
+def reply_topic_name(instance_id: str) -> str:
+    return f"{GATEWAY_REPLIES.name}.{instance_id}"

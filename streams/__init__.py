@@ -1,0 +1,1 @@
+"""The Faust app that decides: agents and tables that turn commands into events."""

@@ -1,0 +1,56 @@
+"""Creation of the system's topics on the broker, from the catalogue in `schemas.topics`.
+
+    python -m streams.topics create   # idempotent: existing topics are left as they are
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from config.settings import CommonSettings, load
+from schemas.topics import ALL, TopicSpec
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+def new_topic(settings: CommonSettings, spec: TopicSpec) -> NewTopic:
+    partitions = settings.topic_partitions if spec.partitioned else 1
+    configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": "delete"}
+    return NewTopic(settings.topic(spec.name), partitions, 1, topic_configs=configs)
+
+
+async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
+    """Create every topic of `specs` that is missing; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
+    await admin.start()
+    try:
+        response = await admin.create_topics([new_topic(settings, s) for s in specs])
+    finally:
+        await admin.close()
+    created = []
+    for name, code, message in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != TOPIC_ALREADY_EXISTS:
+            raise RuntimeError(f"cannot create topic {name}: {message} (error {code})")
+    return created
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] != ["create"]:
+        print("usage: python -m streams.topics create", file=sys.stderr)
+        return 2
+    settings = load(CommonSettings)
+    created = asyncio.run(create_topics(settings))
+    print(f"topics: {len(created)} created, {len(ALL) - len(created)} already there")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
