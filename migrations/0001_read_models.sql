@@ -20,13 +20,20 @@ CREATE TABLE chats (
     type              text        NOT NULL CHECK (type IN ('direct', 'group')),
     title             text,
     created_by        uuid        NOT NULL,
-    created_at        timestamptz NOT NULL,
-    last_seq          bigint      NOT NULL DEFAULT 0,
+    created_at        timestamptz NOT NULL
+);
+
+-- Written by the messages projection (chat rows by the chats projection: the two topics are
+-- read independently, so neither may wait for the other).
+CREATE TABLE chat_activity (
+    chat_id           uuid PRIMARY KEY,
+    last_seq          bigint      NOT NULL,
+    last_message_id   uuid        NOT NULL,
     last_activity_at  timestamptz NOT NULL
 );
 
 CREATE TABLE chat_members (
-    chat_id    uuid        NOT NULL REFERENCES chats (id),
+    chat_id    uuid        NOT NULL,
     user_id    uuid        NOT NULL,
     role       text        NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
     joined_at  timestamptz NOT NULL,
@@ -36,7 +43,7 @@ CREATE INDEX chat_members_by_user ON chat_members (user_id);
 
 CREATE TABLE messages (
     id             uuid PRIMARY KEY,
-    chat_id        uuid        NOT NULL REFERENCES chats (id),
+    chat_id        uuid        NOT NULL,
     seq            bigint      NOT NULL,
     sender_id      uuid        NOT NULL,
     text           text        NOT NULL,         -- '' once deleted
@@ -47,7 +54,8 @@ CREATE TABLE messages (
     UNIQUE (chat_id, seq)
 );
 
--- Where each member has read up to, and how many messages of others lie after it.
+-- Where each member has read up to, and how many messages of others lie after it
+-- (the sender's own message moves the sender's marker to it).
 CREATE TABLE read_markers (
     chat_id       uuid        NOT NULL,
     user_id       uuid        NOT NULL,

@@ -1,0 +1,159 @@
+"""What the gateway asks of the streams workers, and what they answer.
+
+A command travels on a command topic (`user.commands`, `chat.commands`, `message.send`) with the
+name of the asking gateway's reply topic; the worker that decides sends one `Reply` there, with
+the same `correlation_id`, once the events it decided are durable (acks=all). See
+`gateway/commands.py` for the asking side and `docs/architecture.md` for the whole round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas import codec
+from schemas.models import ChatType
+
+TEXT_MAX = 4000
+CLIENT_MSG_ID_MAX = 128
+
+
+class CommandBody(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Register(CommandBody):
+    kind: Literal["user.register"] = "user.register"
+    user_id: uuid.UUID
+    username: str
+    display_name: str
+    password_hash: str
+
+
+class UpdateProfile(CommandBody):
+    kind: Literal["user.update_profile"] = "user.update_profile"
+    user_id: uuid.UUID
+    display_name: str | None = None
+    bio: str | None = None
+
+
+class CreateChat(CommandBody):
+    kind: Literal["chat.create"] = "chat.create"
+    chat_id: uuid.UUID
+    type: ChatType
+    title: str | None = None
+    member_ids: list[uuid.UUID]
+
+
+class AddMember(CommandBody):
+    kind: Literal["chat.add_member"] = "chat.add_member"
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class RemoveMember(CommandBody):
+    kind: Literal["chat.remove_member"] = "chat.remove_member"
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class SendMessage(CommandBody):
+    kind: Literal["message.send"] = "message.send"
+    chat_id: uuid.UUID
+    client_msg_id: str = Field(min_length=1, max_length=CLIENT_MSG_ID_MAX)
+    text: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class EditMessage(CommandBody):
+    kind: Literal["message.edit"] = "message.edit"
+    chat_id: uuid.UUID
+    message_id: uuid.UUID
+    text: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class DeleteMessage(CommandBody):
+    kind: Literal["message.delete"] = "message.delete"
+    chat_id: uuid.UUID
+    message_id: uuid.UUID
+
+
+class MarkRead(CommandBody):
+    kind: Literal["message.read"] = "message.read"
+    chat_id: uuid.UUID
+    seq: int = Field(ge=0)
+
+
+Body = Annotated[
+    Register | UpdateProfile | CreateChat | AddMember | RemoveMember
+    | SendMessage | EditMessage | DeleteMessage | MarkRead,
+    Field(discriminator="kind"),
+]
+
+
+class Origin(BaseModel):
+    """The socket a command came from, so that it gets `message.ack` instead of `message.new`."""
+
+    model_config = ConfigDict(frozen=True)
+    instance_id: str
+    connection_id: str
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: uuid.UUID
+    correlation_id: str
+    actor_id: uuid.UUID | None
+    reply_to: str | None
+    issued_at: datetime
+    origin: Origin | None = None
+    body: Body
+
+
+COMMAND = TypeAdapter(Command)
+
+
+def encode_command(command: Command) -> bytes:
+    return codec.dumps(command)
+
+
+def decode_command(data: bytes) -> Command:
+    """Raises ValueError (pydantic's ValidationError is one) for a record that is no command."""
+    return COMMAND.validate_json(data)
+
+
+class Position(BaseModel):
+    """Where an event landed: the read-your-writes rule waits for projections to pass it."""
+
+    model_config = ConfigDict(frozen=True)
+    topic: str
+    partition: int
+    offset: int
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    correlation_id: str
+    ok: bool
+    code: str | None = None
+    """Why a command was refused: `username_taken`, `forbidden`, `not_found`, `invalid_request`."""
+    message: str | None = None
+    duplicate: bool = False
+    """True when the command had been decided before (an idempotent retry): nothing new happened."""
+    result: dict[str, Any] = Field(default_factory=dict)
+    positions: list[Position] = Field(default_factory=list)
+
+
+class Delivery(BaseModel):
+    """One record of `message.delivered`: a frame for every socket of one recipient."""
+
+    model_config = ConfigDict(frozen=True)
+
+    recipient_id: uuid.UUID
+    frame: dict[str, Any]
+    skip_connection: str | None = None
+    """The socket that sent the command: it gets the ack instead of this frame."""

@@ -1,0 +1,337 @@
+"""The rules of chats and messages, with no I/O: `decide` turns a command into events, `evolve`
+applies an event to the state. The chat agent (`streams/chat_agent.py`) feeds them from Faust
+tables; the tests feed them from a dict.
+
+`decide` applies the events it returns to `state` itself, so that the next command of the same
+batch sees them. `evolve` is idempotent (an event applied twice changes nothing), because after a
+crash the agent replays the tail of the event topics over state that may already hold it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from schemas.commands import (
+    AddMember,
+    Command,
+    CreateChat,
+    DeleteMessage,
+    EditMessage,
+    MarkRead,
+    RemoveMember,
+    SendMessage,
+)
+from schemas.events import (
+    ChatCreated,
+    Event,
+    MemberAdded,
+    MemberRemoved,
+    MessageDeleted,
+    MessageEdited,
+    MessageSent,
+    Payload,
+    ReadMarkerMoved,
+    RoleChanged,
+    event_id_for,
+    new_event,
+)
+from schemas.models import Chat, Member, Message, direct_chat_id
+
+MESSAGE_NAMESPACE = uuid.UUID("a3d0c8a4-51f4-4c38-8f4e-3e6b93f0e2aa")
+MANAGERS = ("owner", "admin")
+
+
+class ChatStore(Protocol):
+    """The state the rules read and write: three maps of plain JSON values, keyed by strings."""
+
+    def get_chat(self, chat_id: str) -> dict[str, Any] | None: ...
+    def set_chat(self, chat_id: str, chat: dict[str, Any]) -> None: ...
+    def get_message(self, message_id: str) -> dict[str, Any] | None: ...
+    def set_message(self, message_id: str, message: dict[str, Any]) -> None: ...
+    def get_sent(self, dedupe_key: str) -> str | None: ...
+    def set_sent(self, dedupe_key: str, message_id: str) -> None: ...
+
+
+@dataclass
+class Delivery:
+    """A frame for every socket of `recipient_id` (but `skip_connection`)."""
+
+    recipient_id: str
+    frame: dict[str, Any]
+    skip_connection: str | None = None
+
+
+@dataclass
+class Decision:
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+    duplicate: bool = False
+    result: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+def refuse(code: str, message: str) -> Decision:
+    return Decision(ok=False, code=code, message=message)
+
+
+def dedupe_key(chat_id: uuid.UUID | str, sender_id: uuid.UUID | str, client_msg_id: str) -> str:
+    return f"{chat_id}|{sender_id}|{client_msg_id}"
+
+
+def message_id_for(chat_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: str) -> uuid.UUID:
+    """Deterministic, so that deciding a send twice (after a crash) names one message."""
+    return uuid.uuid5(MESSAGE_NAMESPACE, dedupe_key(chat_id, sender_id, client_msg_id))
+
+
+# --- views of state as the contract's resources -----------------------------------------------
+
+def chat_view(chat_id: str, chat: dict[str, Any]) -> dict[str, Any]:
+    """The contract's Chat as far as the decider knows it (the gateway adds last_message, unread)."""
+    return Chat(
+        id=uuid.UUID(chat_id),
+        type=chat["type"],
+        title=chat["title"],
+        created_at=chat["created_at"],
+        members=[Member(user_id=uuid.UUID(u), role=r) for u, r in chat["members"].items()],
+    ).model_dump(mode="json")
+
+
+def message_view(message: dict[str, Any]) -> dict[str, Any]:
+    return Message.model_validate(message).model_dump(mode="json")
+
+
+# --- evolve -----------------------------------------------------------------------------------
+
+def evolve(store: ChatStore, event: Event) -> None:
+    """Apply `event` to `store`; applying it again changes nothing."""
+    p = event.payload
+    at = event.occurred_at.isoformat()
+    if isinstance(p, ChatCreated):
+        if store.get_chat(str(p.chat_id)) is None:
+            store.set_chat(str(p.chat_id), {
+                "type": p.type, "title": p.title, "created_at": at, "created_by": str(p.created_by),
+                "members": {str(m.user_id): m.role for m in p.members}, "last_seq": 0,
+            })
+    elif isinstance(p, (MemberAdded, RoleChanged, MemberRemoved)):
+        _evolve_membership(store, p)
+    elif isinstance(p, MessageSent):
+        _evolve_sent(store, p, at)
+    elif isinstance(p, (MessageEdited, MessageDeleted)):
+        message = store.get_message(str(p.message_id))
+        if message is not None:
+            if isinstance(p, MessageEdited):
+                message = {**message, "text": p.text, "edited_at": at}
+            else:
+                message = {**message, "text": "", "deleted": True}
+            store.set_message(str(p.message_id), message)
+
+
+def _evolve_membership(store: ChatStore, p: MemberAdded | RoleChanged | MemberRemoved) -> None:
+    chat = store.get_chat(str(p.chat_id))
+    if chat is None:
+        return
+    members = dict(chat["members"])
+    if isinstance(p, MemberRemoved):
+        members.pop(str(p.user_id), None)
+    else:
+        members[str(p.user_id)] = p.role
+    store.set_chat(str(p.chat_id), {**chat, "members": members})
+
+
+def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
+    chat = store.get_chat(str(p.chat_id))
+    if chat is None or p.seq <= chat["last_seq"]:
+        return
+    store.set_chat(str(p.chat_id), {**chat, "last_seq": p.seq})
+    store.set_message(str(p.message_id), {
+        "id": str(p.message_id), "chat_id": str(p.chat_id), "seq": p.seq,
+        "sender_id": str(p.sender_id), "text": p.text, "client_msg_id": p.client_msg_id,
+        "created_at": at, "edited_at": None, "deleted": False,
+    })
+    store.set_sent(dedupe_key(p.chat_id, p.sender_id, p.client_msg_id), str(p.message_id))
+
+
+# --- decide -----------------------------------------------------------------------------------
+
+def decide(store: ChatStore, command: Command, now: datetime | None = None) -> Decision:
+    """The outcome of `command` against `store`; accepted events are already applied to it."""
+    body = command.body
+    if command.actor_id is None:
+        return refuse("unauthenticated", "a chat command needs an actor")
+    emit = _Emitter(store, command, now or datetime.now(UTC))
+    if isinstance(body, CreateChat):
+        return _create(store, command.actor_id, body, emit)
+    chat = store.get_chat(str(body.chat_id))  # type: ignore[union-attr]
+    actor = str(command.actor_id)
+    if chat is None or actor not in chat["members"]:
+        return refuse("not_found", "no such chat")
+    if isinstance(body, AddMember):
+        return _add_member(chat, actor, body, emit)
+    if isinstance(body, RemoveMember):
+        return _remove_member(chat, actor, body, emit)
+    if isinstance(body, SendMessage):
+        return _send(store, chat, actor, body, emit)
+    if isinstance(body, (EditMessage, DeleteMessage)):
+        return _change_message(store, chat, actor, body, emit)
+    if isinstance(body, MarkRead):
+        return _read(chat, actor, body, emit)
+    return refuse("invalid_request", f"{body.kind} is not a chat command")
+
+
+class _Emitter:
+    """Builds the events of one command (ids derived from it), applying each to the store."""
+
+    def __init__(self, store: ChatStore, command: Command, now: datetime) -> None:
+        self.store, self.command, self.now = store, command, now
+        self.decision = Decision(ok=True)
+
+    def __call__(self, aggregate_id: uuid.UUID, payload: Payload) -> None:
+        index = len(self.decision.events)
+        event = new_event(
+            payload,
+            aggregate_id=aggregate_id,
+            event_id=event_id_for(self.command.command_id, index),
+            actor_id=self.command.actor_id,
+            correlation_id=self.command.correlation_id,
+            occurred_at=self.now,
+        )
+        evolve(self.store, event)
+        self.decision.events.append(event)
+
+    def deliver(self, recipients: list[str], frame: dict[str, Any]) -> None:
+        origin = self.command.origin
+        actor = str(self.command.actor_id)
+        for user in recipients:
+            skip = origin.connection_id if origin and user == actor else None
+            self.decision.deliveries.append(Delivery(user, frame, skip))
+
+    def chat_updated(self, chat_id: str, also: list[str] | None = None) -> dict[str, Any]:
+        chat = self.store.get_chat(chat_id)
+        assert chat is not None
+        view = chat_view(chat_id, chat)
+        self.deliver(sorted(set(chat["members"]) | set(also or [])), {"type": "chat.updated", "chat": view})
+        self.decision.result = {"chat": view}
+        return view
+
+
+def _create(store: ChatStore, actor: uuid.UUID, body: CreateChat, emit: _Emitter) -> Decision:
+    others = {m for m in body.member_ids if m != actor}
+    if body.type == "direct":
+        if len(others) != 1:
+            return refuse("invalid_request", "a direct chat has exactly one other member")
+        if body.chat_id != direct_chat_id(actor, next(iter(others))):
+            return refuse("invalid_request", "a direct chat's id is derived from its two members")
+        members = [Member(user_id=actor, role="member"), Member(user_id=next(iter(others)), role="member")]
+    else:
+        members = [Member(user_id=actor, role="owner")] + [Member(user_id=u, role="member") for u in sorted(others, key=str)]
+    existing = store.get_chat(str(body.chat_id))
+    if existing is not None:
+        if str(actor) not in existing["members"] or (body.type == "group" and existing["created_by"] != str(actor)):
+            return refuse("conflict", "a chat with this id exists")
+        return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), existing)})
+    emit(body.chat_id, ChatCreated(chat_id=body.chat_id, type=body.type, title=body.title, created_by=actor, members=members))
+    emit.chat_updated(str(body.chat_id))
+    return emit.decision
+
+
+def _add_member(chat: dict[str, Any], actor: str, body: AddMember, emit: _Emitter) -> Decision:
+    if chat["type"] != "group":
+        return refuse("forbidden", "members are added to group chats only")
+    if chat["members"][actor] not in MANAGERS:
+        return refuse("forbidden", "only the owner or an admin adds members")
+    if str(body.user_id) in chat["members"]:
+        return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), chat)})
+    emit(body.chat_id, MemberAdded(chat_id=body.chat_id, user_id=body.user_id, role="member", added_by=uuid.UUID(actor)))
+    emit.chat_updated(str(body.chat_id))
+    return emit.decision
+
+
+def _remove_member(chat: dict[str, Any], actor: str, body: RemoveMember, emit: _Emitter) -> Decision:
+    target = str(body.user_id)
+    leaving = target == actor
+    if chat["type"] != "group":
+        return refuse("forbidden", "members of a direct chat cannot be removed")
+    if target not in chat["members"]:
+        return refuse("not_found", "no such member")
+    if not leaving and (chat["members"][actor] not in MANAGERS or chat["members"][target] == "owner"):
+        return refuse("forbidden", "only the owner or an admin removes members, and not the owner")
+    chat_id = str(body.chat_id)
+    emit(body.chat_id, MemberRemoved(
+        chat_id=body.chat_id, user_id=body.user_id, removed_by=uuid.UUID(actor),
+        reason="left" if leaving else "removed",
+    ))
+    successor = _successor(chat, target)
+    if chat["members"][target] == "owner" and successor:
+        emit(body.chat_id, RoleChanged(chat_id=body.chat_id, user_id=uuid.UUID(successor), role="owner"))
+    emit.chat_updated(chat_id, also=[target])
+    return emit.decision
+
+
+def _successor(chat: dict[str, Any], leaving: str) -> str | None:
+    """Who owns a group when its owner leaves: the first admin, else the first member (by join order)."""
+    rest = [(u, r) for u, r in chat["members"].items() if u != leaving]
+    for user, role in rest:
+        if role == "admin":
+            return user
+    return rest[0][0] if rest else None
+
+
+def _send(store: ChatStore, chat: dict[str, Any], actor: str, body: SendMessage, emit: _Emitter) -> Decision:
+    known = store.get_sent(dedupe_key(body.chat_id, actor, body.client_msg_id))
+    if known is not None:
+        first = store.get_message(known)
+        assert first is not None
+        return Decision(ok=True, duplicate=True, result={"message": message_view(first)})
+    sender = uuid.UUID(actor)
+    message_id = message_id_for(body.chat_id, sender, body.client_msg_id)
+    members = list(chat["members"])
+    emit(body.chat_id, MessageSent(
+        message_id=message_id, chat_id=body.chat_id, seq=chat["last_seq"] + 1, sender_id=sender,
+        text=body.text, client_msg_id=body.client_msg_id, recipients=[uuid.UUID(m) for m in members],
+    ))
+    message = message_view(emit.store.get_message(str(message_id)) or {})
+    emit.deliver(members, {"type": "message.new", "message": message})
+    emit.decision.result = {"message": message}
+    return emit.decision
+
+
+def _change_message(
+    store: ChatStore, chat: dict[str, Any], actor: str, body: EditMessage | DeleteMessage, emit: _Emitter
+) -> Decision:
+    message = store.get_message(str(body.message_id))
+    if message is None or message["chat_id"] != str(body.chat_id):
+        return refuse("not_found", "no such message")
+    if message["deleted"]:
+        return refuse("not_found", "the message was deleted")
+    is_sender = message["sender_id"] == actor
+    members = list(chat["members"])
+    if isinstance(body, EditMessage):
+        if not is_sender:
+            return refuse("forbidden", "only the sender edits a message")
+        emit(body.chat_id, MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message["seq"], text=body.text))
+        view = message_view(store.get_message(str(body.message_id)) or {})
+        emit.deliver(members, {"type": "message.edited", "message": view})
+        emit.decision.result = {"message": view}
+        return emit.decision
+    may_moderate = chat["type"] == "group" and chat["members"][actor] in MANAGERS
+    if not (is_sender or may_moderate):
+        return refuse("forbidden", "only the sender or a group owner/admin deletes a message")
+    emit(body.chat_id, MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message["seq"], deleted_by=uuid.UUID(actor)))
+    frame = {"type": "message.deleted", "chat_id": str(body.chat_id), "message_id": str(body.message_id), "seq": message["seq"]}
+    emit.deliver(members, frame)
+    emit.decision.result = {k: v for k, v in frame.items() if k != "type"}
+    return emit.decision
+
+
+def _read(chat: dict[str, Any], actor: str, body: MarkRead, emit: _Emitter) -> Decision:
+    seq = min(body.seq, chat["last_seq"])
+    emit(body.chat_id, ReadMarkerMoved(chat_id=body.chat_id, user_id=uuid.UUID(actor), seq=seq))
+    frame = {"type": "read", "chat_id": str(body.chat_id), "user_id": actor, "seq": seq}
+    emit.deliver(list(chat["members"]), frame)
+    emit.decision.result = {"chat_id": str(body.chat_id), "seq": seq}
+    return emit.decision

@@ -1,0 +1,160 @@
+"""The rules of chats and messages, decided against a dict store (no Kafka, no Faust)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas.commands import (
+    AddMember, Body, Command, CreateChat, DeleteMessage, EditMessage, MarkRead, Origin, RemoveMember, SendMessage,
+)
+from schemas.models import direct_chat_id
+from streams.chat_rules import Decision, decide, evolve
+from streams.memory_store import MemoryChatStore
+
+ALICE, BOB, CAROL, DAVE = (uuid.uuid4() for _ in range(4))
+
+
+def command(actor: uuid.UUID, body: Any, origin: Origin | None = None) -> Command:
+    return Command(
+        command_id=uuid.uuid4(), correlation_id=uuid.uuid4().hex, actor_id=actor, reply_to=None,
+        issued_at=datetime.now(UTC), origin=origin, body=body,
+    )
+
+
+def run(store: MemoryChatStore, actor: uuid.UUID, body: Body, origin: Origin | None = None) -> Decision:
+    return decide(store, command(actor, body, origin))
+
+
+@pytest.fixture
+def group() -> tuple[MemoryChatStore, uuid.UUID]:
+    store = MemoryChatStore()
+    chat_id = uuid.uuid4()
+    assert run(store, ALICE, CreateChat(chat_id=chat_id, type="group", title="t", member_ids=[BOB, CAROL])).ok
+    return store, chat_id
+
+
+def send(store: MemoryChatStore, chat_id: uuid.UUID, actor: uuid.UUID, cmid: str, text: str = "hi") -> Decision:
+    return run(store, actor, SendMessage(chat_id=chat_id, client_msg_id=cmid, text=text))
+
+
+def test_group_creator_is_owner_and_everyone_is_told(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    chat = store.get_chat(str(chat_id))
+    assert chat is not None
+    assert chat["members"] == {str(ALICE): "owner", str(BOB): "member", str(CAROL): "member"}
+
+
+def test_direct_chat_is_one_per_pair() -> None:
+    store = MemoryChatStore()
+    chat_id = direct_chat_id(ALICE, BOB)
+    first = run(store, ALICE, CreateChat(chat_id=chat_id, type="direct", member_ids=[BOB]))
+    again = run(store, BOB, CreateChat(chat_id=chat_id, type="direct", member_ids=[ALICE]))
+    assert first.ok and not first.duplicate and len(first.events) == 1
+    assert again.ok and again.duplicate and again.events == []
+    assert again.result["chat"]["id"] == str(chat_id)
+
+
+def test_direct_chat_needs_exactly_one_other_and_its_derived_id() -> None:
+    store = MemoryChatStore()
+    assert run(store, ALICE, CreateChat(chat_id=uuid.uuid4(), type="direct", member_ids=[BOB])).code == "invalid_request"
+    wrong = run(store, ALICE, CreateChat(chat_id=direct_chat_id(ALICE, BOB), type="direct", member_ids=[BOB, CAROL]))
+    assert wrong.code == "invalid_request"
+
+
+def test_seq_is_gapless_and_sends_are_idempotent(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    seqs = [send(store, chat_id, BOB, f"m{i}").result["message"]["seq"] for i in range(5)]
+    retry = send(store, chat_id, BOB, "m2", text="changed")
+    assert seqs == [1, 2, 3, 4, 5]
+    assert retry.duplicate and retry.events == []
+    assert retry.result["message"]["seq"] == 3 and retry.result["message"]["text"] == "hi"
+    assert send(store, chat_id, CAROL, "m2").result["message"]["seq"] == 6  # same id, other sender
+
+
+def test_non_member_can_neither_write_nor_read_marks(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    assert send(store, chat_id, DAVE, "x").code == "not_found"
+    assert run(store, DAVE, MarkRead(chat_id=chat_id, seq=1)).code == "not_found"
+    assert send(store, uuid.uuid4(), ALICE, "x").code == "not_found"
+
+
+def test_sent_message_reaches_every_member_and_skips_the_sending_socket(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    decision = run(store, BOB, SendMessage(chat_id=chat_id, client_msg_id="a", text="yo"), Origin(instance_id="g1", connection_id="c1"))
+    by_user = {d.recipient_id: d for d in decision.deliveries}
+    assert set(by_user) == {str(ALICE), str(BOB), str(CAROL)}
+    assert by_user[str(BOB)].skip_connection == "c1" and by_user[str(ALICE)].skip_connection is None
+    assert by_user[str(ALICE)].frame["type"] == "message.new"
+    assert decision.events[0].payload.recipients == [ALICE, BOB, CAROL]  # type: ignore[attr-defined]
+
+
+def test_only_managers_add_members_and_only_to_groups(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    assert run(store, BOB, AddMember(chat_id=chat_id, user_id=DAVE)).code == "forbidden"
+    added = run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE))
+    assert added.ok and str(DAVE) in added.result["chat"]["members"][3]["user_id"]
+    assert run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE)).duplicate
+    direct = direct_chat_id(ALICE, BOB)
+    run(store, ALICE, CreateChat(chat_id=direct, type="direct", member_ids=[BOB]))
+    assert run(store, ALICE, AddMember(chat_id=direct, user_id=CAROL)).code == "forbidden"
+
+
+def test_removal_rules_and_ownership_passes_on(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    assert run(store, BOB, RemoveMember(chat_id=chat_id, user_id=CAROL)).code == "forbidden"
+    assert run(store, BOB, RemoveMember(chat_id=chat_id, user_id=ALICE)).code == "forbidden"
+    assert run(store, CAROL, RemoveMember(chat_id=chat_id, user_id=CAROL)).ok  # leaving
+    left = run(store, ALICE, RemoveMember(chat_id=chat_id, user_id=ALICE))
+    assert left.ok and [e.type for e in left.events] == ["chat.member_removed", "chat.role_changed"]
+    chat = store.get_chat(str(chat_id))
+    assert chat is not None and chat["members"] == {str(BOB): "owner"}
+    assert {d.recipient_id for d in left.deliveries} == {str(ALICE), str(BOB)}
+
+
+def test_edit_by_sender_only_and_delete_by_sender_or_manager(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    message_id = uuid.UUID(send(store, chat_id, BOB, "a").result["message"]["id"])
+    assert run(store, ALICE, EditMessage(chat_id=chat_id, message_id=message_id, text="x")).code == "forbidden"
+    edited = run(store, BOB, EditMessage(chat_id=chat_id, message_id=message_id, text="better"))
+    assert edited.result["message"]["text"] == "better" and edited.result["message"]["edited_at"]
+    assert run(store, CAROL, DeleteMessage(chat_id=chat_id, message_id=message_id)).code == "forbidden"
+    deleted = run(store, ALICE, DeleteMessage(chat_id=chat_id, message_id=message_id))
+    assert deleted.ok and deleted.result == {"chat_id": str(chat_id), "message_id": str(message_id), "seq": 1}
+    assert run(store, BOB, EditMessage(chat_id=chat_id, message_id=message_id, text="y")).code == "not_found"
+    assert store.get_message(str(message_id))["text"] == ""  # type: ignore[index]
+
+
+def test_read_marker_is_clamped_to_the_last_message(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    send(store, chat_id, BOB, "a")
+    decision = run(store, ALICE, MarkRead(chat_id=chat_id, seq=99))
+    assert decision.result == {"chat_id": str(chat_id), "seq": 1}
+    assert {d.frame["type"] for d in decision.deliveries} == {"read"}
+
+
+def test_evolve_is_idempotent_so_replaying_a_tail_is_safe(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    decisions = [send(store, chat_id, BOB, f"m{i}") for i in range(3)]
+    before = (dict(store.chats), dict(store.messages), dict(store.sent))
+    for decision in decisions:
+        for event in decision.events:
+            evolve(store, event)
+    assert (store.chats, store.messages, store.sent) == before
+
+
+def test_replaying_events_on_fresh_state_gives_the_same_state(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    events = []
+    fresh = MemoryChatStore()
+    replay_source = MemoryChatStore()
+    creation = run(replay_source, ALICE, CreateChat(chat_id=chat_id, type="group", title="t", member_ids=[BOB]))
+    events += creation.events
+    events += send(replay_source, chat_id, BOB, "a").events
+    events += run(replay_source, ALICE, AddMember(chat_id=chat_id, user_id=CAROL)).events
+    for event in events:
+        evolve(fresh, event)
+    assert (fresh.chats, fresh.messages, fresh.sent) == (replay_source.chats, replay_source.messages, replay_source.sent)
