@@ -19,6 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from config.settings import WorkerSettings
 
 ACKS_ALL = -1
+SESSION_TIMEOUT_S = 10.0
+"""A crashed worker's partitions move to the others after this long (Faust's default is 60 s)."""
+HEARTBEAT_S = 1.0
 
 
 def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App:
@@ -39,6 +42,8 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         web_port=settings.worker_web_port,
         datadir=str(datadir),
         table_standby_replicas=0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
         web_enabled=True,
     )
     options.update(overrides)

@@ -1,0 +1,102 @@
+"""The pure parts of throttling: the token bucket, and how usernames and addresses are counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.throttle import TokenBucket, address_group, fold_username
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def drain(bucket: TokenBucket) -> int:
+    """How many events the bucket lets through right now."""
+    allowed = 0
+    while bucket.allow():
+        allowed += 1
+        assert allowed < 10_000
+    return allowed
+
+
+def test_a_full_bucket_allows_a_burst_then_refuses() -> None:
+    bucket = TokenBucket(rate=10, burst=5, clock=FakeClock())
+    assert drain(bucket) == 5
+    assert not bucket.allow()
+
+
+def test_tokens_come_back_at_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    drain(bucket)
+    clock.advance(0.05)
+    assert not bucket.allow()
+    clock.advance(0.05)
+    assert bucket.allow()
+    assert not bucket.allow()
+    clock.advance(0.3)
+    assert drain(bucket) == 3
+
+
+def test_a_long_pause_refills_no_more_than_the_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    drain(bucket)
+    clock.advance(3600)
+    assert drain(bucket) == 5
+
+
+def test_a_clock_going_back_adds_nothing() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1, burst=1, clock=clock)
+    assert bucket.allow()
+    clock.advance(-100)
+    assert not bucket.allow()
+    clock.advance(1)
+    assert bucket.allow()
+
+
+def test_the_sustained_rate_is_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=20, burst=1, clock=clock)
+    allowed = 0
+    for _ in range(1000):
+        clock.advance(0.01)
+        allowed += bucket.allow()
+    assert allowed == 200
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
+def test_a_bucket_that_could_never_allow_is_refused(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(rate=rate, burst=burst)
+
+
+def test_usernames_are_folded() -> None:
+    assert fold_username("Alice") == fold_username("alice") == fold_username(" ALICE ")
+
+
+def test_ipv4_addresses_count_alone() -> None:
+    assert address_group("192.0.2.7") == "192.0.2.7"
+    assert address_group("192.0.2.7") != address_group("192.0.2.8")
+
+
+def test_ipv6_addresses_count_by_their_64() -> None:
+    assert address_group("2001:db8:1:2::1") == address_group("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_group("2001:db8:1:3::1") != address_group("2001:db8:1:2::1")
+
+
+def test_an_ipv4_mapped_address_counts_as_ipv4() -> None:
+    assert address_group("::ffff:192.0.2.7") == "192.0.2.7"
+
+
+def test_an_address_that_is_not_ip_counts_as_its_text() -> None:
+    assert address_group("unix-socket") == "unix-socket"
