@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import socket
+
 from aiohttp import web
 
 from config.settings import GatewaySettings
-from gateway import health, resources
+from gateway import consistency, health, resources, routes_auth, routes_chats, routes_users
+from gateway.commands import command_bus_ctx
+from gateway.errors import error_middleware
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def instance_id(settings: GatewaySettings) -> str:
+    """Names this instance's reply topic and Redis sessions; stable across restarts by default."""
+    return settings.gateway_instance_id or f"{socket.gethostname()}-{settings.gateway_port}"
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[resources.SETTINGS] = settings
-    app.cleanup_ctx.extend([resources.pg_pool, resources.redis_client, resources.kafka_producer])
-    app.add_routes(health.routes)
+    app[resources.INSTANCE_ID] = instance_id(settings)
+    app.cleanup_ctx.extend([
+        resources.pg_pool,
+        resources.redis_client,
+        resources.kafka_producer,
+        command_bus_ctx(app[resources.INSTANCE_ID]),
+        consistency.watermarks_ctx,
+        routes_auth.auth_ctx,
+    ])
+    for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):
+        app.add_routes(table)
     return app

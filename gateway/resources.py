@@ -18,6 +18,7 @@ SETTINGS = web.AppKey("settings", GatewaySettings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+INSTANCE_ID = web.AppKey("instance_id", str)
 
 PG_POOL_MAX = 20
 PRODUCER_LINGER_MS = 2

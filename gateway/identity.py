@@ -1,0 +1,38 @@
+"""Who is calling: the user id of a request's bearer access token."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from gateway.errors import ApiError, not_found, unauthenticated
+from gateway.resources import SETTINGS
+from gateway.tokens import verify_access_token
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def caller(request: web.Request) -> uuid.UUID:
+    """The authenticated user, or 401 (`unauthenticated`, `invalid_token`, `token_expired`)."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthenticated()
+    return verify_access_token(request.app[SETTINGS], token)
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """A UUID from the path; anything else names nothing that exists."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise not_found() from None
+
+
+__all__ = ["ApiError", "bearer_token", "caller", "path_uuid"]

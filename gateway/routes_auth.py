@@ -1,0 +1,86 @@
+"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from gateway import read_store
+from gateway.errors import invalid_credentials, parse_body, username_taken
+from gateway.passwords import hash_password, verify_password
+from gateway.refresh_tokens import RefreshTokenStore
+from gateway.resources import PG_POOL, REDIS, SETTINGS
+from gateway.throttle import LoginThrottle
+from gateway.tokens import issue_access_token
+from gateway.writes import write
+from schemas import topics
+from schemas.api import LoginBody, RefreshBody, RegisterBody
+from schemas.commands import Register
+from schemas.models import fold_username
+
+REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+
+routes = web.RouteTableDef()
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    prefix = f"{app[SETTINGS].topic_prefix}auth:"
+    app[REFRESH_TOKENS] = RefreshTokenStore(app[REDIS], app[SETTINGS].refresh_token_ttl_seconds, prefix=f"{prefix}refresh:")
+    app[LOGIN_THROTTLE] = LoginThrottle(app[REDIS], prefix=f"{prefix}throttle:")
+    yield
+
+
+def token_pair(request: web.Request, user_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
+    access_token, expires_in = issue_access_token(request.app[SETTINGS], user_id)
+    return {
+        "access_token": access_token, "refresh_token": refresh_token,
+        "token_type": "Bearer", "expires_in": expires_in,
+    }
+
+
+@routes.post("/api/v1/auth/register")
+async def register(request: web.Request) -> web.Response:
+    body = await parse_body(request, RegisterBody)
+    if await read_store.username_exists(request.app[PG_POOL], body.username):
+        raise username_taken()
+    command = Register(
+        user_id=uuid.uuid4(), username=body.username, display_name=body.display_name or body.username,
+        password_hash=await hash_password(body.password),
+    )
+    reply = await write(request, topics.USER_COMMANDS, body.username, command, None)
+    return web.json_response({"user": reply.result["user"]}, status=201)
+
+
+@routes.post("/api/v1/auth/login")
+async def login(request: web.Request) -> web.Response:
+    body = await parse_body(request, LoginBody)
+    username = fold_username(body.username)
+    address = request.remote or "unknown"
+    throttle = request.app[LOGIN_THROTTLE]
+    await throttle.check(username, address)
+    found = await read_store.credentials(request.app[PG_POOL], username)
+    if not await verify_password(found[1] if found else None, body.password) or found is None:
+        await throttle.record_failure(username, address)
+        raise invalid_credentials()
+    await throttle.reset(username)
+    user = found[0]
+    refresh_token = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
+    return web.json_response({**token_pair(request, uuid.UUID(user["id"]), refresh_token), "user": user})
+
+
+@routes.post("/api/v1/auth/refresh")
+async def refresh(request: web.Request) -> web.Response:
+    body = await parse_body(request, RefreshBody)
+    user_id, refresh_token = await request.app[REFRESH_TOKENS].rotate(body.refresh_token)
+    return web.json_response(token_pair(request, user_id, refresh_token))
+
+
+@routes.post("/api/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    body = await parse_body(request, RefreshBody)
+    await request.app[REFRESH_TOKENS].revoke(body.refresh_token)
+    return web.Response(status=204)

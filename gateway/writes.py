@@ -1,0 +1,42 @@
+"""A write from a REST handler: ask the streams workers, map a refusal to the contract's error,
+and wait until the read models hold the change (read-your-writes)."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from gateway.commands import COMMAND_BUS, CommandTimeout
+from gateway.consistency import WATERMARKS
+from gateway.errors import ApiError
+from schemas import topics
+from schemas.commands import Body, Reply
+
+REFUSAL_STATUS = {
+    "invalid_request": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "username_taken": 409,
+}
+
+
+def refusal(reply: Reply) -> ApiError:
+    code = reply.code or "conflict"
+    return ApiError(REFUSAL_STATUS.get(code, 409), code, reply.message or code.replace("_", " "))
+
+
+async def write(
+    request: web.Request, topic: topics.TopicSpec, key: str, body: Body, actor: uuid.UUID | None
+) -> Reply:
+    """The accepted reply of a command (its events projected), or the refusal as an ApiError."""
+    try:
+        reply = await request.app[COMMAND_BUS].ask(topic, key, body, actor)
+    except CommandTimeout:
+        raise ApiError(503, "unavailable", "the system did not answer in time; retry") from None
+    if not reply.ok:
+        raise refusal(reply)
+    await request.app[WATERMARKS].wait_for(reply.positions)
+    return reply
