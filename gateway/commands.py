@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -122,7 +122,7 @@ async def create_reply_topic(settings: GatewaySettings, name: str) -> None:
 COMMAND_BUS = web.AppKey("command_bus", CommandBus)
 
 
-def command_bus_ctx(instance_id: str) -> object:
+def command_bus_ctx(instance_id: str) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup_ctx that starts the bus once the producer is up (register it after the producer)."""
     from gateway.resources import PRODUCER, SETTINGS
 

@@ -8,13 +8,20 @@ return nothing for a chat the caller is not in.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from schemas.models import Chat, Member, Message, User
 
-Pool = asyncpg.Pool | asyncpg.Connection
+
+
+class Pool(Protocol):
+    """What the reads need of an asyncpg pool or connection."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
 
 USER_COLUMNS = "id, username, display_name, bio, created_at"
 MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, client_msg_id, created_at, edited_at, deleted"

@@ -23,14 +23,14 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 from faust.exceptions import ProducerSendError
-from faust.types import EventT
+from faust.types import EventT, TableT
 
 from config.settings import WorkerSettings
 from schemas import codec, topics
@@ -48,7 +48,7 @@ PRODUCE_ATTEMPTS = 5
 EXIT_CANNOT_APPLY = 70
 
 
-def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
+def put(table: TableT[str, Any], partition: int, key: str, value: Any) -> None:
     """Set a table key and write its changelog to `partition` (the chat's partition).
 
     Faust takes the changelog partition from the current event; in a batch that event is the
@@ -60,10 +60,10 @@ def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
 
 @dataclass
 class ChatTables:
-    chats: faust.Table
-    messages: faust.Table
-    sent: faust.Table
-    checkpoints: faust.Table
+    chats: TableT[str, Any]
+    messages: TableT[str, Any]
+    sent: TableT[str, Any]
+    checkpoints: TableT[str, Any]
     """`{topic}:{partition}` -> the next offset of that event partition not yet in the tables."""
 
 
@@ -130,7 +130,7 @@ class ChatDecider:
         """After a rebalance every partition is caught up again before its next decision."""
         self.caught_up.clear()
 
-    async def process(self, batch: Sequence[EventT]) -> None:
+    async def process(self, batch: Sequence[EventT[bytes]]) -> None:
         commands = parse_commands(batch)
         if not commands:
             return
@@ -242,12 +242,12 @@ async def read_range(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
     return events
 
 
-def parse_commands(batch: Sequence[EventT]) -> list[tuple[int, Command]]:
+def parse_commands(batch: Sequence[EventT[bytes]]) -> list[tuple[int, Command]]:
     commands = []
     for event in batch:
         message = event.message
         try:
-            commands.append((message.partition, decode_command(message.value)))
+            commands.append((message.partition, decode_command(message.value or b"")))
         except ValueError as error:
             skip_bad_record(message.topic, message.partition, message.offset, "malformed", error)
     return commands
@@ -276,13 +276,13 @@ def register(app: faust.App, settings: WorkerSettings) -> ChatDecider:
         key_serializer="raw", value_serializer="raw", partitions=partitions,
     )
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: faust.App, assigned: Any, **_: Any) -> None:
         decider.forget_catch_up()
 
     @app.agent(source, name="chat_decider", concurrency=1)
     async def chat_decider(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for batch in cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await decider.process(batch)
 
     return decider

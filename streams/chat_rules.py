@@ -274,7 +274,7 @@ def _remove_member(chat: dict[str, Any], actor: str, body: RemoveMember, emit: _
 
 def _successor(chat: dict[str, Any], leaving: str) -> str | None:
     """Who owns a group when its owner leaves: the first admin, else the first member (by join order)."""
-    rest = [(u, r) for u, r in chat["members"].items() if u != leaving]
+    rest: list[tuple[str, str]] = [(u, r) for u, r in chat["members"].items() if u != leaving]
     for user, role in rest:
         if role == "admin":
             return user

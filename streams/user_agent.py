@@ -17,11 +17,13 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from typing import Any, cast
+
 import faust
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 from faust.exceptions import ProducerSendError
-from faust.types import EventT
+from faust.types import EventT, TableT
 
 from config.settings import WorkerSettings
 from schemas import topics
@@ -35,12 +37,12 @@ log = logging.getLogger(__name__)
 
 
 class UserDecider:
-    def __init__(self, app: faust.App, settings: WorkerSettings, usernames: faust.Table) -> None:
+    def __init__(self, app: faust.App, settings: WorkerSettings, usernames: TableT[str, Any]) -> None:
         self.app = app
         self.usernames = usernames
         self.events_topic = settings.topic(topics.USER_EVENTS.name)
 
-    async def process(self, batch: Sequence[EventT]) -> None:
+    async def process(self, batch: Sequence[EventT[bytes]]) -> None:
         claimed: dict[str, tuple[int, str]] = {}
         pending: list[PendingEvent] = []
         outcomes: list[tuple[Command, PendingEvent | None, str | None]] = []
@@ -121,7 +123,7 @@ def register(app: faust.App, settings: WorkerSettings) -> UserDecider:
 
     @app.agent(source, name="user_decider", concurrency=1)
     async def user_decider(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for batch in cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await decider.process(batch)
 
     return decider
