@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test stop setup services services-down migrate topics env unit typecheck clean
+.PHONY: run test stop bench setup services services-down migrate topics env unit typecheck clean
 
 run: setup
 	scripts/system up
@@ -17,6 +17,10 @@ stop:
 test: $(STAMP) env
 	scripts/services up
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Benchmarks of the running system (starts it like `make run` when it is not up); not part of `make test`.
+bench: setup
+	$(PY) -m bench $(BENCH_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -10,6 +10,8 @@ from config.settings import GatewaySettings
 from gateway import consistency, health, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx
 from gateway.errors import error_middleware
+from gateway import docs
+from gateway import ws
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -33,4 +35,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
     ])
     for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):
         app.add_routes(table)
+    app.add_routes(docs.routes)
+    ws.setup(app)
     return app

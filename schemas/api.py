@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
 from schemas.models import ChatType
+from schemas.text import PG_BIGINT_MAX, Clean
 
 USERNAME_PATTERN = r"^[a-z0-9_.]{3,32}$"
-Username = Annotated[str, StringConstraints(min_length=3, max_length=32)]
+Username = Annotated[str, StringConstraints(min_length=3, max_length=32), Clean]
 
 
 class Body(BaseModel):
@@ -21,8 +22,8 @@ class Body(BaseModel):
 
 class RegisterBody(Body):
     username: Username
-    password: str = Field(min_length=8, max_length=256)
-    display_name: str | None = Field(None, min_length=1, max_length=64)
+    password: Annotated[str, Clean] = Field(min_length=8, max_length=256)
+    display_name: Annotated[str, Clean] | None = Field(None, min_length=1, max_length=64)
 
     @field_validator("username")
     @classmethod
@@ -36,23 +37,23 @@ class RegisterBody(Body):
 
 
 class LoginBody(Body):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    username: Annotated[str, Clean] = Field(min_length=1, max_length=64)
+    password: Annotated[str, Clean] = Field(min_length=1, max_length=256)
 
 
 class RefreshBody(Body):
-    refresh_token: str = Field(min_length=1, max_length=512)
+    refresh_token: Annotated[str, Clean] = Field(min_length=1, max_length=512)
 
 
 class ProfilePatch(Body):
-    display_name: str | None = Field(None, min_length=1, max_length=64)
-    bio: str | None = Field(None, max_length=500)
+    display_name: Annotated[str, Clean] | None = Field(None, min_length=1, max_length=64)
+    bio: Annotated[str, Clean] | None = Field(None, max_length=500)
 
 
 class CreateChatBody(Body):
     type: ChatType
     member_ids: list[uuid.UUID] = Field(max_length=1000)
-    title: str | None = Field(None, min_length=1, max_length=128)
+    title: Annotated[str, Clean] | None = Field(None, min_length=1, max_length=128)
 
 
 class AddMemberBody(Body):
@@ -60,18 +61,18 @@ class AddMemberBody(Body):
 
 
 class PostMessageBody(Body):
-    text: str = Field(min_length=1, max_length=TEXT_MAX)
-    client_msg_id: str = Field(min_length=1, max_length=CLIENT_MSG_ID_MAX)
+    text: Annotated[str, Clean] = Field(min_length=1, max_length=TEXT_MAX)
+    client_msg_id: Annotated[str, Clean] = Field(min_length=1, max_length=CLIENT_MSG_ID_MAX)
 
 
 class UserSearch(Body):
-    q: str = Field("", max_length=32)
+    q: Annotated[str, Clean] = Field("", max_length=32)
     limit: int = Field(20, ge=1, le=100)
 
 
 class MessagePage(Body):
-    before: int | None = Field(None, ge=1)
-    after: int | None = Field(None, ge=0)
+    before: int | None = Field(None, ge=1, le=PG_BIGINT_MAX)
+    after: int | None = Field(None, ge=0, le=PG_BIGINT_MAX)
     limit: int = Field(50, ge=1, le=200)
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import codec
 from schemas.models import ChatType
+from schemas.text import Clean
 
 TEXT_MAX = 4000
 CLIENT_MSG_ID_MAX = 128
@@ -28,23 +29,23 @@ class CommandBody(BaseModel):
 class Register(CommandBody):
     kind: Literal["user.register"] = "user.register"
     user_id: uuid.UUID
-    username: str
-    display_name: str
+    username: Annotated[str, Clean]
+    display_name: Annotated[str, Clean]
     password_hash: str
 
 
 class UpdateProfile(CommandBody):
     kind: Literal["user.update_profile"] = "user.update_profile"
     user_id: uuid.UUID
-    display_name: str | None = None
-    bio: str | None = None
+    display_name: Annotated[str, Clean] | None = None
+    bio: Annotated[str, Clean] | None = None
 
 
 class CreateChat(CommandBody):
     kind: Literal["chat.create"] = "chat.create"
     chat_id: uuid.UUID
     type: ChatType
-    title: str | None = None
+    title: Annotated[str, Clean] | None = None
     member_ids: list[uuid.UUID]
 
 
@@ -63,15 +64,15 @@ class RemoveMember(CommandBody):
 class SendMessage(CommandBody):
     kind: Literal["message.send"] = "message.send"
     chat_id: uuid.UUID
-    client_msg_id: str = Field(min_length=1, max_length=CLIENT_MSG_ID_MAX)
-    text: str = Field(min_length=1, max_length=TEXT_MAX)
+    client_msg_id: Annotated[str, Clean] = Field(min_length=1, max_length=CLIENT_MSG_ID_MAX)
+    text: Annotated[str, Clean] = Field(min_length=1, max_length=TEXT_MAX)
 
 
 class EditMessage(CommandBody):
     kind: Literal["message.edit"] = "message.edit"
     chat_id: uuid.UUID
     message_id: uuid.UUID
-    text: str = Field(min_length=1, max_length=TEXT_MAX)
+    text: Annotated[str, Clean] = Field(min_length=1, max_length=TEXT_MAX)
 
 
 class DeleteMessage(CommandBody):

@@ -37,7 +37,7 @@ from schemas import codec, topics
 from schemas.commands import Command, Delivery, decode_command
 from schemas.events import BadRecord, Event, decode_event
 from streams.chat_rules import Decision, decide, evolve
-from streams.outbox import PendingEvent, produce_durable, reply_for, send_reply, send_soon, skip_bad_record
+from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for, skip_bad_record
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,6 @@ BATCH_WITHIN_S = 0.005
 """A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
 PRODUCE_ATTEMPTS = 5
 EXIT_CANNOT_APPLY = 70
-
-
-def put(table: TableT[str, Any], partition: int, key: str, value: Any) -> None:
-    """Set a table key and write its changelog to `partition` (the chat's partition).
-
-    Faust takes the changelog partition from the current event; in a batch that event is the
-    last one, of any partition, so the agent names the partition itself.
-    """
-    table.data[key] = value
-    table.send_changelog(partition, key, value)
 
 
 @dataclass
@@ -104,9 +94,9 @@ class TableChatStore:
     def set_checkpoint(self, topic: str, partition: int, next_offset: int) -> None:
         self._set("checkpoints", f"{topic}:{partition}", next_offset)
 
-    def commit(self) -> None:
+    async def commit(self, outbox: Outbox) -> None:
         for (name, key), (partition, value) in self.writes.items():
-            put(getattr(self.tables, name), partition, key, value)
+            await outbox.put(getattr(self.tables, name), partition, key, value)
         self.writes.clear()
 
 
@@ -149,10 +139,11 @@ class ChatDecider:
         else:
             log.critical("cannot append events after %d attempts; stopping the worker", PRODUCE_ATTEMPTS)
             os._exit(EXIT_CANNOT_APPLY)
-        store.commit()
-        await self.answer(decided, metadata)
-        await self.app.producer.flush()
-        self.move_checkpoints(metadata)
+        outbox = Outbox(self.app)
+        await store.commit(outbox)
+        await self.answer(outbox, decided, metadata)
+        await outbox.wait()
+        await self.move_checkpoints(outbox, metadata)
 
     def pending_events(self, decided: list[Decided]) -> list[PendingEvent]:
         chat_topic, message_topic = self.event_topics
@@ -165,7 +156,7 @@ class ChatDecider:
             for event in d.decision.events
         ]
 
-    async def answer(self, decided: list[Decided], metadata: list[RecordMetadata]) -> None:
+    async def answer(self, outbox: Outbox, decided: list[Decided], metadata: list[RecordMetadata]) -> None:
         """Replies (with where each event landed) and one delivery record per recipient."""
         landed = iter(metadata)
         for d in decided:
@@ -175,20 +166,22 @@ class ChatDecider:
                 d.command, decision.ok, code=decision.code, message=decision.message,
                 duplicate=decision.duplicate, result=decision.result, metadata=mine,
             )
-            await send_reply(self.app, d.command, reply)
+            await outbox.reply(d.command, reply)
             for delivery in decision.deliveries:
                 record = Delivery(
                     recipient_id=uuid.UUID(delivery.recipient_id), frame=delivery.frame,
                     skip_connection=delivery.skip_connection,
                 )
-                await send_soon(self.app, self.delivered_topic, delivery.recipient_id.encode(), codec.dumps(record))
+                await outbox.send(self.delivered_topic, delivery.recipient_id.encode(), codec.dumps(record))
 
-    def move_checkpoints(self, metadata: list[RecordMetadata]) -> None:
+    async def move_checkpoints(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
+        """Sent once the batch's table writes are durable, and not awaited: a checkpoint that is
+        lost only makes the next catch-up replay a little more (`evolve` is idempotent)."""
         latest: dict[tuple[str, int], int] = {}
         for m in metadata:
             latest[(m.topic, m.partition)] = max(latest.get((m.topic, m.partition), 0), m.offset + 1)
         for (topic, partition), next_offset in latest.items():
-            put(self.tables.checkpoints, partition, f"{topic}:{partition}", next_offset)
+            await outbox.put(self.tables.checkpoints, partition, f"{topic}:{partition}", next_offset)
 
     async def catch_up(self, partitions: set[int]) -> None:
         missing = sorted(partitions - self.caught_up)
@@ -219,7 +212,9 @@ class ChatDecider:
                     evolve(store, event)
                     replayed += 1
             store.set_checkpoint(topic, partition, end)
-        store.commit()
+        outbox = Outbox(self.app)
+        await store.commit(outbox)
+        await outbox.wait()
         return replayed
 
 

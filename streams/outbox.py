@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from faust.types import TableT
 from aiokafka.structs import RecordMetadata
 from prometheus_client import Counter
 
@@ -41,14 +43,39 @@ async def produce_durable(app: faust.App, pending: list[PendingEvent]) -> list[R
     return list(await asyncio.gather(*futures))
 
 
-async def send_soon(app: faust.App, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
-    """Queue a record without waiting for it; the agent flushes the producer once per batch."""
-    await app.producer.send(topic, key, value, partition, None, None)
+class Outbox:
+    """Records sent after a batch's events are durable (table changelogs, replies, deliveries),
+    awaited together at the end of the batch.
 
+    Faust's own `send_soon` and `producer.flush()` are avoided: its buffer's flush can miss the
+    wake-up of the last record and wait forever (seen here on fresh workers), and table writes
+    must name the chat's partition, not the current event's.
+    """
 
-async def send_reply(app: faust.App, command: Command, reply: Reply) -> None:
-    if command.reply_to:
-        await send_soon(app, command.reply_to, command.correlation_id.encode(), codec.dumps(reply), 0)
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.futures: list[Awaitable[RecordMetadata]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        self.futures.append(await self.app.producer.send(topic, key, value, partition, None, None))
+
+    async def reply(self, command: Command, reply: Reply) -> None:
+        if command.reply_to:
+            await self.send(command.reply_to, command.correlation_id.encode(), codec.dumps(reply), 0)
+
+    async def put(self, table: TableT[str, Any], partition: int, key: str, value: Any) -> None:
+        """Set a table key and write its changelog to `partition` (the key's chat or name)."""
+        table.data[key] = value
+        future = await table.changelog_topic.send(
+            key=key, value=value, partition=partition, force=True,
+            key_serializer=getattr(table, "key_serializer"), value_serializer=getattr(table, "value_serializer"),
+        )
+        self.futures.append(future)
+
+    async def wait(self) -> None:
+        """Until the broker has every record sent so far."""
+        futures, self.futures = self.futures, []
+        await asyncio.gather(*futures)
 
 
 def reply_for(

@@ -30,8 +30,8 @@ from schemas import topics
 from schemas.commands import Command, Register, UpdateProfile
 from schemas.events import ProfileUpdated, UserRegistered, event_id_for, new_event
 from schemas.models import User, fold_username
-from streams.chat_agent import BATCH_MAX, BATCH_WITHIN_S, EXIT_CANNOT_APPLY, PRODUCE_ATTEMPTS, parse_commands, put
-from streams.outbox import PendingEvent, produce_durable, reply_for, send_reply
+from streams.chat_agent import BATCH_MAX, BATCH_WITHIN_S, EXIT_CANNOT_APPLY, PRODUCE_ATTEMPTS, parse_commands
+from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,17 @@ class UserDecider:
                 pending.append(event)
             outcomes.append((command, event, refusal))
         metadata = iter(await self.append(pending))
+        outbox = Outbox(self.app)
         for name, (partition, user_id) in claimed.items():
-            put(self.usernames, partition, name, user_id)
+            await outbox.put(self.usernames, partition, name, user_id)
         for command, event, refusal in outcomes:
             if refusal is not None:
-                await send_reply(self.app, command, reply_for(command, False, code=refusal, message=refusal.replace("_", " ")))
+                await outbox.reply(command, reply_for(command, False, code=refusal, message=refusal.replace("_", " ")))
             else:
                 assert event is not None
                 result = user_result(event)
-                await send_reply(self.app, command, reply_for(command, True, result=result, metadata=[next(metadata)]))
-        await self.app.producer.flush()
+                await outbox.reply(command, reply_for(command, True, result=result, metadata=[next(metadata)]))
+        await outbox.wait()
 
     async def append(self, pending: list[PendingEvent]) -> list[RecordMetadata]:
         """Append with bounded retries; a retry may write an event twice, which projections ignore."""

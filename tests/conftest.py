@@ -12,6 +12,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -60,17 +61,25 @@ async def drop_databases(admin: asyncpg.Connection, pattern: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
 
 
-@pytest.fixture
-async def database_url(template_database: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test, dropped after it."""
+@asynccontextmanager
+async def cloned_database(template: str) -> AsyncIterator[str]:
+    """A fresh, migrated database cloned from `template`, dropped on exit."""
     name = f"test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         yield database_url_for(name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test (modules that need one for all their tests use
+    `cloned_database`; the template itself is never written)."""
+    async with cloned_database(template_database) as url:
+        yield url
 
 
 @pytest.fixture

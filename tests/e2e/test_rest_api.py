@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from config.settings import GatewaySettings
 from gateway.app import create_app
 from streams.topics import create_topics
+from tests.conftest import cloned_database
 from tests.e2e.workers import running_workers
 
 pytestmark = pytest.mark.e2e
@@ -46,20 +47,19 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str) -> AsyncIterator[Api]:
-    from tests.conftest import database_url_for
-
     prefix = f"{topic_prefix}rest."
-    settings = GatewaySettings(
-        topic_prefix=prefix, topic_partitions=4, jwt_secret=jwt_secret,
-        database_url=database_url_for(template_database), gateway_instance_id=f"rest-{uuid.uuid4().hex[:6]}",
-    )
-    await create_topics(settings)
-    with running_workers(prefix, settings.database_url, tmp_path_factory.mktemp("rest")):
-        server = TestServer(create_app(settings))
-        await server.start_server()
-        async with ClientSession() as http:
-            yield Api(http, str(server.make_url("")).rstrip("/"))
-        await server.close()
+    async with cloned_database(template_database) as database_url:
+        settings = GatewaySettings(
+            topic_prefix=prefix, topic_partitions=4, jwt_secret=jwt_secret,
+            database_url=database_url, gateway_instance_id=f"rest-{uuid.uuid4().hex[:6]}",
+        )
+        await create_topics(settings)
+        with running_workers(prefix, settings.database_url, tmp_path_factory.mktemp("rest")):
+            server = TestServer(create_app(settings))
+            await server.start_server()
+            async with ClientSession() as http:
+                yield Api(http, str(server.make_url("")).rstrip("/"))
+            await server.close()
 
 
 def error_code(body: Any) -> str:

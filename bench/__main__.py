@@ -1,0 +1,120 @@
+"""`python -m bench` (or `make bench`): measure the running system beside this machine's floors.
+
+Uses the system at --base-url; when nothing answers there, starts it the way `make run` does.
+Prints a table and writes it as JSON (bench/results/latest.json by default). `--smoke` runs every
+scenario with tiny numbers in a few seconds, so that the benchmark cannot rot (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.client import Client
+from bench.floors import measure_floors
+from bench.rebuild import measure_rebuild
+from bench.report import render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Sizes:
+    users: int
+    latency_messages: int
+    latency_rate: float
+    throughput_rates: tuple[float, ...]
+    throughput_seconds: float
+    fanout_members: int
+    fanout_messages: int
+    fanout_rate: float
+    connections: int
+    connection_users: int
+    floor_samples: int
+
+
+FULL = Sizes(200, 5000, 1000, (1000, 2000, 3000, 5000), 60, 99, 500, 300, 10_000, 1000, 2000)
+SMOKE = Sizes(4, 20, 50, (50,), 1, 3, 5, 50, 20, 4, 20)
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def ensure_running(base_url: str) -> None:
+    if not healthy(base_url):
+        print("no system answers at", base_url, "- starting it with `make run`", flush=True)
+        subprocess.run(["make", "run"], cwd=ROOT, check=True)
+
+
+def gateway_pid(given: int | None) -> int | None:
+    """The gateway process whose RSS is measured: --gateway-pid, else the one `make run` started."""
+    if given:
+        return given
+    pid_file = ROOT / ".data/run/gateway.pid"
+    return int(pid_file.read_text()) if pid_file.exists() else None
+
+
+async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
+    results["floors"] = {k: v.as_dict() for k, v in (await measure_floors(
+        [args.kafka], args.database_url, sizes.floor_samples)).items()}
+    client = Client(args.base_url)
+    tag = uuid.uuid4().hex[:6]
+    try:
+        users = await client.users(f"b{tag}_", max(sizes.users, sizes.fanout_members + 1, sizes.connection_users))
+        pair_users = users[: sizes.users - sizes.users % 2]
+        results["latency"] = await scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages)
+        results["throughput"] = [
+            await scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds) for rate in sizes.throughput_rates
+        ]
+        results["fanout"] = await scenarios.fanout(
+            client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate)
+        results["connections"] = await scenarios.connections(
+            client, users[: sizes.connection_users], sizes.connections, gateway_pid(args.gateway_pid), probe_messages=200 if not args.smoke else 10)
+    finally:
+        await client.close()
+    if not args.no_rebuild:
+        results["rebuild"] = measure_rebuild(ROOT)
+    return results
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--base-url", default="http://127.0.0.1:8080")
+    parser.add_argument("--kafka", default="127.0.0.1:9092")
+    parser.add_argument("--database-url", default="postgresql://messenger:messenger@127.0.0.1:5432/messenger")
+    parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every scenario runs")
+    parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild (it stops the projections worker)")
+    parser.add_argument("--no-start", action="store_true", help="fail instead of starting the system")
+    parser.add_argument("--gateway-pid", type=int, help="the gateway process to measure (default: .data/run/gateway.pid)")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latest.json")
+    args = parser.parse_args(argv)
+    if args.no_start and not healthy(args.base_url):
+        print(f"no system answers at {args.base_url}", file=sys.stderr)
+        return 1
+    ensure_running(args.base_url)
+    results = asyncio.run(run(args, SMOKE if args.smoke else FULL))
+    print(render(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

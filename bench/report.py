@@ -1,0 +1,62 @@
+"""The results as a table, each headline figure beside the floor it is bounded by."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {
+    "latency p50 (ms)": 10.0,
+    "latency p99 (ms)": 50.0,
+    "throughput held (msg/s)": 5000.0,
+    "fan-out (deliveries/s)": 25000.0,
+    "RSS per idle socket (KiB)": 30.0,
+    "projection lag p99 (ms)": 500.0,
+    "rebuild (events/s)": 20000.0,
+}
+
+
+def headline(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    floors = results.get("floors", {})
+    kafka = floors.get("kafka_round_trip", {}).get("p50_ms")
+    echo = floors.get("websocket_echo", {}).get("p50_ms")
+    pg = floors.get("postgres_insert_commit", {}).get("p50_ms")
+    latency = results.get("latency", {}).get("send_to_recipient", {})
+    held = [t["offered_rate"] for t in results.get("throughput", []) if t.get("held")]
+    lag = max((t["projection_lag"]["p99_ms"] for t in results.get("throughput", []) if t.get("held")), default=None)
+    rows = [
+        ("latency p50 (ms)", latency.get("p50_ms"), ratio(latency.get("p50_ms"), kafka, "Kafka round trip")),
+        ("latency p99 (ms)", latency.get("p99_ms"), ratio(latency.get("p99_ms"), kafka, "Kafka round trip")),
+        ("ack p50 (ms)", results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), ratio(results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), echo, "WS echo")),
+        ("throughput held (msg/s)", max(held) if held else 0, ""),
+        ("fan-out (deliveries/s)", results.get("fanout", {}).get("deliveries_per_s"), ""),
+        ("fan-out to last member p99 (ms)", results.get("fanout", {}).get("latency_to_last_member", {}).get("p99_ms"), ""),
+        ("RSS per idle socket (KiB)", results.get("connections", {}).get("rss_per_socket_kib"), ""),
+        ("latency among idle sockets p99 (ms)", results.get("connections", {}).get("send_to_recipient_among_them", {}).get("p99_ms"), ""),
+        ("projection lag p99 (ms)", lag, ratio(lag, pg, "PG insert+commit")),
+        ("rebuild (events/s)", results.get("rebuild", {}).get("events_per_s"), ""),
+    ]
+    return rows
+
+
+def ratio(value: float | None, floor: float | None, name: str) -> str:
+    if not value or not floor:
+        return ""
+    return f"{value / floor:.0f}x {name} ({floor:.2f} ms)"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [f"{'figure':38} {'measured':>12} {'target':>10}  vs floor"]
+    for name, value, versus in headline(results):
+        target = TARGETS.get(name)
+        shown = f"{value:.1f}" if isinstance(value, (int, float)) else "n/a"
+        lines.append(f"{name:38} {shown:>12} {target if target is not None else '':>10}  {versus}")
+    lines.append("")
+    for name, floor in results.get("floors", {}).items():
+        lines.append(f"floor {name}: p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms")
+    for t in results.get("throughput", []):
+        lines.append(
+            f"throughput {t['offered_rate']:.0f}/s for {t['seconds']} s: acked {t['acked']}/{t['messages']}, "
+            f"delivered once {t['delivered_once']}, doubled {t['doubled']}, in PostgreSQL {t['in_postgresql']}, "
+            f"held={t['held']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The sockets open on this instance: one `Connection` each, found by user in a `ConnectionRegistry`.
+
+Every socket has its own bounded `OutgoingQueue` and its own writer task, so a slow or stuck
+client only ever blocks its own writer. Frames pushed to a connection come in two kinds:
+
+- pushed frames (deliveries, typing, presence) never wait: if the queue is full the client is
+  too far behind, and the socket is closed with `SLOW_CLOSE_CODE`; the client reconnects and
+  catches up with `sync`, which is cheaper for everyone than an ever-growing buffer;
+- replies to the client's own frames (acks, errors, sync pages) wait for room below
+  `REPLY_LIMIT`, which leaves `MAX_QUEUED_FRAMES - REPLY_LIMIT` slots for pushed frames, so a
+  long `sync` slows itself down instead of getting its socket closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol
+
+from gateway.ws.metrics import FRAMES_OUT, OPEN_SOCKETS, SLOW_CLOSES
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_FRAMES = 512
+"""Far more than a live conversation produces while a healthy client reads (a busy group sends a
+few frames a second); a client that falls this far behind is better served by `sync`."""
+REPLY_LIMIT = MAX_QUEUED_FRAMES // 2
+"""Replies wait while the queue is at least this long: half the queue stays free for pushes."""
+SLOW_CLOSE_CODE = 4008
+SLOW_CLOSE_REASON = "too slow, reconnect and sync"
+GOING_AWAY_CODE = 1001
+CLOSE_GRACE_S = 3.0
+"""How long a close may take (sending the close frame to a client that does not read, and its
+answer) before the transport is aborted."""
+
+
+class QueueClosed(Exception):
+    """The connection is closing: nothing more is queued or written."""
+
+
+class OutgoingQueue:
+    """Frames (already encoded) waiting for one socket's writer."""
+
+    def __init__(self, capacity: int = MAX_QUEUED_FRAMES, reply_limit: int = REPLY_LIMIT) -> None:
+        if not 0 < reply_limit <= capacity:
+            raise ValueError("an outgoing queue needs 0 < reply_limit <= capacity")
+        self.capacity = capacity
+        self.reply_limit = reply_limit
+        self._frames: deque[str] = deque()
+        self._has_frames = asyncio.Event()
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def offer(self, text: str) -> bool:
+        """Queue a pushed frame; False if the queue is full (the caller closes the socket)."""
+        if self.closed:
+            return True
+        if len(self._frames) >= self.capacity:
+            return False
+        self._append(text)
+        return True
+
+    async def put_reply(self, text: str) -> None:
+        """Queue a reply once the queue is shorter than `reply_limit`; `QueueClosed` if it closes."""
+        while not self.closed and len(self._frames) >= self.reply_limit:
+            self._has_room.clear()
+            await self._has_room.wait()
+        if self.closed:
+            raise QueueClosed()
+        self._append(text)
+
+    async def take(self) -> str:
+        """The oldest frame, once there is one; `QueueClosed` once closed."""
+        while not self._frames:
+            if self.closed:
+                raise QueueClosed()
+            self._has_frames.clear()
+            await self._has_frames.wait()
+        text = self._frames.popleft()
+        if len(self._frames) < self.reply_limit:
+            self._has_room.set()
+        return text
+
+    def close(self) -> None:
+        """Drop what is queued and wake every waiter."""
+        self.closed = True
+        self._frames.clear()
+        self._has_frames.set()
+        self._has_room.set()
+
+    def _append(self, text: str) -> None:
+        self._frames.append(text)
+        self._has_frames.set()
+        if len(self._frames) >= self.reply_limit:
+            self._has_room.clear()
+
+
+class Socket(Protocol):
+    """What a connection needs of aiohttp's `WebSocketResponse` (tests pass fakes)."""
+
+    async def send_str(self, data: str) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+
+
+class Connection:
+    """One open socket of one user on this instance."""
+
+    def __init__(
+        self, user_id: str, socket: Socket, abort: Callable[[], None],
+        queue: OutgoingQueue | None = None, close_grace: float = CLOSE_GRACE_S,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.user_id = user_id
+        self.socket = socket
+        self.queue = queue if queue is not None else OutgoingQueue()
+        self._abort = abort
+        self._close_grace = close_grace
+        self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.create_task(self._write(), name=f"ws writer {self.id}")
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    def push(self, text: str) -> None:
+        """Queue a pushed frame; a full queue closes the socket as too slow."""
+        if self.queue.offer(text):
+            return
+        SLOW_CLOSES.inc()
+        log.info("closing socket %s of user %s: %d frames behind", self.id, self.user_id, len(self.queue))
+        self.close_soon(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON)
+
+    async def reply(self, text: str) -> None:
+        """Queue a reply to the client's own frame, waiting for room; dropped once closing."""
+        try:
+            await self.queue.put_reply(text)
+        except QueueClosed:
+            pass
+
+    def close_soon(self, code: int, reason: str) -> asyncio.Task[None]:
+        """Start closing (once); the returned task ends when the socket is closed or aborted."""
+        if self._closing is None:
+            self.close_code = code
+            self.queue.close()
+            self._closing = asyncio.create_task(self._close(code, reason), name=f"ws close {self.id}")
+        return self._closing
+
+    async def close(self, code: int, reason: str) -> None:
+        await asyncio.shield(self.close_soon(code, reason))
+
+    async def stop_writer(self) -> None:
+        """After the socket has closed: end the writer, drop what is queued."""
+        self.queue.close()
+        await self._cancel_writer()
+
+    async def _cancel_writer(self) -> None:
+        writer = self._writer
+        if writer is None or writer is asyncio.current_task():
+            return
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self._cancel_writer()
+        try:
+            await asyncio.wait_for(self.socket.close(code=code, message=reason.encode()), self._close_grace)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self._abort()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self.queue.take()
+                await self.socket.send_str(text)
+                FRAMES_OUT.inc()
+        except QueueClosed:
+            pass
+        except (ConnectionError, RuntimeError) as error:
+            log.debug("socket %s: write failed: %r", self.id, error)
+            self.queue.close()
+
+
+class ConnectionRegistry:
+    """The connections of this instance by user id, and what happens when they come and go."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[str, dict[str, Connection]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter([c for conns in self._by_user.values() for c in conns.values()])
+
+    def users(self) -> list[str]:
+        return list(self._by_user)
+
+    def add(self, connection: Connection) -> bool:
+        """Register `connection`; True if it is its user's first here."""
+        conns = self._by_user.setdefault(connection.user_id, {})
+        conns[connection.id] = connection
+        OPEN_SOCKETS.inc()
+        return len(conns) == 1
+
+    def remove(self, connection: Connection) -> bool:
+        """Forget `connection`; True if it was its user's last here."""
+        conns = self._by_user.get(connection.user_id)
+        if conns is None or conns.pop(connection.id, None) is None:
+            return False
+        OPEN_SOCKETS.dec()
+        if conns:
+            return False
+        del self._by_user[connection.user_id]
+        return True
+
+    def has(self, user_id: str, connection_id: str) -> bool:
+        return connection_id in self._by_user.get(user_id, {})
+
+    def push(self, user_id: str, text: str, skip_connection: str | None = None) -> int:
+        """Queue `text` on every socket of `user_id` here but `skip_connection`; how many got it."""
+        pushed = 0
+        for connection in list(self._by_user.get(user_id, {}).values()):
+            if connection.id != skip_connection and not connection.closing:
+                connection.push(text)
+                pushed += 1
+        return pushed
+
+    async def close_all(self, code: int, reason: str) -> None:
+        closes: list[Awaitable[None]] = [c.close(code, reason) for c in self]
+        await asyncio.gather(*closes, return_exceptions=True)

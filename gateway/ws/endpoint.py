@@ -1,0 +1,90 @@
+"""`GET /api/v1/ws`: the checks before the upgrade, then one socket's life from open to close."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
+
+from gateway.errors import ApiError
+from gateway.resources import SETTINGS
+from gateway.ws.connections import CLOSE_GRACE_S, Connection
+from gateway.ws.handlers import FrameHandler
+from gateway.ws.handshake import authenticate, check_origin
+from gateway.ws.service import WS, WsService
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/v1/ws"
+MAX_FRAME_BYTES = 64 * 1024
+"""The contract's limit: a larger frame closes the socket with 1009 (aiohttp does it)."""
+HEARTBEAT_S = 20.0
+"""aiohttp pings every 20 s and drops a peer whose pong is 10 s late: a dead peer is gone within
+half a minute, under the sessions' 30 s expiry."""
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, "unavailable", message)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    check_origin(request, settings)
+    user_id = authenticate(request, settings)
+    service = request.app[WS]
+    if service.stopping:
+        raise unavailable("this gateway is stopping; connect again")
+    socket = web.WebSocketResponse(
+        max_msg_size=MAX_FRAME_BYTES, heartbeat=HEARTBEAT_S, timeout=CLOSE_GRACE_S, compress=False
+    )
+    if not socket.can_prepare(request).ok:
+        raise ApiError(400, "invalid_request", "expected a WebSocket upgrade", details={"field": "headers"})
+    connection = Connection(str(user_id), socket, abort=lambda: abort(request))
+    try:
+        came_online = await attach(service, connection)
+        await socket.prepare(request)
+        connection.start_writer()
+        if came_online:
+            await service.presence.announce(connection.user_id, True)
+        await serve(service, connection, socket)
+    finally:
+        await connection.stop_writer()
+        await detach(service, connection)
+    return socket
+
+
+async def attach(service: WsService, connection: Connection) -> bool:
+    try:
+        return await service.attach(connection)
+    except (TimeoutError, RedisError, OSError) as error:
+        log.warning("cannot route frames for user %s: %r", connection.user_id, error)
+        raise unavailable("cannot open a socket now; retry") from None
+
+
+async def detach(service: WsService, connection: Connection) -> None:
+    try:
+        await service.detach(connection)
+    except (RedisError, OSError) as error:
+        log.warning("cannot forget socket %s of user %s: %r", connection.id, connection.user_id, error)
+
+
+async def serve(service: WsService, connection: Connection, socket: web.WebSocketResponse) -> None:
+    """Read frames until the socket closes (by either side, or by aiohttp for a 1009)."""
+    handler = FrameHandler(service, connection)
+    try:
+        async for message in socket:
+            if message.type is WSMsgType.TEXT:
+                await handler.receive(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await handler.refuse_binary()
+            else:
+                break
+    finally:
+        await handler.stop()
+
+
+def abort(request: web.Request) -> None:
+    """Drop a connection at once: for a client that takes no close frame (it does not read)."""
+    if request.transport is not None:
+        request.transport.abort()

@@ -1,0 +1,44 @@
+"""Who may open a socket, decided before the upgrade so that a refusal is an ordinary HTTP answer.
+
+The access token comes in `Authorization: Bearer <token>` or, for browsers (which cannot set
+headers on a WebSocket), in the `token` query parameter. A browser's `Origin` must be one of
+`ALLOWED_ORIGINS`; clients that send no `Origin` (native apps, servers) are not browsers and
+cannot be used for cross-site requests, so they pass.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import hdrs, web
+
+from config.settings import GatewaySettings
+from gateway.errors import forbidden, invalid_token, unauthenticated
+from gateway.tokens import verify_access_token
+
+BEARER = "bearer "
+
+
+def check_origin(request: web.Request, settings: GatewaySettings) -> None:
+    """403 `forbidden` for an `Origin` that is not allowed."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and origin not in settings.origin_list:
+        raise forbidden("origin not allowed")
+
+
+def access_token(request: web.Request) -> str:
+    """The token of the request: 401 `unauthenticated` without one, `invalid_token` if malformed."""
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is not None:
+        if not header.lower().startswith(BEARER) or not header[len(BEARER):].strip():
+            raise invalid_token("expected `Authorization: Bearer <token>`")
+        return header[len(BEARER):].strip()
+    token = request.query.get("token", "")
+    if not token:
+        raise unauthenticated("an access token is required")
+    return token
+
+
+def authenticate(request: web.Request, settings: GatewaySettings) -> uuid.UUID:
+    """The user the request's access token speaks for (401 otherwise)."""
+    return verify_access_token(settings, access_token(request))

@@ -1,0 +1,50 @@
+"""A short-lived cache of chat members, for `typing` frames.
+
+Typing frames come often (a client may send one every few seconds per open chat) and are worth
+little: a frame routed to a member who left a few seconds ago, or missed by one who just joined,
+harms nobody. So their membership check and fan-out read this cache; everything that is stored
+(sends, reads, syncs) asks the deciding agent or the read model itself.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+
+import asyncpg
+
+from gateway import read_store
+
+TTL_S = 5.0
+"""Long enough that a burst of typing frames costs one query, short enough to follow joins."""
+MAX_CHATS = 10_000
+"""About a megabyte of member lists at most; the least recently used chats go first."""
+
+
+class MembersCache:
+    def __init__(
+        self, pool: asyncpg.Pool, ttl_s: float = TTL_S, max_chats: int = MAX_CHATS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._ttl = ttl_s
+        self._max = max_chats
+        self._clock = clock
+        self._chats: OrderedDict[uuid.UUID, tuple[float, frozenset[str]]] = OrderedDict()
+
+    async def members(self, chat_id: uuid.UUID, *, must_include: str | None = None) -> frozenset[str]:
+        """The member ids of `chat_id`; read again if stale, or if `must_include` is not among
+        them (someone who just joined should not wait for the entry to expire)."""
+        entry = self._chats.get(chat_id)
+        now = self._clock()
+        if entry is not None and now - entry[0] < self._ttl and (must_include is None or must_include in entry[1]):
+            self._chats.move_to_end(chat_id)
+            return entry[1]
+        members = frozenset(str(u) for u in await read_store.member_ids(self._pool, chat_id))
+        self._chats[chat_id] = (now, members)
+        self._chats.move_to_end(chat_id)
+        while len(self._chats) > self._max:
+            self._chats.popitem(last=False)
+        return members

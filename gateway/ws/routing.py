@@ -1,0 +1,179 @@
+"""Frames for a user, from whichever instance has them to whichever instances hold that user's
+sockets, through one Redis pub/sub channel per user: `{prefix}deliver:<user_id>`.
+
+An instance subscribes to the channel of each user with a socket here (from the first socket's
+open to the last one's close) and publishes to the channels of the recipients of what it consumes
+from `message.delivered` (and of typing and presence frames). Redis sends each message only to
+the instances subscribed to that channel, so an instance receives its own users' frames and no
+others. A message is `<skip_connection>\\n<frame text>`: the frame is encoded once, by the
+publisher, and written as it is to every socket; a frame text never holds a raw newline.
+
+Subscribing is confirmed before a socket is answered: `acquire` returns once Redis has taken the
+SUBSCRIBE, so nothing published after a client sees its socket open is missed. Pub/sub is
+at-most-once (a message published while an instance reconnects to Redis is lost); clients
+recover with `sync`, which the contract gives them for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from gateway.ws.metrics import ROUTED
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+LISTEN_POLL_S = 1.0
+"""The listener's read timeout: how often it looks up from an idle connection."""
+RECONNECT_PAUSE_S = 0.5
+SEPARATOR = "\n"
+
+Receiver = Callable[[str, str, str | None], object]
+"""Called with (user_id, frame text, skip_connection) for every message of a subscribed channel."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One frame for every socket of one user (but `skip_connection`)."""
+
+    user_id: str
+    text: str
+    skip_connection: str | None = None
+
+
+def encode_message(text: str, skip_connection: str | None) -> str:
+    return f"{skip_connection or ''}{SEPARATOR}{text}"
+
+
+def decode_message(data: bytes | str) -> tuple[str, str | None]:
+    """(frame text, skip_connection) of a channel message."""
+    raw = data.decode() if isinstance(data, bytes) else data
+    skip, _, text = raw.partition(SEPARATOR)
+    return text, skip or None
+
+
+class UserChannels:
+    def __init__(self, redis: aioredis.Redis, prefix: str, instance_id: str, receiver: Receiver) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}deliver:"
+        self._receiver = receiver
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._own_channel = f"{self._prefix}instance:{instance_id}"
+        self._users: dict[str, int] = {}
+        """How many local sockets each subscribed user has."""
+        self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
+        """One future per SUBSCRIBE sent and not yet confirmed, in order, per channel."""
+
+    def channel(self, user_id: str) -> str:
+        return self._prefix + user_id
+
+    async def start(self) -> None:
+        """Start listening. The connection holds a channel of this instance's own, so that it
+        always has a subscription (redis-py reads nothing from a pub/sub without any); if Redis
+        is down, the listener keeps trying and the gateway starts anyway (its health says so)."""
+        self._pubsub = self._redis.pubsub()
+        self._listener = asyncio.create_task(self._listen(), name="user channels listener")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def acquire(self, user_id: str) -> None:
+        """Count one more local socket of `user_id`; subscribe to its channel for the first one.
+
+        Returns once Redis confirmed the subscription (`TimeoutError` after `SUBSCRIBE_TIMEOUT_S`).
+        """
+        assert self._pubsub is not None
+        count = self._users.get(user_id, 0)
+        self._users[user_id] = count + 1
+        channel = self.channel(user_id)
+        pending = self._confirmations.setdefault(channel, deque())
+        if count == 0:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            pending.append(future)
+            try:
+                await self._pubsub.subscribe(channel)
+            except BaseException:
+                pending.remove(future)
+                raise
+        if pending:
+            await asyncio.wait_for(asyncio.shield(pending[-1]), SUBSCRIBE_TIMEOUT_S)
+
+    async def release(self, user_id: str) -> None:
+        """Count one local socket less; unsubscribe after the last one."""
+        count = self._users.get(user_id, 0)
+        if count > 1:
+            self._users[user_id] = count - 1
+            return
+        self._users.pop(user_id, None)
+        if count == 1 and self._pubsub is not None:
+            try:
+                await self._pubsub.unsubscribe(self.channel(user_id))
+            except RedisError as error:
+                log.warning("cannot unsubscribe from %s: %r", self.channel(user_id), error)
+
+    async def publish(self, routes: Iterable[Route]) -> int:
+        """PUBLISH every route in one pipelined round trip; how many were sent."""
+        count = 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for route in routes:
+                pipe.publish(self.channel(route.user_id), encode_message(route.text, route.skip_connection))
+                count += 1
+            if count:
+                await pipe.execute()
+        return count
+
+    async def _listen(self) -> None:
+        """Read the connection until stopped; it never ends on an error, or this instance would
+        stop pushing frames while looking healthy."""
+        assert self._pubsub is not None
+        while True:
+            try:
+                if not self._pubsub.subscribed:
+                    await self._pubsub.subscribe(self._own_channel)
+                message = await self._pubsub.get_message(timeout=LISTEN_POLL_S)
+                if message is not None:
+                    self._handle(message)
+            except (RedisError, OSError) as error:
+                log.warning("user channels: %r; reconnecting", error)
+                await asyncio.sleep(RECONNECT_PAUSE_S)
+            except Exception:
+                log.exception("user channels: unexpected error; going on")
+                await asyncio.sleep(RECONNECT_PAUSE_S)
+
+    def _handle(self, message: dict[str, object]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind == "subscribe":
+            pending = self._confirmations.get(channel)
+            if pending:
+                future = pending.popleft()
+                if not future.done():
+                    future.set_result(None)
+            if pending is not None and not pending and channel.removeprefix(self._prefix) not in self._users:
+                self._confirmations.pop(channel, None)
+        elif kind == "unsubscribe":
+            if channel.removeprefix(self._prefix) not in self._users and not self._confirmations.get(channel):
+                self._confirmations.pop(channel, None)
+        elif kind == "message" and channel.startswith(self._prefix):
+            data = message["data"]
+            assert isinstance(data, (bytes, str))
+            text, skip = decode_message(data)
+            ROUTED.inc()
+            self._receiver(channel[len(self._prefix):], text, skip)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

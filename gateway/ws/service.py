@@ -1,0 +1,118 @@
+"""The WebSocket side of one gateway instance, assembled: local sockets, per-user channels,
+sessions and presence, the delivery consumer, and what a socket needs to go through them.
+
+It starts after the resources it uses (PostgreSQL, Redis, the producer, the command bus, the
+watermarks) and stops before them. On shutdown every socket is closed with 1001 first, so that
+clients reconnect elsewhere while this instance finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from config.settings import GatewaySettings
+from gateway.commands import COMMAND_BUS, CommandBus
+from gateway.consistency import WATERMARKS, ProjectionWatermarks
+from gateway.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
+from gateway.throttle import TokenBucket
+from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
+from gateway.ws.delivery import DeliveryConsumer
+from gateway.ws.members import MembersCache
+from gateway.ws.presence import Presence
+from gateway.ws.routing import UserChannels
+from gateway.ws.sessions import Session, SessionStore
+
+log = logging.getLogger(__name__)
+
+FRAME_RATE_PER_S = 40.0
+FRAME_BURST = 80
+"""Per user and instance, every frame counted. A person types far slower; a client that sends 20
+to 25 messages a second (the benchmark's busiest pairs), plus its read and typing frames, stays
+under it with room to catch up after a stall (two seconds of burst); a runaway loop does not."""
+GOING_AWAY_REASON = "going away"
+
+
+@dataclass
+class WsService:
+    settings: GatewaySettings
+    instance_id: str
+    pool: asyncpg.Pool
+    bus: CommandBus
+    watermarks: ProjectionWatermarks
+    registry: ConnectionRegistry
+    channels: UserChannels
+    presence: Presence
+    members: MembersCache
+    delivery: DeliveryConsumer
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    stopping: bool = False
+
+    async def attach(self, connection: Connection) -> bool:
+        """Before a socket opens: register it, subscribe to its user's channel (confirmed) and
+        record its session, so that the client never sees an open socket the others do not know
+        of. True if the user just came online (announce it once the socket is open)."""
+        if self.registry.add(connection):
+            self.buckets[connection.user_id] = TokenBucket(FRAME_RATE_PER_S, FRAME_BURST)
+        await self.channels.acquire(connection.user_id)
+        return await self.presence.record(Session(connection.user_id, connection.id))
+
+    async def detach(self, connection: Connection) -> None:
+        if self.registry.remove(connection):
+            self.buckets.pop(connection.user_id, None)
+        await self.channels.release(connection.user_id)
+        await self.presence.closed(Session(connection.user_id, connection.id))
+
+    def bucket(self, user_id: str) -> TokenBucket:
+        return self.buckets.setdefault(user_id, TokenBucket(FRAME_RATE_PER_S, FRAME_BURST))
+
+    async def shutdown(self) -> None:
+        """Close every socket with 1001 and stop consuming; each close is bounded, all run at once."""
+        self.stopping = True
+        await asyncio.gather(
+            self.registry.close_all(GOING_AWAY_CODE, GOING_AWAY_REASON),
+            self.delivery.stop(),
+            return_exceptions=True,
+        )
+
+    async def stop(self) -> None:
+        await self.presence.stop()
+        await self.channels.stop()
+
+
+WS = web.AppKey("ws", WsService)
+
+
+async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup_ctx: registered after the resources, commands bus and watermarks it uses."""
+    settings = app[SETTINGS]
+    registry = ConnectionRegistry()
+    channels = UserChannels(app[REDIS], settings.topic_prefix, app[INSTANCE_ID], registry.push)
+    await channels.start()
+    sessions = SessionStore(app[REDIS], settings.topic_prefix, app[INSTANCE_ID])
+    presence = Presence(sessions, channels, app[PG_POOL])
+    delivery = DeliveryConsumer(settings, channels)
+    await delivery.start()
+    presence.start()
+    app[WS] = WsService(
+        settings=settings, instance_id=app[INSTANCE_ID], pool=app[PG_POOL], bus=app[COMMAND_BUS],
+        watermarks=app[WATERMARKS], registry=registry, channels=channels, presence=presence,
+        members=MembersCache(app[PG_POOL]), delivery=delivery,
+    )
+    try:
+        yield
+    finally:
+        service = app[WS]
+        if not service.stopping:
+            await service.shutdown()
+        await service.stop()
+
+
+async def on_shutdown(app: web.Application) -> None:
+    if WS in app:
+        await app[WS].shutdown()

@@ -1,0 +1,190 @@
+"""WebSocket frames (contract v1, "WebSocket"): what a client may send, what the server sends.
+
+`parse_client_frame` turns one text frame into a `ClientFrame` or raises `FrameRefused` with the
+`error` frame's code (`invalid_request` or `unknown_type`), a message naming the first bad field
+and the `ref` to echo. Unknown extra fields are ignored, so a client may add its own (a
+`client_msg_id` on any frame is echoed as `ref` when that frame is refused). Field types are
+strict: `"seq": "5"` is refused rather than guessed at.
+
+Server frames are built here too, so that their shapes live next to the client's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal, NamedTuple
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
+
+from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
+
+INVALID_REQUEST = "invalid_request"
+UNKNOWN_TYPE = "unknown_type"
+
+
+class FrameRefused(ValueError):
+    """A client frame that gets an `error` frame back; the socket stays open."""
+
+    def __init__(self, code: str, message: str, ref: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+class ClientFrameBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+def no_nul(value: str) -> str:
+    """PostgreSQL's text cannot hold U+0000: a message with one would be acknowledged and then
+    never reach the read models, so it is refused here, where the client hears of it."""
+    if "\x00" in value:
+        raise ValueError("must not contain U+0000")
+    return value
+
+
+Text = Annotated[StrictStr, Field(min_length=1, max_length=TEXT_MAX), AfterValidator(no_nul)]
+ClientMsgId = Annotated[StrictStr, Field(min_length=1, max_length=CLIENT_MSG_ID_MAX), AfterValidator(no_nul)]
+Seq = Annotated[StrictInt, Field(ge=0)]
+
+
+class SendFrame(ClientFrameBase):
+    type: Literal["message.send"]
+    chat_id: uuid.UUID
+    client_msg_id: ClientMsgId
+    text: Text
+
+
+class EditFrame(ClientFrameBase):
+    type: Literal["message.edit"]
+    message_id: uuid.UUID
+    text: Text
+
+
+class DeleteFrame(ClientFrameBase):
+    type: Literal["message.delete"]
+    message_id: uuid.UUID
+
+
+class ReadFrame(ClientFrameBase):
+    type: Literal["read"]
+    chat_id: uuid.UUID
+    seq: Seq
+
+
+class TypingFrame(ClientFrameBase):
+    type: Literal["typing"]
+    chat_id: uuid.UUID
+
+
+class SyncFrame(ClientFrameBase):
+    type: Literal["sync"]
+    chat_id: uuid.UUID
+    after_seq: Seq
+
+
+class PingFrame(ClientFrameBase):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    SendFrame | EditFrame | DeleteFrame | ReadFrame | TypingFrame | SyncFrame | PingFrame,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+CLIENT_FRAME_TYPES = frozenset(
+    ("message.send", "message.edit", "message.delete", "read", "typing", "sync", "ping")
+)
+
+
+class ParsedFrame(NamedTuple):
+    frame: ClientFrame
+    ref: str | None
+    """What an `error` frame about this frame echoes (its `client_msg_id`, if any)."""
+
+
+def parse_client_frame(text: str | bytes) -> ParsedFrame:
+    """The frame in `text` and its ref, or `FrameRefused` saying what is wrong with it."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise FrameRefused(INVALID_REQUEST, "a frame is a JSON object", None) from None
+    if not isinstance(data, dict):
+        raise FrameRefused(INVALID_REQUEST, "a frame is a JSON object", None)
+    ref = ref_of(data)
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise FrameRefused(INVALID_REQUEST, "a frame needs a string `type`", ref)
+    if kind not in CLIENT_FRAME_TYPES:
+        raise FrameRefused(UNKNOWN_TYPE, f"unknown frame type {kind[:64]!r}", ref)
+    try:
+        return ParsedFrame(CLIENT_FRAME.validate_python(data), ref)
+    except ValidationError as error:
+        raise FrameRefused(INVALID_REQUEST, describe(error), ref) from None
+
+
+def ref_of(data: dict[str, Any]) -> str | None:
+    """What an `error` frame echoes: the frame's `client_msg_id`, if it is a plausible one."""
+    ref = data.get("client_msg_id")
+    if isinstance(ref, str) and 0 < len(ref) <= CLIENT_MSG_ID_MAX and "\x00" not in ref:
+        return ref
+    return None
+
+
+def describe(error: ValidationError) -> str:
+    """`invalid field: text (String should have at most 4000 characters)`: the first bad field.
+
+    The discriminator is the first element of pydantic's location; it names no field.
+    """
+    first = error.errors(include_url=False)[0]
+    location = [str(part) for part in first["loc"][1:]] or ["frame"]
+    return f"invalid field: {'.'.join(location)} ({first['msg']})"
+
+
+# --- server frames ------------------------------------------------------------------------------
+
+def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "ref": ref}
+
+
+def ack_frame(client_msg_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message.ack", "client_msg_id": client_msg_id, "message": message}
+
+
+def message_new_frame(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message.new", "message": message}
+
+
+def message_edited_frame(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "message.edited", "message": message}
+
+
+def message_deleted_frame(chat_id: str, message_id: str, seq: int) -> dict[str, Any]:
+    return {"type": "message.deleted", "chat_id": chat_id, "message_id": message_id, "seq": seq}
+
+
+def read_frame(chat_id: str, user_id: str, seq: int) -> dict[str, Any]:
+    return {"type": "read", "chat_id": chat_id, "user_id": user_id, "seq": seq}
+
+
+def typing_frame(chat_id: str, user_id: str) -> dict[str, Any]:
+    return {"type": "typing", "chat_id": chat_id, "user_id": user_id}
+
+
+def presence_frame(user_id: str, online: bool) -> dict[str, Any]:
+    return {"type": "presence", "user_id": user_id, "online": online}
+
+
+def sync_done_frame(chat_id: str, last_seq: int) -> dict[str, Any]:
+    return {"type": "sync.done", "chat_id": chat_id, "last_seq": last_seq}
+
+
+PONG: dict[str, Any] = {"type": "pong"}
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """The text of a server frame: compact JSON (orjson escapes control characters, so the text
+    never holds a raw newline, which `gateway.ws.routing` relies on)."""
+    return orjson.dumps(frame).decode()

@@ -1,0 +1,381 @@
+"""The WebSocket protocol end to end: real workers, two gateways, real sockets (contract v1,
+"WebSocket"). Users on different gateway instances talk both ways; a user with a socket on each
+instance gets every frame on both. Tests run in file order; the last one stops a gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from schemas import codec, topics
+from schemas.commands import Delivery
+from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, cloned_database, gateway_system, small_receive_buffer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+async def system(
+    topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str
+) -> AsyncIterator[GatewaySystem]:
+    log_dir = tmp_path_factory.mktemp("ws")
+    async with cloned_database(template_database) as database_url:
+        async with gateway_system(f"{topic_prefix}ws.", log_dir, jwt_secret, database_url) as system:
+            yield system
+
+
+def cid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def send(chat_id: uuid.UUID, text: str, client_msg_id: str | None = None) -> dict[str, Any]:
+    return {"type": "message.send", "chat_id": str(chat_id), "client_msg_id": client_msg_id or cid(), "text": text}
+
+
+def is_message(client_msg_id: str) -> Callable[[Frame], bool]:
+    return lambda f: f["message"]["client_msg_id"] == client_msg_id
+
+
+async def close_all(*clients: Client) -> None:
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+# --- the handshake ------------------------------------------------------------------------------
+
+async def test_a_bad_or_missing_token_is_refused_with_401_before_the_upgrade(system: GatewaySystem) -> None:
+    gateway = system.gateways[0]
+    for headers, params, code in [
+        ({}, {}, "unauthenticated"),
+        ({"Authorization": "Bearer not-a-jwt"}, {}, "invalid_token"),
+        ({"Authorization": "Basic abc"}, {}, "invalid_token"),
+        ({}, {"token": "not-a-jwt"}, "invalid_token"),
+    ]:
+        async with system.http.get(gateway.ws_url, headers=headers, params=params) as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == code
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await system.http.ws_connect(gateway.ws_url, headers={"Authorization": "Bearer nope"})
+    assert caught.value.status == 401
+
+
+async def test_an_expired_token_is_refused_with_401(system: GatewaySystem) -> None:
+    from gateway.tokens import issue_access_token
+
+    token, _ = issue_access_token(system.settings, uuid.uuid4(), now=time.time() - 3600)
+    async with system.http.get(system.gateways[0].ws_url, params={"token": token}) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "token_expired"
+
+
+async def test_a_token_in_the_query_opens_a_socket(system: GatewaySystem) -> None:
+    client = await system.connect(system.gateways[1], uuid.uuid4(), via_query=True)
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    await client.close()
+
+
+async def test_an_origin_not_allowed_is_refused_with_403_and_an_allowed_one_passes(system: GatewaySystem) -> None:
+    gateway = system.gateways[0]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await system.connect(gateway, uuid.uuid4(), headers={"Origin": "https://evil.example"})
+    assert caught.value.status == 403
+    allowed = system.settings.origin_list[0]
+    client = await system.connect(gateway, uuid.uuid4(), headers={"Origin": allowed})
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    await client.close()
+
+
+# --- bad frames ---------------------------------------------------------------------------------
+
+async def test_bad_frames_get_error_frames_and_the_socket_stays_open(system: GatewaySystem) -> None:
+    client = await system.connect(system.gateways[0], uuid.uuid4())
+    chat = str(uuid.uuid4())
+    cases = [
+        ("not json", "invalid_request", None),
+        ("[1, 2]", "invalid_request", None),
+        ('{"chat_id": "x"}', "invalid_request", None),
+        ('{"type": "message.shout", "client_msg_id": "u1"}', "unknown_type", "u1"),
+        ('{"type": "message.send", "chat_id": "%s", "client_msg_id": "t1", "text": ""}' % chat, "invalid_request", "t1"),
+        ('{"type": "message.send", "chat_id": "%s", "client_msg_id": "t2", "text": "%s"}' % (chat, "x" * 4001), "invalid_request", "t2"),
+        ('{"type": "read", "chat_id": "%s", "seq": "3"}' % chat, "invalid_request", None),
+    ]
+    for text, code, ref in cases:
+        await client.send_raw(text)
+        error = await client.expect("error")
+        assert (error["code"], error["ref"]) == (code, ref), text
+        assert error["message"]
+    await client.socket.send_bytes(b"\x00\x01")
+    assert (await client.expect("error"))["code"] == "invalid_request"
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    await client.close()
+
+
+async def test_a_frame_over_64_kib_closes_the_socket_with_1009(system: GatewaySystem) -> None:
+    client = await system.connect(system.gateways[1], uuid.uuid4())
+    await client.send_raw('{"type": "ping", "pad": "%s"}' % ("x" * (64 * 1024)))
+    assert await client.close_code() == 1009
+
+
+async def test_a_flood_of_frames_is_rate_limited_and_the_socket_stays_open(system: GatewaySystem) -> None:
+    client = await system.connect(system.gateways[0], uuid.uuid4())
+    for _ in range(150):
+        await client.send({"type": "ping", "client_msg_id": "p"})
+    frames = await client.drain()
+    limited = [f for f in frames if f["type"] == "error"]
+    assert limited and all((f["code"], f["ref"]) == ("rate_limited", "p") for f in limited)
+    assert 50 <= sum(f["type"] == "pong" for f in frames) < 150
+    await asyncio.sleep(0.2)
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    await client.close()
+
+
+# --- conversations ------------------------------------------------------------------------------
+
+async def test_users_on_different_instances_talk_both_ways(system: GatewaySystem) -> None:
+    a_gw, b_gw = system.gateways[:2]
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id], direct=True)
+    alice = await system.connect(a_gw, alice_id, label="alice@A")
+    bob = await system.connect(b_gw, bob_id, label="bob@B")
+
+    await alice.send(send(chat, "hello bob", "a-1"))
+    ack = await alice.expect("message.ack")
+    assert ack["client_msg_id"] == "a-1" and ack["message"]["text"] == "hello bob"
+    assert ack["message"]["seq"] == 1 and ack["message"]["sender_id"] == str(alice_id)
+    new = await bob.expect("message.new")
+    assert new["message"] == ack["message"]
+
+    await bob.send(send(chat, "hi alice", "b-1"))
+    assert (await bob.expect("message.ack"))["message"]["seq"] == 2
+    assert (await alice.expect("message.new"))["message"]["text"] == "hi alice"
+
+    assert not [f for f in await alice.drain() if f["type"] == "message.new"], "the sender gets the ack only"
+    await close_all(alice, bob)
+
+
+async def test_a_send_is_idempotent_by_client_msg_id(system: GatewaySystem) -> None:
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(system.gateways[0], alice_id)
+    await alice.send(send(chat, "once", "same"))
+    first = await alice.expect("message.ack")
+    await alice.send(send(chat, "once", "same"))
+    again = await alice.expect("message.ack")
+    assert again["message"] == first["message"]
+    await alice.close()
+
+
+async def test_a_user_with_a_socket_on_each_instance_gets_every_frame_on_both(system: GatewaySystem) -> None:
+    a_gw, b_gw = system.gateways[:2]
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice_a = await system.connect(a_gw, alice_id, label="alice@A")
+    alice_b = await system.connect(b_gw, alice_id, label="alice@B")
+    bob = await system.connect(a_gw, bob_id, label="bob@A")
+
+    await alice_a.send(send(chat, "from A", "x-1"))
+    ack = await alice_a.expect("message.ack")
+    assert (await alice_b.expect("message.new"))["message"] == ack["message"]
+    assert (await bob.expect("message.new"))["message"] == ack["message"]
+
+    await bob.send(send(chat, "to both", "y-1"))
+    for client in (alice_a, alice_b):
+        assert (await client.expect("message.new"))["message"]["text"] == "to both"
+
+    await alice_b.send(send(chat, "from B", "x-2"))
+    await alice_b.expect("message.ack")
+    assert (await alice_a.expect("message.new", is_message("x-2")))["message"]["seq"] == 3
+    await bob.expect("message.new", is_message("x-2"))
+
+    own_news = [f for f in await alice_a.drain() if f["type"] == "message.new" and f["message"]["client_msg_id"] == "x-1"]
+    assert own_news == [], "the sending socket gets message.ack, not message.new"
+    await close_all(alice_a, alice_b, bob)
+
+
+async def test_edit_delete_and_read_reach_every_member(system: GatewaySystem) -> None:
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(system.gateways[0], alice_id, label="alice")
+    bob = await system.connect(system.gateways[1], bob_id, label="bob")
+    await alice.send(send(chat, "typo", "e-1"))
+    message = (await alice.expect("message.ack"))["message"]
+    await bob.expect("message.new")
+
+    await bob.send({"type": "message.edit", "message_id": message["id"], "text": "not mine", "client_msg_id": "nope"})
+    assert (await bob.expect("error"))["code"] == "forbidden"
+
+    await alice.send({"type": "message.edit", "message_id": message["id"], "text": "fixed"})
+    for client in (alice, bob):
+        edited = (await client.expect("message.edited"))["message"]
+        assert (edited["id"], edited["text"], edited["seq"]) == (message["id"], "fixed", 1)
+        assert edited["edited_at"] is not None
+
+    await bob.send({"type": "read", "chat_id": str(chat), "seq": 1})
+    for client in (alice, bob):
+        read = await client.expect("read")
+        assert read == {"type": "read", "chat_id": str(chat), "user_id": str(bob_id), "seq": 1}
+
+    await alice.send({"type": "message.delete", "message_id": message["id"]})
+    for client in (alice, bob):
+        deleted = await client.expect("message.deleted")
+        assert deleted == {"type": "message.deleted", "chat_id": str(chat), "message_id": message["id"], "seq": 1}
+
+    await alice.send({"type": "message.edit", "message_id": str(uuid.uuid4()), "text": "ghost"})
+    assert (await alice.expect("error"))["code"] == "not_found"
+    await close_all(alice, bob)
+
+
+async def test_typing_reaches_the_other_members_and_is_not_stored(system: GatewaySystem) -> None:
+    alice_id, bob_id, carol_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id, carol_id])
+    alice = await system.connect(system.gateways[0], alice_id, label="alice")
+    bob = await system.connect(system.gateways[1], bob_id, label="bob")
+    carol = await system.connect(system.gateways[0], carol_id, label="carol")
+    await alice.send({"type": "typing", "chat_id": str(chat)})
+    expected = {"type": "typing", "chat_id": str(chat), "user_id": str(alice_id)}
+    assert await bob.expect("typing") == expected
+    assert await carol.expect("typing") == expected
+    assert not [f for f in await alice.drain() if f["type"] == "typing"]
+    await alice.send({"type": "sync", "chat_id": str(chat), "after_seq": 0})
+    assert (await alice.expect("sync.done"))["last_seq"] == 0
+    await close_all(alice, bob, carol)
+
+
+async def test_a_new_chat_reaches_its_members_as_chat_updated(system: GatewaySystem) -> None:
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    alice = await system.connect(system.gateways[0], alice_id)
+    bob = await system.connect(system.gateways[1], bob_id)
+    chat = await system.create_chat(alice_id, [bob_id])
+    for client in (alice, bob):
+        updated = (await client.expect("chat.updated"))["chat"]
+        assert updated["id"] == str(chat)
+        assert {m["user_id"]: m["role"] for m in updated["members"]} == {str(alice_id): "owner", str(bob_id): "member"}
+    await close_all(alice, bob)
+
+
+async def test_presence_follows_the_first_and_the_last_socket_across_instances(system: GatewaySystem) -> None:
+    dave_id, erin_id = uuid.uuid4(), uuid.uuid4()
+    await system.create_chat(dave_id, [erin_id])
+    dave = await system.connect(system.gateways[0], dave_id, label="dave")
+
+    def erin_is(online: bool) -> Callable[[Frame], bool]:
+        return lambda f: f["user_id"] == str(erin_id) and f["online"] is online
+
+    erin_a = await system.connect(system.gateways[0], erin_id)
+    await dave.expect("presence", erin_is(True))
+    erin_b = await system.connect(system.gateways[1], erin_id)
+    await erin_a.close()
+    await asyncio.sleep(0.5)
+    assert not [f for f in await dave.drain() if f["type"] == "presence"], "erin was online all along"
+    await erin_b.close()
+    await dave.expect("presence", erin_is(False))
+    await dave.close()
+
+
+async def test_a_non_member_is_forbidden(system: GatewaySystem) -> None:
+    alice_id, bob_id, mallory_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    mallory = await system.connect(system.gateways[1], mallory_id)
+    frames: list[dict[str, Any]] = [
+        send(chat, "let me in", "m-1"),
+        {"type": "read", "chat_id": str(chat), "seq": 1, "client_msg_id": "m-2"},
+        {"type": "typing", "chat_id": str(chat), "client_msg_id": "m-3"},
+        {"type": "sync", "chat_id": str(chat), "after_seq": 0, "client_msg_id": "m-4"},
+    ]
+    for frame in frames:
+        await mallory.send(frame)
+        error = await mallory.expect("error")
+        assert (error["code"], error["ref"]) == ("forbidden", frame["client_msg_id"])
+    await mallory.close()
+
+
+async def test_reconnect_and_sync_returns_every_missed_message_in_order_once(system: GatewaySystem) -> None:
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(system.gateways[0], alice_id)
+    bob = await system.connect(system.gateways[1], bob_id)
+    await alice.send(send(chat, "seen"))
+    await alice.expect("message.ack")
+    seen = (await bob.expect("message.new"))["message"]["seq"]
+    await bob.close()
+
+    sent = []
+    for i in range(12):
+        await alice.send(send(chat, f"missed {i}", f"m{i}"))
+    for _ in range(12):
+        sent.append((await alice.expect("message.ack"))["message"])
+
+    bob = await system.connect(system.gateways[1], bob_id)
+    await bob.send({"type": "sync", "chat_id": str(chat), "after_seq": seen})
+    done = await bob.expect("sync.done")
+    synced = [f["message"] for f in bob.inbox if f["type"] == "message.new"]
+    assert [m["seq"] for m in synced] == list(range(seen + 1, seen + 13))
+    assert sorted(synced, key=lambda m: m["seq"]) == sorted(sent, key=lambda m: m["seq"])
+    assert done == {"type": "sync.done", "chat_id": str(chat), "last_seq": seen + 12}
+    await close_all(alice, bob)
+
+
+# --- a slow consumer, and stopping -------------------------------------------------------------
+
+async def flood(system: GatewaySystem, user_id: uuid.UUID, records: int, size: int) -> None:
+    """`records` big frames for `user_id`, written to message.delivered as the streams would."""
+    topic = system.settings.topic(topics.MESSAGE_DELIVERED.name)
+    for i in range(records):
+        frame = {"type": "message.new", "message": {"text": uuid.uuid4().hex * (size // 32), "n": i}}
+        value = codec.dumps(Delivery(recipient_id=user_id, frame=frame))
+        await system.producer.send(topic, value, key=str(user_id).encode())
+    await system.producer.flush()
+
+
+async def test_a_socket_that_never_reads_is_closed_and_delays_nobody(system: GatewaySystem) -> None:
+    a_gw, b_gw = system.gateways[:2]
+    slow_id, alice_id, bob_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer(4096))
+    async with aiohttp.ClientSession(connector=connector) as slow_http:
+        socket = await slow_http.ws_connect(a_gw.ws_url, headers={"Authorization": f"Bearer {system.token(slow_id)}"})
+        slow = Client(slow_id, socket, "slow")
+        bob = await system.connect(a_gw, bob_id, label="bob@A")
+        alice = await system.connect(b_gw, alice_id, label="alice@B")
+        closes_before = a_gw.metric("gateway_ws_slow_closes_total")
+
+        for _ in range(20):
+            await flood(system, slow_id, 200, 8192)
+            started = time.perf_counter()
+            await alice.send(send(chat, "still fast?"))
+            await bob.expect("message.new")
+            assert time.perf_counter() - started < 2.0, "another user's delivery was held up"
+            if a_gw.metric("gateway_ws_slow_closes_total") > closes_before:
+                break
+        else:
+            raise AssertionError("the slow socket was never closed")
+        assert await slow.close_code() == 4008
+        await close_all(alice, bob)
+
+
+async def test_sigterm_closes_sockets_with_1001_and_the_gateway_exits_within_10_s(system: GatewaySystem) -> None:
+    gateway = await system.start_gateway("gw-stop")
+    clients = [await system.connect(gateway, uuid.uuid4()) for _ in range(3)]
+    started = time.monotonic()
+    gateway.process.popen.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(c.close_code() for c in clients))
+    assert codes == [1001, 1001, 1001]
+    code = await asyncio.to_thread(gateway.process.popen.wait, 10)
+    assert time.monotonic() - started < 10
+    assert code == 0, gateway.process.log()[-3000:]
+    system.gateways.remove(gateway)
+
+
+def test_logs_hold_no_traceback(system: GatewaySystem) -> None:
+    for gateway in system.gateways:
+        assert "Traceback" not in gateway.process.log(), gateway.process.log()[-4000:]
