@@ -42,8 +42,12 @@ class StreamsSystem:
 
 
 @asynccontextmanager
-async def streams_system(prefix: str, log_dir: Path, jwt_secret: str, partitions: int = 4) -> AsyncIterator[StreamsSystem]:
+async def streams_system(
+    prefix: str, log_dir: Path, jwt_secret: str, partitions: int = 4, database_url: str | None = None
+) -> AsyncIterator[StreamsSystem]:
     settings = GatewaySettings(topic_prefix=prefix, topic_partitions=partitions, jwt_secret=jwt_secret)
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
     await create_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker_list, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()

@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gateway.commands import CommandTimeout
@@ -15,7 +16,8 @@ from schemas import topics
 from schemas.commands import CreateChat, SendMessage
 from schemas.events import Event
 from tests.integration.streams_harness import StreamsSystem, streams_system
-from tests.kafka_tools import read_events, read_topic
+from tests.e2e.workers import start_worker, worker_env
+from tests.kafka_tools import eventually, read_events, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +68,13 @@ def assert_exactly_once_and_gapless(events: list[Event], chats: list[uuid.UUID],
         assert seqs == list(range(1, len(seqs) + 1)), chat_id
 
 
-async def test_kill_9_while_messages_flow_loses_and_doubles_nothing(topic_prefix: str, tmp_path: Path, jwt_secret: str) -> None:
-    async with streams_system(f"{topic_prefix}crash.", tmp_path, jwt_secret) as system:
+async def test_kill_9_while_messages_flow_loses_and_doubles_nothing(
+    topic_prefix: str, tmp_path: Path, jwt_secret: str, database_url: str
+) -> None:
+    prefix = f"{topic_prefix}crash."
+    async with streams_system(prefix, tmp_path, jwt_secret, database_url=database_url) as system:
         worker = system.start_worker()
+        projections = start_worker("projections", worker_env(prefix, database_url, 4, tmp_path / "faust"), tmp_path)
         alice = uuid.uuid4()
         chats = [await new_group(system, alice, [uuid.uuid4()]) for _ in range(3)]
         acked: list[dict[str, object]] = []
@@ -82,6 +88,19 @@ async def test_kill_9_while_messages_flow_loses_and_doubles_nothing(topic_prefix
         events = await read_events(system.settings, system.settings.topic("message.events"))
         assert_exactly_once_and_gapless(events, chats, acked)
         assert len([e for e in events if e.type == "message.sent"]) == 900
+        rows = await eventually(lambda: read_model_messages(database_url, 900), timeout=60)
+        projections.stop()
+        assert sorted(str(m["id"]) for m in acked) == sorted(rows)
+
+
+async def read_model_messages(database_url: str, expected: int) -> list[str] | None:
+    """The ids of the messages in the read model, once there are `expected` of them."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT id::text FROM messages")
+    finally:
+        await conn.close()
+    return [r["id"] for r in rows] if len(rows) >= expected else None
 
 
 async def test_two_workers_and_a_rebalance_mid_flow_give_the_same_result(topic_prefix: str, tmp_path: Path, jwt_secret: str) -> None:
