@@ -1,9 +1,122 @@
-"""The projections worker's Faust app: `python -m projections worker` runs it."""
+"""The projections worker's Faust app: `python -m projections worker` runs it.
+
+One agent per projection reads its event topic as raw bytes (a bad record must reach the
+projection, which counts and skips it, rather than fail in Faust's deserializer), with
+concurrency 1 and batches from `take_events`. Besides Faust's views and `/healthz`, `/metrics`,
+the worker serves its lag at `/projections/lag`.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, NoReturn, cast
+
+import faust
+from faust.types import EventT, StreamT
+from faust.web import Request, Response, View
+from mode.types.signals import BaseSignalT
+
 from config.settings import WorkerSettings, load
 from config.worker import make_app
+from projections.catalogue import PROJECTIONS
+from projections.model import Projection, Record
+from projections.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN = 0.01
+"""Seconds a batch waits to fill: a short wait, since the gateway waits on the NOTIFY that follows."""
+WATCH_INTERVAL = 5.0
 
 settings = load(WorkerSettings)
 app = make_app("messenger-projections", settings)
+runtime = Runtime(settings)
+
+
+def event_topic(projection: Projection) -> faust.TopicT:
+    return app.topic(
+        settings.topic(projection.topic.name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+def records_of(events: Sequence[EventT[bytes]]) -> list[Record]:
+    return [Record(e.message.partition, e.message.offset, e.message.value) for e in events]
+
+
+EXIT_CANNOT_APPLY = 75
+"""EX_TEMPFAIL: the worker may be started again once PostgreSQL is back."""
+
+
+def stop_worker(projection: Projection, error: Exception) -> NoReturn:
+    """End the process at once, leaving the batch in hand unacked and uncommitted.
+
+    Not `app.crash()`: Faust's orderly shutdown stops the agents before the consumer, the batch
+    a stopped agent held is acked as it unwinds, and the consumer commits it on its way out, so
+    the records would be skipped after a restart (seen in practice). `projection_offsets` is
+    written with the rows, so dying here loses nothing: the next worker starts from there.
+    """
+    log.critical(
+        "%s projection cannot apply a batch, stopping the worker (exit %d): %r",
+        projection.name, EXIT_CANNOT_APPLY, error, exc_info=error,
+    )
+    logging.shutdown()
+    os._exit(EXIT_CANNOT_APPLY)
+
+
+def add_agent(projection: Projection) -> None:
+    async def project(stream: StreamT[bytes]) -> None:
+        batches = cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN)
+        async for events in batches:
+            try:
+                await runtime.apply(projection, records_of(events))
+            except Exception as error:  # GaveUp, or anything unforeseen: never ack what was not applied
+                stop_worker(projection, error)
+
+    project.__qualname__ = project.__name__ = f"{projection.name}_projection"
+    app.agent(event_topic(projection), name=f"projections.{projection.name}", concurrency=1)(project)
+
+
+for _projection in PROJECTIONS.values():
+    add_agent(_projection)
+
+
+async def take_lock() -> None:
+    """Hold the read-models lock from the start, so a rebuild refuses even before the first batch."""
+    try:
+        await runtime.writer_pool()
+    except Exception as error:  # the first batch tries again, with retries
+        log.warning("cannot take the read-models lock yet: %r", error)
+
+
+app.task(take_lock)
+
+
+@app.page("/projections/lag")
+class Lag(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(await runtime.lag_report())
+
+
+async def watch() -> None:
+    """Keep the lag gauge fresh and fill the holes Faust's commits may leave."""
+    try:
+        await runtime.lag_report()
+        assigned = app.assignor.assigned_actives() if app.assignor else set()
+        await runtime.repair(app.conf.id, {(tp.topic, tp.partition) for tp in assigned})
+    except Exception as error:  # tried again at the next tick
+        log.warning("projections watch failed: %r", error)
+
+
+app.timer(WATCH_INTERVAL)(watch)
+
+
+@app.on_before_shutdown.connect
+async def close_watch(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+    await runtime.close_reader()

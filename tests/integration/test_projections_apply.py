@@ -60,7 +60,9 @@ async def test_users_registered_and_profile_updated(conn: asyncpg.Connection) ->
     await apply_log(conn, USERS, log)
 
     rows = {r["username"]: dict(r) for r in await conn.fetch("SELECT * FROM users")}
-    assert rows["ann"] == {"id": ann, "username": "ann", "display_name": "Annie", "bio": "hello", "created_at": T0 + timedelta(milliseconds=1)}
+    assert rows["ann"] == {
+        "id": ann, "username": "ann", "display_name": "Annie", "bio": "hello", "created_at": T0 + timedelta(milliseconds=1)
+    }
     assert rows["bob"]["display_name"] == "Bob B" and rows["bob"]["bio"] == ""
     hashes = {r["user_id"]: r["password_hash"] for r in await conn.fetch("SELECT * FROM user_credentials")}
     assert hashes == {ann: "$argon2id$v=19$m=65536,t=3,p=4$ann", bob: "$argon2id$v=19$m=65536,t=3,p=4$bob"}
@@ -87,9 +89,12 @@ async def test_chat_created_members_added_removed_and_roles(conn: asyncpg.Connec
     await apply_log(conn, CHATS, log)
 
     chats = {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM chats")}
-    assert chats[chat] == {"id": chat, "type": "group", "title": "trip", "created_by": ann, "created_at": T0 + timedelta(milliseconds=1)}
+    assert chats[chat] == {
+        "id": chat, "type": "group", "title": "trip", "created_by": ann, "created_at": T0 + timedelta(milliseconds=1)
+    }
     assert chats[direct]["type"] == "direct" and chats[direct]["title"] is None
-    members = {r["user_id"]: (r["role"], r["joined_at"]) for r in await conn.fetch("SELECT * FROM chat_members WHERE chat_id = $1", chat)}
+    rows = await conn.fetch("SELECT * FROM chat_members WHERE chat_id = $1", chat)
+    members = {r["user_id"]: (r["role"], r["joined_at"]) for r in rows}
     assert members == {
         ann: ("owner", T0 + timedelta(milliseconds=1)),
         bob: ("admin", T0 + timedelta(milliseconds=1)),
@@ -129,7 +134,9 @@ async def test_messages_sent_move_activity_and_unread_counts(conn: asyncpg.Conne
     assert rows[0]["id"] == first and rows[0]["created_at"] == T0 + timedelta(milliseconds=2)
     assert all(r["edited_at"] is None and not r["deleted"] for r in rows)
     activity = await conn.fetchrow("SELECT * FROM chat_activity")
-    assert dict(activity) == {"chat_id": chat, "last_seq": 3, "last_message_id": last, "last_activity_at": T0 + timedelta(milliseconds=4)}
+    assert dict(activity) == {
+        "chat_id": chat, "last_seq": 3, "last_message_id": last, "last_activity_at": T0 + timedelta(milliseconds=4)
+    }
     assert await markers(conn, chat) == {ann: (3, 0), bob: (2, 1), cid: (0, 3)}
 
 

@@ -41,11 +41,14 @@ async def create_event_topics(topic_prefix: str, database_url: str, name: str) -
     return settings
 
 
-async def delete_event_topics(settings: CommonSettings) -> None:
+async def delete_event_topics(settings: CommonSettings, *others: str) -> None:
+    """Delete the event topics of `settings`, and the topics `others` (logical names) if they exist."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
     await admin.start()
     try:
-        await admin.delete_topics([settings.topic(t.name) for t in topics.EVENT_TOPICS])
+        existing = set(await admin.list_topics())
+        names = [settings.topic(t.name) for t in topics.EVENT_TOPICS] + [settings.topic(o) for o in others]
+        await admin.delete_topics([n for n in names if n in existing])
     finally:
         await admin.close()
 

@@ -43,7 +43,7 @@ EXIT_CANNOT_APPLY = 75
 async def settings(topic_prefix: str, database_url: str) -> AsyncIterator[CommonSettings]:
     settings = await create_event_topics(topic_prefix, database_url, "worker")
     yield settings
-    await delete_event_topics(settings)
+    await delete_event_topics(settings, "messenger-projections-__assignor-__leader")
 
 
 @pytest.fixture
@@ -113,7 +113,11 @@ async def test_the_worker_applies_the_events_reports_lag_and_matches_a_rebuild(
         assert all(c.rows > 0 for c in live)
         messages = report["projections"]["messages"]
         assert messages["topic"] == settings.topic("message.events")
-        ends = {f"messages:{messages['topic']}:{p}": str(s["end_offset"]) for p, s in messages["partitions"].items() if s["end_offset"]}
+        ends = {
+            f"messages:{messages['topic']}:{p}": str(s["end_offset"])
+            for p, s in messages["partitions"].items()
+            if s["end_offset"]
+        }
         assert await last_notified(notified, ends) == ends
         metrics = (await asyncio.to_thread(worker.get, "/metrics")).decode()
         assert 'projection_bad_records_total{projection="users",reason="malformed"} 1.0' in metrics

@@ -19,15 +19,20 @@ from projections.retry import GaveUp, with_retries
 from projections.runtime import PartitionLag, lag_json
 from projections.topic_reader import Span
 from projections.users import USERS
-from schemas.events import MessageSent, UserRegistered, encode_event, new_event
+from schemas.events import MessageSent, Payload, UserRegistered, encode_event, new_event
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def encoded(payload: Payload, aggregate: uuid.UUID) -> bytes:
+    event = new_event(payload, aggregate_id=aggregate, event_id=uuid.uuid4(), actor_id=None, correlation_id=None, occurred_at=AT)
+    return encode_event(event)
 
 
 def registered(username: str = "ann") -> bytes:
     user = uuid.uuid4()
     payload = UserRegistered(user_id=user, username=username, display_name="Ann", password_hash="h")
-    return encode_event(new_event(payload, aggregate_id=user, event_id=uuid.uuid4(), actor_id=None, correlation_id=None, occurred_at=AT))
+    return encoded(payload, user)
 
 
 def test_new_records_skip_what_is_below_next_offset_and_repeats() -> None:
@@ -83,8 +88,7 @@ def test_a_good_record_gives_the_statement_parameters_in_order() -> None:
     payload = MessageSent(
         message_id=message, chat_id=chat, seq=4, sender_id=sender, text="hi", client_msg_id="c", recipients=[sender]
     )
-    value = encode_event(new_event(payload, aggregate_id=chat, event_id=uuid.uuid4(), actor_id=None, correlation_id=None, occurred_at=AT))
-    assert to_params(MESSAGES, Record(0, 0, value)) == ("message.sent", chat, message, 4, sender, "hi", "c", [sender], AT)
+    assert to_params(MESSAGES, Record(0, 0, encoded(payload, chat))) == ("message.sent", chat, message, 4, sender, "hi", "c", [sender], AT)
 
 
 def test_every_projection_reads_its_own_topic_into_its_own_tables() -> None:

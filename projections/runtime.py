@@ -1,0 +1,196 @@
+"""What the projection agents of one worker share: the lock, a pool, retries, holes, the lag.
+
+Everything is made on first use, inside the worker's event loop. Before writing, the worker holds
+the read-models lock in shared mode (see `projections.locks`), so no rebuild runs beside it.
+
+`projection_offsets`, not the consumer group, says what was applied. Faust acks the batch of an
+agent stopped in the middle of it (a shutdown, a rebalance) as the agent unwinds, and may commit
+it: the records would then never come again. So a batch whose first record lies after a
+partition's `next_offset` is applied only after the records in between, read straight from
+Kafka, and the watch timer fills the same holes where no new record shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from config.settings import CommonSettings
+from projections.apply import BatchOutcome, OffsetGap, advance_offsets, apply_records
+from projections.catalogue import PROJECTIONS
+from projections.locks import hold_shared
+from projections.metrics import LAG
+from projections.model import Projection, Record
+from projections.retry import with_retries
+from projections.topic_reader import Span, TopicMissing, TopicReader
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 4
+"""One connection per projection agent (each runs with concurrency 1), one for the watch timer."""
+FILL_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    end_offset: int
+    next_offset: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end_offset - self.next_offset)
+
+
+def lag_json(topics: dict[str, str], lags: dict[str, dict[int, PartitionLag]]) -> dict[str, Any]:
+    """The JSON of `/projections/lag`: per projection, its topic, total lag and partitions."""
+    projections = {
+        name: {
+            "topic": topics[name],
+            "lag": sum(p.lag for p in partitions.values()),
+            "partitions": {
+                str(n): {"end_offset": p.end_offset, "next_offset": p.next_offset, "lag": p.lag}
+                for n, p in sorted(partitions.items())
+            },
+        }
+        for name, partitions in lags.items()
+    }
+    return {"lag": sum(p["lag"] for p in projections.values()), "projections": projections}
+
+
+class Runtime:
+    def __init__(self, settings: CommonSettings) -> None:
+        self.settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._lock_conn: asyncpg.Connection | None = None
+        self._reader: TopicReader | None = None
+        self._making = asyncio.Lock()
+        self._locking = asyncio.Lock()  # apart: waiting out a rebuild must not hold up the lag page
+
+    def topic(self, projection: Projection) -> str:
+        return self.settings.topic(projection.topic.name)
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._making:
+            if self._pool is None:
+                url = self.settings.database_url
+                self._pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE)
+            return self._pool
+
+    async def writer_pool(self) -> asyncpg.Pool:
+        """The pool, once this worker holds the read-models lock (taken again if its connection died)."""
+        async with self._locking:
+            if self._lock_conn is None or self._lock_conn.is_closed():
+                self._lock_conn = await hold_shared(self.settings.database_url)
+        return await self.pool()
+
+    async def reader(self) -> TopicReader:
+        async with self._making:
+            if self._reader is None:
+                reader = TopicReader(self.settings.broker_list)
+                await reader.start()
+                self._reader = reader
+            return self._reader
+
+    async def close(self) -> None:
+        await self.close_reader()
+        if self._pool is not None:
+            await self._pool.close()
+        if self._lock_conn is not None:
+            await self._lock_conn.close()
+
+    async def close_reader(self) -> None:
+        """Close the Kafka clients of the watch; the database connections end with the process,
+        after the agents (an agent may still be finishing a batch when the app stops)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.close()
+
+    async def apply(self, projection: Projection, records: list[Record]) -> BatchOutcome:
+        """Apply a batch of the live stream, filling first any hole before it; `GaveUp` if the
+        database keeps failing."""
+        topic = self.topic(projection)
+        while True:
+            try:
+                return await with_retries(
+                    lambda: self._apply_once(projection, topic, records, contiguous=True),
+                    f"{projection.name} projection",
+                )
+            except OffsetGap as gap:
+                log.warning(
+                    "%s projection: records missing on %s, reading them again: %s", projection.name, topic, gap
+                )
+                await self.fill(projection, topic, gap)
+
+    async def _apply_once(
+        self, projection: Projection, topic: str, records: list[Record], contiguous: bool
+    ) -> BatchOutcome:
+        pool = await self.writer_pool()
+        async with pool.acquire() as conn:
+            return await apply_records(conn, projection, topic, records, contiguous=contiguous)
+
+    async def fill(self, projection: Projection, topic: str, gap: OffsetGap) -> None:
+        """Apply the records of the hole straight from Kafka, then mark the hole done."""
+        spans = {gap.partition: Span(gap.expected, gap.first)}
+        async with TopicReader(self.settings.broker_list) as reader:
+            async with aclosing(reader.read(topic, spans, FILL_BATCH)) as batches:
+                async for batch in batches:
+                    await with_retries(
+                        lambda: self._apply_once(projection, topic, batch, contiguous=False),
+                        f"{projection.name} projection (hole)",
+                    )
+        await with_retries(lambda: self._advance(projection, topic, gap.partition, gap.first), "advance")
+
+    async def _advance(self, projection: Projection, topic: str, partition: int, offset: int) -> None:
+        pool = await self.writer_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await advance_offsets(conn, projection.name, topic, {partition: offset})
+
+    async def repair(self, group_id: str, assigned: set[tuple[str, int]]) -> None:
+        """Fill the holes behind the offsets `group_id` committed, on the partitions in `assigned`."""
+        reader = await self.reader()
+        committed = await reader.committed(group_id)
+        stored = await self.stored_offsets()
+        by_topic = {self.topic(p): p for p in PROJECTIONS.values()}
+        for (topic, partition), offset in sorted(committed.items()):
+            projection = by_topic.get(topic)
+            if projection is None or (topic, partition) not in assigned:
+                continue
+            expected = stored.get((projection.name, topic, partition), 0)
+            if offset > expected:
+                log.warning(
+                    "%s projection: %s[%d] committed up to %d but applied up to %d: filling the hole",
+                    projection.name, topic, partition, offset, expected,
+                )
+                await self.fill(projection, topic, OffsetGap(partition, expected, offset))
+
+    async def stored_offsets(self) -> dict[tuple[str, str, int], int]:
+        pool = await self.pool()
+        rows = await pool.fetch("SELECT projection, topic, partition, next_offset FROM projection_offsets")
+        return {(r["projection"], r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def lags(self) -> dict[str, dict[int, PartitionLag]]:
+        """Per projection and partition: the topic's end offset and the projection's next_offset."""
+        reader = await self.reader()
+        stored = await self.stored_offsets()
+        result: dict[str, dict[int, PartitionLag]] = {}
+        for name, projection in PROJECTIONS.items():
+            topic = self.topic(projection)
+            try:
+                ends = await reader.end_offsets(topic, await reader.partitions(topic))
+            except TopicMissing:
+                ends = {}
+            result[name] = {p: PartitionLag(end, stored.get((name, topic, p), 0)) for p, end in ends.items()}
+        return result
+
+    async def lag_report(self) -> dict[str, Any]:
+        """The lag as JSON, also set on the `projection_lag_events` gauge."""
+        lags = await self.lags()
+        for name, partitions in lags.items():
+            for partition, lag in partitions.items():
+                LAG.labels(name, str(partition)).set(lag.lag)
+        return lag_json({name: self.topic(p) for name, p in PROJECTIONS.items()}, lags)

@@ -1,0 +1,50 @@
+"""The users projection: `user.events` into `users` and `user_credentials`."""
+
+from __future__ import annotations
+
+from projections.model import Params, Projection, Table, UnexpectedEvent
+from schemas.events import Event, ProfileUpdated, UserRegistered
+from schemas.topics import USER_EVENTS
+
+STATEMENT = """
+WITH registered AS (
+    INSERT INTO users (id, username, display_name, bio, created_at)
+    SELECT $2::uuid, $3::text, $4::text, coalesce($5::text, ''), $7::timestamptz
+    WHERE $1::text = 'user.registered'
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), credentials AS (
+    INSERT INTO user_credentials (user_id, password_hash)
+    SELECT id, $6::text FROM registered
+    ON CONFLICT DO NOTHING
+)
+UPDATE users
+SET display_name = coalesce($4, display_name), bio = coalesce($5, bio)
+WHERE $1 = 'user.profile_updated' AND id = $2
+"""
+"""$1 type, $2 user_id, $3 username, $4 display_name, $5 bio, $6 password_hash, $7 occurred_at.
+
+A registration whose id or username is taken changes nothing, credentials included; a profile
+update sets only the fields it carries.
+"""
+
+
+def params(event: Event) -> Params:
+    payload = event.payload
+    if isinstance(payload, UserRegistered):
+        return (
+            event.type, payload.user_id, payload.username, payload.display_name, payload.bio,
+            payload.password_hash, event.occurred_at,
+        )
+    if isinstance(payload, ProfileUpdated):
+        return (event.type, payload.user_id, None, payload.display_name, payload.bio, None, event.occurred_at)
+    raise UnexpectedEvent(event.type)
+
+
+USERS = Projection(
+    name="users",
+    topic=USER_EVENTS,
+    tables=(Table("users", ("id",)), Table("user_credentials", ("user_id",))),
+    statement=STATEMENT,
+    params=params,
+)
