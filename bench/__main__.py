@@ -69,8 +69,15 @@ def gateway_pid(given: int | None) -> int | None:
     return int(pid_file.read_text()) if pid_file.exists() else None
 
 
+def save(results: dict[str, Any], path: Path) -> None:
+    """Written after every stage, so that a long run that is stopped still leaves what it measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+
+
 async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
+    print("measuring the floors", flush=True)
     results["floors"] = {k: v.as_dict() for k, v in (await measure_floors(
         [args.kafka], args.database_url, sizes.floor_samples)).items()}
     client = Client(args.base_url)
@@ -78,17 +85,30 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     try:
         users = await client.users(f"b{tag}_", max(sizes.users, sizes.fanout_members + 1, sizes.connection_users))
         pair_users = users[: sizes.users - sizes.users % 2]
+        save(results, args.json)
+        print("latency", flush=True)
         results["latency"] = await scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages)
-        results["throughput"] = [
-            await scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds) for rate in sizes.throughput_rates
-        ]
+        save(results, args.json)
+        print("throughput", flush=True)
+        results["throughput"] = []
+        for rate in sizes.throughput_rates:
+            results["throughput"].append(await scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds))
+            save(results, args.json)
+            if not results["throughput"][-1]["held"]:
+                break
+        save(results, args.json)
+        print("fan-out", flush=True)
         results["fanout"] = await scenarios.fanout(
             client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate)
+        save(results, args.json)
+        print("connections", flush=True)
         results["connections"] = await scenarios.connections(
             client, users[: sizes.connection_users], sizes.connections, gateway_pid(args.gateway_pid), probe_messages=200 if not args.smoke else 10)
     finally:
         await client.close()
+    save(results, args.json)
     if not args.no_rebuild:
+        print("rebuild", flush=True)
         results["rebuild"] = measure_rebuild(ROOT)
     return results
 
@@ -110,8 +130,7 @@ def main(argv: list[str]) -> int:
     ensure_running(args.base_url)
     results = asyncio.run(run(args, SMOKE if args.smoke else FULL))
     print(render(results))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    save(results, args.json)
     print(f"\nwritten to {args.json}")
     return 0
 

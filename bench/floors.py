@@ -18,6 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.stats import Summary, summarize
 
+FLOOR_WAIT_S = 10.0
+"""One round trip that takes longer is a broken broker, not a floor: stop instead of hanging."""
+
 
 async def kafka_round_trip(brokers: list[str], count: int) -> Summary:
     topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
@@ -29,6 +32,7 @@ async def kafka_round_trip(brokers: list[str], count: int) -> Summary:
     await producer.start()
     await consumer.start()
     tp = TopicPartition(topic, 0)
+    await producer.send_and_wait(topic, b"warm-up", partition=0)
     consumer.assign([tp])
     await consumer.seek_to_end(tp)
     await consumer.position(tp)
@@ -37,10 +41,7 @@ async def kafka_round_trip(brokers: list[str], count: int) -> Summary:
         for i in range(count):
             started = time.perf_counter()
             await producer.send_and_wait(topic, str(i).encode(), partition=0)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                if any(r.value == str(i).encode() for r in batch.get(tp, [])):
-                    break
+            await asyncio.wait_for(receive(consumer, tp, str(i).encode()), FLOOR_WAIT_S)
             samples.append(time.perf_counter() - started)
     finally:
         await producer.stop()
@@ -48,6 +49,13 @@ async def kafka_round_trip(brokers: list[str], count: int) -> Summary:
         await admin.delete_topics([topic])
         await admin.close()
     return summarize(samples)
+
+
+async def receive(consumer: AIOKafkaConsumer, tp: TopicPartition, value: bytes) -> None:
+    while True:
+        batch = await consumer.getmany(tp, timeout_ms=1000)
+        if any(r.value == value for r in batch.get(tp, [])):
+            return
 
 
 async def postgres_insert_commit(database_url: str, count: int) -> Summary:

@@ -21,6 +21,8 @@ PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 INSTANCE_ID = web.AppKey("instance_id", str)
 
 PG_POOL_MAX = 20
+REDIS_POOL_MAX = 64
+REDIS_POOL_WAIT_S = 10.0
 PRODUCER_LINGER_MS = 2
 """A few milliseconds of linger let concurrent sends share one produce request."""
 
@@ -33,7 +35,12 @@ async def pg_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
-    client = aioredis.from_url(app[SETTINGS].redis_url)
+    """A blocking pool: under a burst (hundreds of sockets opening at once) a command waits for a
+    free connection instead of failing as redis-py's default pool does past its limit."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        app[SETTINGS].redis_url, max_connections=REDIS_POOL_MAX, timeout=REDIS_POOL_WAIT_S
+    )
+    client = aioredis.Redis(connection_pool=pool)
     app[REDIS] = client
     yield
     await client.aclose()

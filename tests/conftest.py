@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from config.settings import CommonSettings, GatewaySettings, WorkerSettings
 from projections.migrate import migrate
@@ -33,8 +34,23 @@ def database_url_for(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def topic_prefix() -> str:
-    return f"test.{RUN_ID}."
+async def topic_prefix() -> AsyncIterator[str]:
+    """This run's topic prefix; every topic under it (and the workers' internal ones) is deleted
+    at the end, so that the broker does not collect thousands of partitions across runs."""
+    prefix = f"test.{RUN_ID}."
+    yield prefix
+    await delete_topics(prefix)
+
+
+async def delete_topics(prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=CommonSettings().broker_list)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        for start in range(0, len(doomed), 100):
+            await admin.delete_topics(doomed[start : start + 100])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")
