@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -34,7 +33,7 @@ from faust.types import EventT, TableT
 
 from config.settings import WorkerSettings
 from schemas import codec, topics
-from schemas.commands import Command, Delivery, decode_command
+from schemas.commands import Command, decode_command
 from schemas.events import BadRecord, Event, decode_event
 from streams.chat_rules import Decision, decide, evolve
 from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for, skip_bad_record
@@ -168,11 +167,7 @@ class ChatDecider:
             )
             await outbox.reply(d.command, reply)
             for delivery in decision.deliveries:
-                record = Delivery(
-                    recipient_id=uuid.UUID(delivery.recipient_id), frame=delivery.frame,
-                    skip_connection=delivery.skip_connection,
-                )
-                await outbox.send(self.delivered_topic, delivery.recipient_id.encode(), codec.dumps(record))
+                await outbox.send(self.delivered_topic, str(delivery.recipient_id).encode(), codec.dumps(delivery))
 
     async def move_checkpoints(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
         """Sent once the batch's table writes are durable, and not awaited: a checkpoint that is

@@ -18,6 +18,7 @@ from schemas.commands import (
     AddMember,
     Command,
     CreateChat,
+    Delivery,
     DeleteMessage,
     EditMessage,
     MarkRead,
@@ -53,15 +54,6 @@ class ChatStore(Protocol):
     def set_message(self, message_id: str, message: dict[str, Any]) -> None: ...
     def get_sent(self, dedupe_key: str) -> str | None: ...
     def set_sent(self, dedupe_key: str, message_id: str) -> None: ...
-
-
-@dataclass
-class Delivery:
-    """A frame for every socket of `recipient_id` (but `skip_connection`)."""
-
-    recipient_id: str
-    frame: dict[str, Any]
-    skip_connection: str | None = None
 
 
 @dataclass
@@ -208,7 +200,7 @@ class _Emitter:
         actor = str(self.command.actor_id)
         for user in recipients:
             skip = origin.connection_id if origin and user == actor else None
-            self.decision.deliveries.append(Delivery(user, frame, skip))
+            self.decision.deliveries.append(Delivery(recipient_id=uuid.UUID(user), frame=frame, skip_connection=skip))
 
     def chat_updated(self, chat_id: str, also: list[str] | None = None) -> dict[str, Any]:
         chat = self.store.get_chat(chat_id)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.settings import CommonSettings, GatewaySettings, WorkerSettings
@@ -101,6 +102,23 @@ async def database_url(template_database: str) -> AsyncIterator[str]:
 @pytest.fixture
 def common_settings(topic_prefix: str, database_url: str) -> CommonSettings:
     return CommonSettings(topic_prefix=topic_prefix, database_url=database_url)
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(CommonSettings().redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
+    """A key prefix of this test alone, and every key under it deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await redis.delete(*keys)
 
 
 @pytest.fixture

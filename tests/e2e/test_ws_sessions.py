@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from config.settings import CommonSettings
 from gateway.ws.sessions import Session, SessionStore
 
 pytestmark = pytest.mark.integration
@@ -25,13 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(CommonSettings().redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

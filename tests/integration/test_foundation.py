@@ -70,22 +70,25 @@ async def test_topics_are_created_once_with_their_partitions_and_retention() -> 
 
 
 async def gateway_health(settings: GatewaySettings) -> tuple[int, dict[str, object]]:
+    await create_topics(settings)
     async with TestClient(TestServer(create_app(settings))) as client:
         response = await client.get("/healthz")
         return response.status, await response.json()
 
 
-async def test_healthz_reports_every_service_up(database_url: str, jwt_secret: str) -> None:
-    status, body = await gateway_health(GatewaySettings(database_url=database_url, jwt_secret=jwt_secret))
+async def test_healthz_reports_every_service_up(database_url: str, jwt_secret: str, topic_prefix: str) -> None:
+    settings = GatewaySettings(database_url=database_url, jwt_secret=jwt_secret, topic_prefix=f"{topic_prefix}health.")
+    status, body = await gateway_health(settings)
     assert status == 200
     assert body["services"] == {"kafka": "up", "postgresql": "up", "redis": "up"}
 
 
-async def test_healthz_is_503_when_a_service_is_down(database_url: str, jwt_secret: str) -> None:
+async def test_healthz_is_503_when_a_service_is_down(database_url: str, jwt_secret: str, topic_prefix: str) -> None:
     from tests.processes import free_port
 
     settings = GatewaySettings(
-        database_url=database_url, jwt_secret=jwt_secret, redis_url=f"redis://127.0.0.1:{free_port()}/0"
+        database_url=database_url, jwt_secret=jwt_secret, redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        topic_prefix=f"{topic_prefix}health.",
     )
     status, body = await gateway_health(settings)
     assert status == 503

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from config.settings import CommonSettings
 from gateway.errors import ApiError
 from gateway.refresh_tokens import RefreshTokenStore
 
@@ -20,25 +18,8 @@ USER = uuid.uuid4()
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(CommonSettings().redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
-    """A key prefix of this test alone, and every key under it deleted afterwards."""
-    prefix = f"test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await redis.delete(*keys)
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis, prefix: str) -> RefreshTokenStore:
-    return RefreshTokenStore(redis, TTL_SECONDS, prefix=prefix)
+def store(redis: aioredis.Redis, redis_prefix: str) -> RefreshTokenStore:
+    return RefreshTokenStore(redis, TTL_SECONDS, prefix=redis_prefix)
 
 
 async def assert_dead(store: RefreshTokenStore, token: str) -> None:
@@ -115,21 +96,21 @@ async def test_logout_of_an_unknown_or_dead_token_is_fine(store: RefreshTokenSto
     await store.revoke("")
 
 
-async def test_tokens_expire_on_their_own(redis: aioredis.Redis, prefix: str) -> None:
-    store = RefreshTokenStore(redis, 0.2, prefix=prefix)
+async def test_tokens_expire_on_their_own(redis: aioredis.Redis, redis_prefix: str) -> None:
+    store = RefreshTokenStore(redis, 0.2, prefix=redis_prefix)
     token = await store.issue(USER)
     _, rotated = await store.rotate(token)
     await asyncio.sleep(0.3)
     await assert_dead(store, rotated)
-    assert [key async for key in redis.scan_iter(match=f"{prefix}*")] == []
+    assert [key async for key in redis.scan_iter(match=f"{redis_prefix}*")] == []
 
 
 async def test_every_key_has_the_ttl_and_no_plain_token_is_stored(
-    store: RefreshTokenStore, redis: aioredis.Redis, prefix: str
+    store: RefreshTokenStore, redis: aioredis.Redis, redis_prefix: str
 ) -> None:
     first = await store.issue(USER)
     _, second = await store.rotate(first)
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+    keys = [key async for key in redis.scan_iter(match=f"{redis_prefix}*")]
     assert len(keys) == 3  # the family, the used token kept for reuse detection, the live one
     for key in keys:
         assert 0 < await redis.pttl(key) <= TTL_SECONDS * 1000

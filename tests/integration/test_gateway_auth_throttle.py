@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from config.settings import CommonSettings
 from gateway.errors import ApiError
 from gateway.throttle import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USERNAME, WINDOW_SECONDS, LoginThrottle
 
@@ -20,25 +18,8 @@ OTHER_ADDRESS = "203.0.113.9"
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(CommonSettings().redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
-    """A key prefix of this test alone, and every key under it deleted afterwards."""
-    prefix = f"test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await redis.delete(*keys)
-
-
-@pytest.fixture
-def throttle(redis: aioredis.Redis, prefix: str) -> LoginThrottle:
-    return LoginThrottle(redis, prefix=prefix)
+def throttle(redis: aioredis.Redis, redis_prefix: str) -> LoginThrottle:
+    return LoginThrottle(redis, prefix=redis_prefix)
 
 
 async def fail(throttle: LoginThrottle, times: int, username: str = "alice", address: str = ADDRESS) -> None:
@@ -87,8 +68,8 @@ async def test_success_resets_the_username_but_not_the_address(throttle: LoginTh
     await refusal(throttle)
 
 
-async def test_the_window_ends_on_its_own(redis: aioredis.Redis, prefix: str) -> None:
-    throttle = LoginThrottle(redis, prefix=prefix, window_seconds=0.3)
+async def test_the_window_ends_on_its_own(redis: aioredis.Redis, redis_prefix: str) -> None:
+    throttle = LoginThrottle(redis, prefix=redis_prefix, window_seconds=0.3)
     await fail(throttle, MAX_FAILURES_PER_USERNAME)
     error = await refusal(throttle)
     assert error.headers["Retry-After"] == "1"
@@ -96,8 +77,8 @@ async def test_the_window_ends_on_its_own(redis: aioredis.Redis, prefix: str) ->
     await throttle.check("alice", ADDRESS)
 
 
-async def test_the_window_starts_at_the_first_failure(redis: aioredis.Redis, prefix: str) -> None:
-    throttle = LoginThrottle(redis, prefix=prefix, window_seconds=0.5)
+async def test_the_window_starts_at_the_first_failure(redis: aioredis.Redis, redis_prefix: str) -> None:
+    throttle = LoginThrottle(redis, prefix=redis_prefix, window_seconds=0.5)
     await fail(throttle, 1)
     await asyncio.sleep(0.3)
     await fail(throttle, MAX_FAILURES_PER_USERNAME - 1)

@@ -85,7 +85,7 @@ def test_non_member_can_neither_write_nor_read_marks(group: tuple[MemoryChatStor
 def test_sent_message_reaches_every_member_and_skips_the_sending_socket(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
     store, chat_id = group
     decision = run(store, BOB, SendMessage(chat_id=chat_id, client_msg_id="a", text="yo"), Origin(instance_id="g1", connection_id="c1"))
-    by_user = {d.recipient_id: d for d in decision.deliveries}
+    by_user = {str(d.recipient_id): d for d in decision.deliveries}
     assert set(by_user) == {str(ALICE), str(BOB), str(CAROL)}
     assert by_user[str(BOB)].skip_connection == "c1" and by_user[str(ALICE)].skip_connection is None
     assert by_user[str(ALICE)].frame["type"] == "message.new"
@@ -112,7 +112,7 @@ def test_removal_rules_and_ownership_passes_on(group: tuple[MemoryChatStore, uui
     assert left.ok and [e.type for e in left.events] == ["chat.member_removed", "chat.role_changed"]
     chat = store.get_chat(str(chat_id))
     assert chat is not None and chat["members"] == {str(BOB): "owner"}
-    assert {d.recipient_id for d in left.deliveries} == {str(ALICE), str(BOB)}
+    assert {d.recipient_id for d in left.deliveries} == {ALICE, BOB}
 
 
 def test_edit_by_sender_only_and_delete_by_sender_or_manager(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
