@@ -136,16 +136,22 @@ def _evolve_membership(store: ChatStore, p: MemberAdded | RoleChanged | MemberRe
 
 
 def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
+    """Each of the three keys is mended on its own: a crash can leave any subset of them written
+    (they live in different changelogs), and the replayed tail must complete the rest."""
     chat = store.get_chat(str(p.chat_id))
-    if chat is None or p.seq <= chat["last_seq"]:
+    if chat is None:
         return
-    store.set_chat(str(p.chat_id), {**chat, "last_seq": p.seq})
-    store.set_message(str(p.message_id), {
-        "id": str(p.message_id), "chat_id": str(p.chat_id), "seq": p.seq,
-        "sender_id": str(p.sender_id), "text": p.text, "client_msg_id": p.client_msg_id,
-        "created_at": at, "edited_at": None, "deleted": False,
-    })
-    store.set_sent(dedupe_key(p.chat_id, p.sender_id, p.client_msg_id), str(p.message_id))
+    if p.seq > chat["last_seq"]:
+        store.set_chat(str(p.chat_id), {**chat, "last_seq": p.seq})
+    if store.get_message(str(p.message_id)) is None:
+        store.set_message(str(p.message_id), {
+            "id": str(p.message_id), "chat_id": str(p.chat_id), "seq": p.seq,
+            "sender_id": str(p.sender_id), "text": p.text, "client_msg_id": p.client_msg_id,
+            "created_at": at, "edited_at": None, "deleted": False,
+        })
+    key = dedupe_key(p.chat_id, p.sender_id, p.client_msg_id)
+    if store.get_sent(key) is None:
+        store.set_sent(key, str(p.message_id))
 
 
 # --- decide -----------------------------------------------------------------------------------

@@ -158,3 +158,17 @@ def test_replaying_events_on_fresh_state_gives_the_same_state(group: tuple[Memor
     for event in events:
         evolve(fresh, event)
     assert (fresh.chats, fresh.messages, fresh.sent) == (replay_source.chats, replay_source.messages, replay_source.sent)
+
+
+def test_replaying_a_tail_mends_state_that_a_crash_left_half_written(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    """The chat's last_seq reached its changelog, the message's dedupe key did not: the replayed
+    event must restore the key, or a retry of the send would be a second message."""
+    store, chat_id = group
+    decision = send(store, chat_id, BOB, "a")
+    store.sent.clear()
+    store.messages.clear()
+    for event in decision.events:
+        evolve(store, event)
+    retry = send(store, chat_id, BOB, "a")
+    assert retry.duplicate and retry.events == []
+    assert store.get_chat(str(chat_id))["last_seq"] == 1  # type: ignore[index]
