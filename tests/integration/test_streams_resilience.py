@@ -74,7 +74,7 @@ async def test_kill_9_while_messages_flow_loses_and_doubles_nothing(
     prefix = f"{topic_prefix}crash."
     async with streams_system(prefix, tmp_path, jwt_secret, database_url=database_url) as system:
         worker = system.start_worker()
-        projections = start_worker("projections", worker_env(prefix, database_url, 4, tmp_path / "faust"), tmp_path)
+        system.workers.append(start_worker("projections", worker_env(prefix, database_url, 4, tmp_path / "faust"), tmp_path))
         alice = uuid.uuid4()
         chats = [await new_group(system, alice, [uuid.uuid4()]) for _ in range(3)]
         acked: list[dict[str, object]] = []
@@ -89,7 +89,6 @@ async def test_kill_9_while_messages_flow_loses_and_doubles_nothing(
         assert_exactly_once_and_gapless(events, chats, acked)
         assert len([e for e in events if e.type == "message.sent"]) == 900
         rows = await eventually(lambda: read_model_messages(database_url, 900), timeout=60)
-        projections.stop()
         assert sorted(str(m["id"]) for m in acked) == sorted(rows)
 
 
