@@ -23,7 +23,7 @@ class BenchUser:
 class Client:
     def __init__(self, base_url: str) -> None:
         self.base = base_url.rstrip("/")
-        self.http = ClientSession(connector=TCPConnector(limit=200), json_serialize=lambda v: orjson.dumps(v).decode())
+        self.http = ClientSession(connector=TCPConnector(limit=0), json_serialize=lambda v: orjson.dumps(v).decode())
 
     async def close(self) -> None:
         await self.http.close()
