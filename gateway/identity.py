@@ -6,7 +6,7 @@ import uuid
 
 from aiohttp import web
 
-from gateway.errors import ApiError, not_found, unauthenticated
+from gateway.errors import not_found, unauthenticated
 from gateway.resources import SETTINGS
 from gateway.tokens import verify_access_token
 
@@ -34,5 +34,3 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
     except ValueError:
         raise not_found() from None
 
-
-__all__ = ["ApiError", "bearer_token", "caller", "path_uuid"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from aiohttp import web
 
 from gateway import read_store
@@ -17,12 +20,16 @@ from schemas.commands import UpdateProfile
 routes = web.RouteTableDef()
 
 
-@routes.get("/api/v1/users/me")
-async def me(request: web.Request) -> web.Response:
-    user = await read_store.user_by_id(request.app[PG_POOL], caller(request))
+async def existing_user(request: web.Request, user_id: uuid.UUID) -> dict[str, Any]:
+    user = await read_store.user_by_id(request.app[PG_POOL], user_id)
     if user is None:
         raise not_found("no such user")
-    return web.json_response(user)
+    return user
+
+
+@routes.get("/api/v1/users/me")
+async def me(request: web.Request) -> web.Response:
+    return web.json_response(await existing_user(request, caller(request)))
 
 
 @routes.patch("/api/v1/users/me")
@@ -31,19 +38,13 @@ async def update_me(request: web.Request) -> web.Response:
     body = await parse_body(request, ProfilePatch)
     command = UpdateProfile(user_id=user_id, display_name=body.display_name, bio=body.bio)
     await write(request, topics.USER_COMMANDS, str(user_id), command, user_id)
-    user = await read_store.user_by_id(request.app[PG_POOL], user_id)
-    if user is None:
-        raise not_found("no such user")
-    return web.json_response(user)
+    return web.json_response(await existing_user(request, user_id))
 
 
 @routes.get("/api/v1/users/{id}")
 async def user(request: web.Request) -> web.Response:
     caller(request)
-    found = await read_store.user_by_id(request.app[PG_POOL], path_uuid(request, "id"))
-    if found is None:
-        raise not_found("no such user")
-    return web.json_response(found)
+    return web.json_response(await existing_user(request, path_uuid(request, "id")))
 
 
 @routes.get("/api/v1/users")

@@ -15,9 +15,10 @@ import uuid
 from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
+from schemas.text import Clean
 
 INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -37,16 +38,8 @@ class ClientFrameBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-def no_nul(value: str) -> str:
-    """PostgreSQL's text cannot hold U+0000: a message with one would be acknowledged and then
-    never reach the read models, so it is refused here, where the client hears of it."""
-    if "\x00" in value:
-        raise ValueError("must not contain U+0000")
-    return value
-
-
-Text = Annotated[StrictStr, Field(min_length=1, max_length=TEXT_MAX), AfterValidator(no_nul)]
-ClientMsgId = Annotated[StrictStr, Field(min_length=1, max_length=CLIENT_MSG_ID_MAX), AfterValidator(no_nul)]
+Text = Annotated[StrictStr, Field(min_length=1, max_length=TEXT_MAX), Clean]
+ClientMsgId = Annotated[StrictStr, Field(min_length=1, max_length=CLIENT_MSG_ID_MAX), Clean]
 Seq = Annotated[StrictInt, Field(ge=0)]
 
 
