@@ -16,6 +16,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config.gc_pauses import FREEZE_INTERVAL_S, freeze_survivors, measure_gc_pauses
 from config.settings import WorkerSettings
 
 ACKS_ALL = -1
@@ -27,6 +28,7 @@ HEARTBEAT_S = 1.0
 def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App:
     """A Faust app whose consumer group is `{TOPIC_PREFIX}{name}`."""
     logging.basicConfig(level=settings.log_level)
+    measure_gc_pauses()
     datadir = Path(settings.worker_data_dir) / settings.topic(name)
     datadir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = dict(
@@ -49,7 +51,12 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
     options.update(overrides)
     app = faust.App(settings.topic(name), **options)
     add_operator_pages(app)
+    app.timer(FREEZE_INTERVAL_S)(keep_gc_pauses_short)
     return app
+
+
+async def keep_gc_pauses_short() -> None:
+    freeze_survivors()
 
 
 def add_operator_pages(app: faust.App) -> None:

@@ -6,6 +6,7 @@ import socket
 
 from aiohttp import web
 
+from config.gc_pauses import measure_gc_pauses
 from config.settings import GatewaySettings
 from gateway import consistency, health, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx
@@ -22,6 +23,7 @@ def instance_id(settings: GatewaySettings) -> str:
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
+    measure_gc_pauses()
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[resources.SETTINGS] = settings
     app[resources.INSTANCE_ID] = instance_id(settings)

@@ -79,6 +79,9 @@ def main(argv: list[str]) -> int:
     if command == "migrate":
         return run_migrate()
     if command == "worker":
+        import mode.loop
+
+        mode.loop.use("uvloop")
         from projections.app import app
 
         app.main()

@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import codec
@@ -158,3 +159,23 @@ class Delivery(BaseModel):
     frame: dict[str, Any]
     skip_connection: str | None = None
     """The socket that sent the command: it gets the ack instead of this frame."""
+
+
+def encode_delivery(recipient_id: str, frame_json: bytes, skip_connection: str | None) -> bytes:
+    """The JSON of a `Delivery` whose frame is already encoded: a group message's frame is encoded
+    once for all its recipients instead of once per recipient."""
+    return b'{"recipient_id":"%s","frame":%s,"skip_connection":%s}' % (
+        str(uuid.UUID(recipient_id)).encode(), frame_json, orjson.dumps(skip_connection),
+    )
+
+
+def decode_delivery(data: bytes) -> tuple[str, dict[str, Any], str | None]:
+    """(recipient_id, frame, skip_connection) of a `message.delivered` record; ValueError for a
+    record that is no `Delivery`. Checked by hand: this runs once per recipient of every message."""
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("a delivery is a JSON object")
+    recipient, frame, skip = value.get("recipient_id"), value.get("frame"), value.get("skip_connection")
+    if not isinstance(recipient, str) or not isinstance(frame, dict) or not isinstance(skip, (str, type(None))):
+        raise ValueError("a delivery has recipient_id, frame and skip_connection")
+    return str(uuid.UUID(recipient)), frame, skip

@@ -33,7 +33,7 @@ from faust.types import EventT, TableT
 
 from config.settings import WorkerSettings
 from schemas import codec, topics
-from schemas.commands import Command, decode_command
+from schemas.commands import Command, decode_command, encode_delivery
 from schemas.events import BadRecord, Event, decode_event
 from streams.chat_rules import Decision, decide, evolve
 from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for, skip_bad_record
@@ -166,8 +166,16 @@ class ChatDecider:
                 duplicate=decision.duplicate, result=decision.result, metadata=mine,
             )
             await outbox.reply(d.command, reply)
+            frames: dict[int, bytes] = {}
             for delivery in decision.deliveries:
-                await outbox.send(self.delivered_topic, str(delivery.recipient_id).encode(), codec.dumps(delivery))
+                frame_json = frames.get(id(delivery.frame))
+                if frame_json is None:
+                    frame_json = frames[id(delivery.frame)] = codec.dumps(delivery.frame)
+                recipient = str(delivery.recipient_id)
+                await outbox.send(
+                    self.delivered_topic, recipient.encode(),
+                    encode_delivery(recipient, frame_json, delivery.skip_connection),
+                )
 
     async def move_checkpoints(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
         """Sent once the batch's table writes are durable, and not awaited: a checkpoint that is

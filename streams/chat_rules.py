@@ -206,7 +206,8 @@ class _Emitter:
         actor = str(self.command.actor_id)
         for user in recipients:
             skip = origin.connection_id if origin and user == actor else None
-            self.decision.deliveries.append(Delivery(recipient_id=uuid.UUID(user), frame=frame, skip_connection=skip))
+            self.decision.deliveries.append(
+                Delivery.model_construct(recipient_id=uuid.UUID(user), frame=frame, skip_connection=skip))
 
     def chat_updated(self, chat_id: str, also: list[str] | None = None) -> dict[str, Any]:
         chat = self.store.get_chat(chat_id)

@@ -19,14 +19,13 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from config.settings import GatewaySettings
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
 from schemas import topics
-from schemas.commands import Delivery
+from schemas.commands import decode_delivery
 from schemas.frames import encode_frame
 
 log = logging.getLogger(__name__)
@@ -55,11 +54,11 @@ def route_of(record: ConsumerRecord[bytes, bytes], oldest_ms: float) -> Route | 
         DELIVERIES.labels("stale").inc()
         return None
     try:
-        delivery = Delivery.model_validate_json(record.value or b"")
-    except ValidationError:
+        recipient_id, frame, skip_connection = decode_delivery(record.value or b"")
+    except ValueError:
         DELIVERIES.labels("malformed").inc()
         return None
-    return Route(str(delivery.recipient_id), encode_frame(delivery.frame), delivery.skip_connection)
+    return Route(recipient_id, encode_frame(frame), skip_connection)
 
 
 class DeliveryConsumer:
