@@ -6,7 +6,7 @@ import socket
 
 from aiohttp import web
 
-from config.gc_pauses import measure_gc_pauses
+from config.gc_pauses import freeze_survivors, measure_gc_pauses
 from config.settings import GatewaySettings
 from gateway import consistency, health, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx
@@ -39,4 +39,12 @@ def create_app(settings: GatewaySettings) -> web.Application:
         app.add_routes(table)
     app.add_routes(docs.routes)
     ws.setup(app)
+    app.on_startup.append(freeze_startup_objects)
     return app
+
+
+async def freeze_startup_objects(app: web.Application) -> None:
+    """What exists once the gateway has started (modules, schemas, pools) lives as long as the
+    process: exempting it from collections keeps full collections, and their pauses, short.
+    Only once: sockets and requests come and go, and their cycles must stay collectable."""
+    freeze_survivors()

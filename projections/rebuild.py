@@ -9,6 +9,7 @@ goes on from there. The exclusive advisory lock keeps it from running beside a w
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 
 import asyncpg
@@ -18,9 +19,10 @@ from config.settings import CommonSettings
 from projections.apply import apply_records
 from projections.locks import try_exclusive
 from projections.model import Projection
-from projections.topic_reader import TopicReader
+from projections.topic_reader import Span, TopicReader
 
 BATCH_SIZE = 2000
+PARALLEL_APPLIERS = 4
 
 REFUSAL = (
     "rebuild refused: a projections worker is running (it holds the read-models lock); "
@@ -39,19 +41,51 @@ async def reset(conn: asyncpg.Connection, projection: Projection) -> None:
 
 
 async def replay(
-    conn: asyncpg.Connection, reader: TopicReader, projection: Projection, topic: str, progress: bool
+    conn: asyncpg.Connection, reader: TopicReader, projection: Projection, topic: str, progress: bool,
+    database_url: str,
 ) -> int:
-    """Reset `projection` and apply its topic up to its current end; the number of records read."""
+    """Reset `projection` and apply its topic up to its current end; the number of records read.
+
+    The partitions are shared out over `PARALLEL_APPLIERS` connections: a partition's records
+    touch only its own chats' (or users') rows and its own `projection_offsets` rows, so the
+    appliers never wait for each other, and PostgreSQL works on every core instead of one.
+    """
     spans = await reader.spans(topic)
     await reset(conn, projection)
     total = sum(s.size for s in spans.values())
-    done = 0
     with tqdm(total=total, desc=projection.name, unit=" events", disable=not progress) as bar:
+        counts = await asyncio.gather(*(
+            apply_share(database_url, reader, projection, topic, share, bar)
+            for share in shares(spans, PARALLEL_APPLIERS) if share
+        ))
+    return sum(counts)
+
+
+def shares(spans: dict[int, Span], count: int) -> list[dict[int, Span]]:
+    """`spans` dealt out into `count` groups of about the same number of records."""
+    groups: list[dict[int, Span]] = [{} for _ in range(count)]
+    sizes = [0] * count
+    for partition, span in sorted(spans.items(), key=lambda item: -item[1].size):
+        smallest = sizes.index(min(sizes))
+        groups[smallest][partition] = span
+        sizes[smallest] += span.size
+    return groups
+
+
+async def apply_share(
+    database_url: str, reader: TopicReader, projection: Projection, topic: str,
+    spans: dict[int, Span], bar: tqdm,
+) -> int:
+    conn = await asyncpg.connect(database_url)
+    done = 0
+    try:
         async with aclosing(reader.read(topic, spans, BATCH_SIZE)) as batches:
             async for batch in batches:
                 await apply_records(conn, projection, topic, batch)
                 done += len(batch)
                 bar.update(len(batch))
+    finally:
+        await conn.close()
     return done
 
 
@@ -68,7 +102,7 @@ async def rebuild(
             raise RebuildRefused(REFUSAL)
         async with TopicReader(settings.broker_list) as reader:
             return {
-                p.name: await replay(conn, reader, p, settings.topic(p.topic.name), progress)
+                p.name: await replay(conn, reader, p, settings.topic(p.topic.name), progress, settings.database_url)
                 for p in projections
             }
     finally:

@@ -15,6 +15,7 @@ from projections.catalogue import PROJECTIONS, selected
 from projections.checksum import checksum_query, read_model_tables
 from projections.messages import MESSAGES
 from projections.model import Record, Table
+from projections.rebuild import shares
 from projections.retry import GaveUp, with_retries
 from projections.runtime import PartitionLag, lag_json
 from projections.topic_reader import Span
@@ -157,3 +158,13 @@ async def test_other_errors_are_not_retried() -> None:
     with pytest.raises(KeyError):
         await with_retries(buggy, "buggy", attempts=5, first_delay=0.001)
     assert calls == [1]
+
+
+def test_rebuild_deals_every_partition_to_one_applier_evenly() -> None:
+    spans = {p: Span(0, size) for p, size in enumerate([900, 100, 400, 400, 300, 300, 0, 600])}
+    groups = shares(spans, 3)
+    dealt = [p for g in groups for p in g]
+    assert sorted(dealt) == sorted(spans)
+    loads = sorted(sum(s.size for s in g.values()) for g in groups)
+    assert sum(loads) == 3000
+    assert loads[-1] - loads[0] <= 300, "dealt largest first, no applier gets much more than another"
