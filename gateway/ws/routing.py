@@ -31,8 +31,6 @@ from gateway.ws.metrics import ROUTED
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_S = 5.0
-LISTEN_POLL_S = 1.0
-"""The listener's read timeout: how often it looks up from an idle connection."""
 RECONNECT_PAUSE_S = 0.5
 SEPARATOR = "\n"
 
@@ -137,13 +135,14 @@ class UserChannels:
 
     async def _listen(self) -> None:
         """Read the connection until stopped; it never ends on an error, or this instance would
-        stop pushing frames while looking healthy."""
+        stop pushing frames while looking healthy. Reads block without a timeout: a read with
+        one costs a timer per message, which showed in the profile of a busy group."""
         assert self._pubsub is not None
         while True:
             try:
                 if not self._pubsub.subscribed:
                     await self._pubsub.subscribe(self._own_channel)
-                message = await self._pubsub.get_message(timeout=LISTEN_POLL_S)
+                message = await self._pubsub.get_message(timeout=None)
                 if message is not None:
                     self._handle(message)
             except (RedisError, OSError) as error:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from schemas import codec, topics
 from schemas.commands import Delivery
@@ -322,6 +323,34 @@ async def test_reconnect_and_sync_returns_every_missed_message_in_order_once(sys
     assert [m["seq"] for m in synced] == list(range(seen + 1, seen + 13))
     assert sorted(synced, key=lambda m: m["seq"]) == sorted(sent, key=lambda m: m["seq"])
     assert done == {"type": "sync.done", "chat_id": str(chat), "last_seq": seen + 12}
+    await close_all(alice, bob)
+
+
+async def test_deliveries_go_on_after_redis_drops_the_gateways_pubsub_connections(system: GatewaySystem) -> None:
+    """The listener reads without a timeout: a dropped connection must still wake it, and it must
+    subscribe again to its users' channels (a frame published during the drop may be lost: that
+    is what `sync` is for, so the test sends until one arrives)."""
+    a_gw, b_gw = system.gateways[:2]
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(b_gw, alice_id, label="alice@B")
+    bob = await system.connect(a_gw, bob_id, label="bob@A")
+    redis = aioredis.from_url(system.settings.redis_url)
+    try:
+        assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+    finally:
+        await redis.aclose()
+    for _ in range(20):
+        client_msg_id = cid()
+        await alice.send(send(chat, "after the drop", client_msg_id))
+        await alice.expect("message.ack", lambda f: f["client_msg_id"] == client_msg_id)
+        try:
+            await bob.expect("message.new", is_message(client_msg_id), timeout=1.0)
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError("no delivery reached bob in 20 s after the pub/sub connections dropped")
     await close_all(alice, bob)
 
 
