@@ -17,10 +17,12 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
-from bench import scenarios
+from bench import profile, scenarios
 from bench.client import Client
+from bench.cpu import CpuMeter, system_pids
 from bench.floors import measure_floors
 from bench.rebuild import measure_rebuild
 from bench.report import render
@@ -69,6 +71,34 @@ def gateway_pid(given: int | None) -> int | None:
     return int(pid_file.read_text()) if pid_file.exists() else None
 
 
+PROFILE_AFTER_S = 5.0
+PROFILE_SECONDS = 20.0
+
+
+async def measured(stage: Awaitable[dict[str, Any]], profiled: dict[str, int] | None = None) -> dict[str, Any]:
+    """Run `stage`, adding the CPU each part of the system used meanwhile (percent of one core)
+    and, for `profiled` processes, py-spy profiles taken a few seconds into the stage."""
+    meter = CpuMeter(system_pids(ROOT))
+    meter.start()
+    recording = asyncio.create_task(start_profiles(profiled)) if profiled else None
+    result = await stage
+    result["cpu_percent"] = meter.stop()
+    if recording is not None:
+        result["profile"] = await asyncio.to_thread(profile.finish, await recording)
+    return result
+
+
+async def start_profiles(pids: dict[str, int]) -> list[profile.Recording]:
+    await asyncio.sleep(PROFILE_AFTER_S)
+    return profile.start(pids, PROFILE_SECONDS, ROOT / "bench/results")
+
+
+def profiled_processes(enabled: bool) -> dict[str, int] | None:
+    if not enabled:
+        return None
+    return {name: pid for pid, name in system_pids(ROOT).items() if name != "bench client"}
+
+
 def save(results: dict[str, Any], path: Path) -> None:
     """Written after every stage, so that a long run that is stopped still leaves what it measured."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,19 +117,21 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         pair_users = users[: sizes.users - sizes.users % 2]
         save(results, args.json)
         print("latency", flush=True)
-        results["latency"] = await scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages)
+        results["latency"] = await measured(scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages))
         save(results, args.json)
         print("throughput", flush=True)
         results["throughput"] = []
-        for rate in sizes.throughput_rates:
-            results["throughput"].append(await scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds))
+        for n, rate in enumerate(sizes.throughput_rates):
+            profiled = profiled_processes(args.profile and n == 0)
+            results["throughput"].append(await measured(
+                scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds), profiled))
             save(results, args.json)
             if not results["throughput"][-1]["held"]:
                 break
         save(results, args.json)
         print("fan-out", flush=True)
-        results["fanout"] = await scenarios.fanout(
-            client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate)
+        results["fanout"] = await measured(scenarios.fanout(
+            client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate))
         save(results, args.json)
         print("connections", flush=True)
         results["connections"] = await scenarios.connections(
@@ -120,6 +152,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--database-url", default="postgresql://messenger:messenger@127.0.0.1:5432/messenger")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every scenario runs")
     parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild (it stops the projections worker)")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="no py-spy profiles during the first throughput rate (never taken with --smoke)")
     parser.add_argument("--no-start", action="store_true", help="fail instead of starting the system")
     parser.add_argument("--gateway-pid", type=int, help="the gateway process to measure (default: .data/run/gateway.pid)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latest.json")
@@ -128,6 +162,7 @@ def main(argv: list[str]) -> int:
         print(f"no system answers at {args.base_url}", file=sys.stderr)
         return 1
     ensure_running(args.base_url)
+    args.profile = args.profile and not args.smoke
     results = asyncio.run(run(args, SMOKE if args.smoke else FULL))
     print(render(results))
     save(results, args.json)

@@ -59,4 +59,30 @@ def render(results: dict[str, Any]) -> str:
             f"delivered once {t['delivered_once']}, doubled {t['doubled']}, in PostgreSQL {t['in_postgresql']}, "
             f"held={t['held']}"
         )
+    lines.extend(cpu_lines(results))
+    lines.extend(profile_lines(results))
     return "\n".join(lines)
+
+
+def cpu_lines(results: dict[str, Any]) -> list[str]:
+    stages = [("latency", results.get("latency"))]
+    stages += [(f"throughput {t['offered_rate']:.0f}/s", t) for t in results.get("throughput", [])]
+    stages.append(("fan-out", results.get("fanout")))
+    lines = []
+    for name, stage in stages:
+        if stage and stage.get("cpu_percent"):
+            used = ", ".join(f"{group} {percent:.0f}%" for group, percent in stage["cpu_percent"].items())
+            lines.append(f"CPU during {name} (% of one core): {used}")
+    return lines
+
+
+def profile_lines(results: dict[str, Any], top: int = 5) -> list[str]:
+    profiles: dict[str, Any] = next((t["profile"] for t in results.get("throughput", []) if t.get("profile")), {})
+    lines = []
+    for name, summary in profiles.items():
+        if "error" in summary:
+            lines.append(f"profile {name}: not taken ({summary['error']})")
+            continue
+        hot = "; ".join(f"{frame} {percent}%" for frame, percent in summary["self"][:top])
+        lines.append(f"profile {name} ({summary['samples']} samples), top self: {hot}")
+    return lines
