@@ -29,6 +29,13 @@ class Tracker:
     newest: tuple[str, int, float] | None = None
     """(chat_id, seq, when) of the latest message.new."""
 
+    def reset(self) -> None:
+        """Forget everything seen so far (the frames of a warm-up)."""
+        fresh = Tracker()
+        self.sent_at, self.ack, self.delivered = fresh.sent_at, fresh.ack, fresh.delivered
+        self.acked_ids, self.delivered_ids, self.errors = fresh.acked_ids, fresh.delivered_ids, fresh.errors
+        self.last_delivery, self.newest = 0.0, None
+
     def on_frame(self, frame: dict[str, Any]) -> None:
         now = time.perf_counter()
         kind = frame.get("type")
@@ -108,17 +115,27 @@ async def close_pairs(pairs: Pairs) -> None:
     await asyncio.gather(*pairs.readers, return_exceptions=True)
 
 
+WARM_UP_S = 2.0
+"""Sockets just opened, first frames through every path and queue: the first seconds of a run
+measure the start, not the steady state the figure is about."""
+
+
 async def latency(client: Client, users: list[BenchUser], rate: float, count: int) -> dict[str, Any]:
-    """send → message.new at the recipient, and send → message.ack, at a steady offered rate."""
+    """send → message.new at the recipient, and send → message.ack, at a steady offered rate,
+    after `WARM_UP_S` at that rate whose messages are not counted."""
     tracker = Tracker()
     pairs = await open_pairs(client, users, tracker)
     try:
+        warm_up = int(rate * WARM_UP_S)
+        await paced_sends(pairs.senders, rate, warm_up, tracker)
+        await wait_settled(tracker, warm_up, timeout=60)
+        tracker.reset()
         took = await paced_sends(pairs.senders, rate, count, tracker)
         await wait_settled(tracker, count, timeout=60)
     finally:
         await close_pairs(pairs)
     return {
-        "offered_rate": rate, "achieved_send_rate": round(count / took, 1), "messages": count,
+        "offered_rate": rate, "achieved_send_rate": round(count / took, 1), "messages": count, "warm_up_messages": warm_up,
         "delivered": len(tracker.delivered), "acked": len(tracker.acked_ids), "errors": len(tracker.errors),
         "send_to_recipient": summarize(tracker.delivered).as_dict(),
         "send_to_ack": summarize(tracker.ack).as_dict(),

@@ -3,11 +3,12 @@ record (a frame for one recipient, keyed by that user's id) is read by exactly o
 PUBLISHes it to the recipient's channel (`gateway.ws.routing`). The instances holding that user's
 sockets receive it from Redis. See docs/websocket.md, "How delivery scales".
 
-Offsets are committed after the batch's PUBLISHes have been answered, so a crash redelivers
-rather than loses (a client may see a frame twice and recognises it by `seq` or id). A partition
-the group has no offset for is read from its start, so that nothing written before an instance
-got its first assignment is skipped; records older than `MAX_AGE_S` are dropped rather than
-pushed: whoever was meant to get them has reconnected and synced since (or will).
+Offsets are committed (every `COMMIT_INTERVAL_S`) only after the PUBLISHes of the records
+before them have been answered, so a crash redelivers rather than loses (a client may see a frame
+twice and recognises it by `seq` or id). A partition the group has no offset for is read from
+its start, so that nothing written before an instance got its first assignment is skipped;
+records older than `MAX_AGE_S` are dropped rather than pushed: whoever was meant to get them has
+reconnected and synced since (or will).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ MAX_AGE_S = 120.0
 """Older frames are not pushed. Far above a rebalance after a crash (`SESSION_TIMEOUT_MS`), so
 only a new group's backlog or an outage's is dropped; clients catch up with `sync`."""
 PUBLISH_RETRY_PAUSE_S = 0.5
+COMMIT_INTERVAL_S = 0.5
+"""Offsets are committed at most this often, not after every batch (a request each): a crash
+redelivers at most this much more, which clients recognise by `seq`."""
 PUBLISH_ATTEMPTS = 5
 
 
@@ -76,6 +80,9 @@ class DeliveryConsumer:
             session_timeout_ms=SESSION_TIMEOUT_MS,
         )
         self._runner: asyncio.Task[None] | None = None
+        self._delivered: dict[TopicPartition, int] = {}
+        """Offsets after the records published and not committed yet."""
+        self._next_commit = 0.0
 
     async def start(self) -> None:
         """Join the group; partitions come in the background."""
@@ -87,6 +94,8 @@ class DeliveryConsumer:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
+            if self._delivered:
+                await self._commit(self._delivered)
             await self._consumer.stop()
             DELIVERY_PARTITIONS.set(0)
 
@@ -97,7 +106,9 @@ class DeliveryConsumer:
                 DELIVERY_PARTITIONS.set(len(self._consumer.assignment()))
                 if batches:
                     await self._deliver([r for records in batches.values() for r in records])
-                    await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                    self._delivered.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                if self._delivered and time.monotonic() >= self._next_commit:
+                    await self._commit(self._delivered)
             except KafkaError as error:
                 log.warning("delivery consumer: %r", error)
                 await asyncio.sleep(PUBLISH_RETRY_PAUSE_S)
@@ -119,7 +130,14 @@ class DeliveryConsumer:
         log.error("dropped %d deliveries: Redis is unreachable (clients recover with sync)", len(routes))
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit what was delivered; after a rebalance only partitions still assigned."""
+        self._next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        assigned = self._consumer.assignment()
+        mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        self._delivered = {}
+        if not mine:
+            return
         try:
-            await self._consumer.commit(offsets)
+            await self._consumer.commit(mine)
         except (CommitFailedError, KafkaError) as error:
             log.info("delivery offsets not committed (a rebalance?): %r", error)
