@@ -11,6 +11,8 @@ sees it, whichever gateway instance serves it.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -37,7 +39,9 @@ class ProjectionWatermarks:
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self.applied: dict[Key, int] = defaultdict(int)
-        self.waiters: dict[Key, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
+        self.waiters: dict[Key, list[tuple[int, int, asyncio.Future[None]]]] = defaultdict(list)
+        """Per key, a heap of (offset, arrival number, future)."""
+        self.arrivals = itertools.count()
         self.conn: asyncpg.Connection | None = None
 
     async def start(self) -> None:
@@ -59,17 +63,16 @@ class ProjectionWatermarks:
             log.warning("ignored a malformed %s notification: %r", CHANNEL, payload)
 
     def _advance(self, key: Key, next_offset: int) -> None:
+        """Wake the waiters below `next_offset`: a heap per key, so a notification costs what it
+        wakes, not what waits (under a backlog thousands of requests wait on each partition)."""
         if next_offset <= self.applied[key]:
             return
         self.applied[key] = next_offset
-        still = []
-        for offset, future in self.waiters[key]:
-            if offset < next_offset:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                still.append((offset, future))
-        self.waiters[key] = still
+        waiting = self.waiters[key]
+        while waiting and waiting[0][0] < next_offset:
+            future = heapq.heappop(waiting)[2]
+            if not future.done():
+                future.set_result(None)
 
     async def wait_for(self, positions: list[Position], timeout: float = WAIT_LIMIT_S) -> bool:
         """Wait until every position is projected; False if `timeout` passed first."""
@@ -79,7 +82,7 @@ class ProjectionWatermarks:
             key = (p.topic, p.partition)
             if self.applied[key] <= p.offset:
                 future: asyncio.Future[None] = loop.create_future()
-                self.waiters[key].append((p.offset, future))
+                heapq.heappush(self.waiters[key], (p.offset, next(self.arrivals), future))
                 pending.append(future)
         if not pending:
             return True
