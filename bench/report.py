@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+LAG_TARGET_RATE = 1000.0
+
 TARGETS = {
     "latency p50 (ms)": 10.0,
     "latency p99 (ms)": 50.0,
     "throughput held (msg/s)": 5000.0,
     "fan-out (deliveries/s)": 25000.0,
     "RSS per idle socket (KiB)": 30.0,
-    "projection lag p99 (ms)": 500.0,
+    "projection lag p99 at 1,000 msg/s (ms)": 500.0,
     "rebuild (events/s)": 20000.0,
 }
 
@@ -22,7 +24,7 @@ def headline(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     pg = floors.get("postgres_insert_commit", {}).get("p50_ms")
     latency = results.get("latency", {}).get("send_to_recipient", {})
     held = [t["offered_rate"] for t in results.get("throughput", []) if t.get("held")]
-    lag = max((t["projection_lag"]["p99_ms"] for t in results.get("throughput", []) if t.get("held")), default=None)
+    lag = lag_at(results.get("throughput", []), LAG_TARGET_RATE)
     rows = [
         ("latency p50 (ms)", latency.get("p50_ms"), ratio(latency.get("p50_ms"), kafka, "Kafka round trip")),
         ("latency p99 (ms)", latency.get("p99_ms"), ratio(latency.get("p99_ms"), kafka, "Kafka round trip")),
@@ -32,10 +34,15 @@ def headline(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ("fan-out to last member p99 (ms)", results.get("fanout", {}).get("latency_to_last_member", {}).get("p99_ms"), ""),
         ("RSS per idle socket (KiB)", results.get("connections", {}).get("rss_per_socket_kib"), ""),
         ("latency among idle sockets p99 (ms)", results.get("connections", {}).get("send_to_recipient_among_them", {}).get("p99_ms"), ""),
-        ("projection lag p99 (ms)", lag, ratio(lag, pg, "PG insert+commit")),
+        ("projection lag p99 at 1,000 msg/s (ms)", lag, ratio(lag, pg, "PG insert+commit")),
         ("rebuild (events/s)", results.get("rebuild", {}).get("events_per_s"), ""),
     ]
     return rows
+
+
+def lag_at(runs: list[dict[str, Any]], rate: float) -> float | None:
+    """The projection lag p99 of the throughput run at `rate` (the target names that rate)."""
+    return next((t["projection_lag"]["p99_ms"] for t in runs if t["offered_rate"] == rate), None)
 
 
 def ratio(value: float | None, floor: float | None, name: str) -> str:

@@ -148,6 +148,12 @@ async def history_count(client: Client, user: BenchUser, chat_id: str) -> int:
     return int(last["seq"]) if last else 0
 
 
+HELD_P99_MAX_MS = 1000.0
+"""A rate is held only if messages keep arriving within a second (p99): at a rate the system cannot
+keep up with, a backlog grows for the whole run and drains in the settle time after it, so every
+message still arrives, seconds late; a longer run would not hold it."""
+
+
 async def stored_messages(client: Client, users: list[BenchUser], chats: list[str]) -> int:
     """How many messages the read models hold in these chats (users chat two by two)."""
     return sum(await asyncio.gather(*(history_count(client, users[2 * n], c) for n, c in enumerate(chats))))
@@ -169,15 +175,16 @@ async def sustained(client: Client, users: list[BenchUser], rate: float, seconds
         await close_pairs(pairs)
     stored = await stored_messages(client, users, pairs.chats) - before
     doubled = sum(1 for n in tracker.delivered_ids.values() if n > 1)
+    latency = summarize(tracker.delivered)
     held = (
         took <= seconds * 1.05 and len(tracker.acked_ids) == count and len(tracker.delivered_ids) == count
-        and doubled == 0 and stored == count and not tracker.errors
+        and doubled == 0 and stored == count and not tracker.errors and latency.p99_ms <= HELD_P99_MAX_MS
     )
     return {
         "offered_rate": rate, "seconds": round(took, 1), "messages": count, "acked": len(tracker.acked_ids),
         "delivered_once": len(tracker.delivered_ids), "doubled": doubled, "in_postgresql": stored,
         "errors": len(tracker.errors), "held": held,
-        "send_to_recipient": summarize(tracker.delivered).as_dict(),
+        "send_to_recipient": latency.as_dict(),
         "projection_lag": summarize(lag).as_dict(),
     }
 
