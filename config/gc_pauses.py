@@ -20,6 +20,9 @@ GC_PAUSES = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 FREEZE_INTERVAL_S = 60.0
+THAW_EVERY = 30
+"""Every 30th round (30 minutes) thaws first: one full collection of everything, as without the
+freezing, but twice an hour instead of every few seconds under load."""
 _started: list[float] = []
 
 
@@ -36,8 +39,25 @@ def measure_gc_pauses() -> None:
         gc.callbacks.append(_on_gc)
 
 
-def freeze_survivors() -> None:
+def freeze_survivors(thaw_first: bool = False) -> None:
     """Collect what is unreachable now, then exempt every survivor from later collections: the
-    pause of this call grows with what was allocated since the last one, not with the tables."""
+    pause of this call grows with what was allocated since the last one, not with the tables.
+    With `thaw_first`, frozen objects are collected too (one long pause): something frozen while
+    alive that later became cyclic garbage is freed then instead of never."""
+    if thaw_first:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+class FreezeSchedule:
+    """Freeze every round, and thaw everything before each `THAW_EVERY`-th: the rare long pause
+    bounds what cyclic garbage frozen objects can hold on to."""
+
+    def __init__(self, thaw_every: int = THAW_EVERY) -> None:
+        self.thaw_every = thaw_every
+        self.rounds = 0
+
+    def run(self) -> None:
+        self.rounds += 1
+        freeze_survivors(thaw_first=self.rounds % self.thaw_every == 0)

@@ -16,7 +16,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from config.gc_pauses import FREEZE_INTERVAL_S, freeze_survivors, measure_gc_pauses
+from config.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from config.settings import WorkerSettings
 
 ACKS_ALL = -1
@@ -51,12 +51,13 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
     options.update(overrides)
     app = faust.App(settings.topic(name), **options)
     add_operator_pages(app)
+    schedule = FreezeSchedule()
+
+    async def keep_gc_pauses_short() -> None:
+        schedule.run()
+
     app.timer(FREEZE_INTERVAL_S)(keep_gc_pauses_short)
     return app
-
-
-async def keep_gc_pauses_short() -> None:
-    freeze_survivors()
 
 
 def add_operator_pages(app: faust.App) -> None:
