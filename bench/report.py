@@ -25,17 +25,20 @@ def headline(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     latency = results.get("latency", {}).get("send_to_recipient", {})
     held = [t["offered_rate"] for t in results.get("throughput", []) if t.get("held")]
     lag = lag_at(results.get("throughput", []), LAG_TARGET_RATE)
+    fanout = results.get("fanout", {})
+    connections = results.get("connections", {})
+    rebuild_rate = results.get("rebuild", {}).get("events_per_s")
     rows = [
         ("latency p50 (ms)", latency.get("p50_ms"), ratio(latency.get("p50_ms"), kafka, "Kafka round trip")),
         ("latency p99 (ms)", latency.get("p99_ms"), ratio(latency.get("p99_ms"), kafka, "Kafka round trip")),
         ("ack p50 (ms)", results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), ratio(results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), echo, "WS echo")),
-        ("throughput held (msg/s)", max(held) if held else 0, ""),
-        ("fan-out (deliveries/s)", results.get("fanout", {}).get("deliveries_per_s"), ""),
-        ("fan-out to last member p99 (ms)", results.get("fanout", {}).get("latency_to_last_member", {}).get("p99_ms"), ""),
-        ("RSS per idle socket (KiB)", results.get("connections", {}).get("rss_per_socket_kib"), ""),
-        ("latency among idle sockets p99 (ms)", results.get("connections", {}).get("send_to_recipient_among_them", {}).get("p99_ms"), ""),
+        ("throughput held (msg/s)", max(held) if held else 0, rate_ratio(max(held) if held else 0, kafka, "Kafka round trips")),
+        ("fan-out (deliveries/s)", fanout.get("deliveries_per_s"), rate_ratio(fanout.get("deliveries_per_s"), echo, "WS echoes")),
+        ("fan-out to last member p99 (ms)", fanout.get("latency_to_last_member", {}).get("p99_ms"), ratio(fanout.get("latency_to_last_member", {}).get("p99_ms"), kafka, "Kafka round trip")),
+        ("RSS per idle socket (KiB)", connections.get("rss_per_socket_kib"), ""),
+        ("latency among idle sockets p99 (ms)", connections.get("send_to_recipient_among_them", {}).get("p99_ms"), ratio(connections.get("send_to_recipient_among_them", {}).get("p99_ms"), kafka, "Kafka round trip")),
         ("projection lag p99 at 1,000 msg/s (ms)", lag, ratio(lag, pg, "PG insert+commit")),
-        ("rebuild (events/s)", results.get("rebuild", {}).get("events_per_s"), ""),
+        ("rebuild (events/s)", rebuild_rate, rate_ratio(rebuild_rate, pg, "PG insert+commits")),
     ]
     return rows
 
@@ -43,6 +46,14 @@ def headline(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
 def lag_at(runs: list[dict[str, Any]], rate: float) -> float | None:
     """The projection lag p99 of the throughput run at `rate` (the target names that rate)."""
     return next((t["projection_lag"]["p99_ms"] for t in runs if t["offered_rate"] == rate), None)
+
+
+def rate_ratio(rate: float | None, floor_ms: float | None, name: str) -> str:
+    """A rate beside what one after another of the floor's operations would reach."""
+    if not rate or not floor_ms:
+        return ""
+    floor_rate = 1000 / floor_ms
+    return f"{rate / floor_rate:.2f}x sequential {name} ({floor_rate:,.0f}/s)"
 
 
 def ratio(value: float | None, floor: float | None, name: str) -> str:
