@@ -5,7 +5,8 @@ A full collection walks every tracked object. A streams worker holds its tables 
 loop for about 100 ms, which showed as the tail of message latency. `freeze_survivors` moves
 what survived into the permanent generation, which collections skip; reference counting still
 frees those objects when they are dropped (table values hold no cycles), so only cyclic garbage
-that outlived a collection would stay, and each round collects before it freezes.
+that outlived a collection would stay: each round collects before it freezes, and every
+`THAW_EVERY`-th round thaws everything first.
 """
 
 from __future__ import annotations
