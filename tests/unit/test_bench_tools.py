@@ -1,0 +1,41 @@
+"""The benchmark's own instruments: profile summaries and CPU accounting."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from bench.cpu import CpuMeter
+from bench.profile import summarize
+from bench.report import lag_at, rate_ratio
+
+
+def test_a_profile_summary_ranks_functions_by_own_and_inclusive_samples() -> None:
+    lines = [
+        "main (a.py:1);loop (a.py:2);write (b.py:3) 6",
+        "main (a.py:1);loop (a.py:2);decode (c.py:4) 3",
+        "main (a.py:1);idle (a.py:9) 1",
+        "not a stack line",
+    ]
+    summary = summarize(lines, top=2)
+    assert summary["samples"] == 10
+    assert summary["self"] == [["write (b.py:3)", 60.0], ["decode (c.py:4)", 30.0]]
+    assert summary["inclusive"][:2] == [["main (a.py:1)", 100.0], ["loop (a.py:2)", 90.0]]
+
+
+def test_the_cpu_meter_sees_this_process_work() -> None:
+    meter = CpuMeter({os.getpid(): "bench client"})
+    meter.start()
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:
+        pass
+    used = meter.stop()
+    assert used["bench client"] > 50.0, used
+
+
+def test_rates_are_set_beside_the_floor_s_sequential_rate_and_lag_is_read_at_its_rate() -> None:
+    assert rate_ratio(2000, 1.0, "Kafka round trips") == "2.00x sequential Kafka round trips (1,000/s)"
+    assert rate_ratio(None, 1.0, "x") == ""
+    runs = [{"offered_rate": 1000.0, "projection_lag": {"p99_ms": 44.0}}, {"offered_rate": 2000.0, "projection_lag": {"p99_ms": 900.0}}]
+    assert lag_at(runs, 1000.0) == 44.0
+    assert lag_at(runs[1:], 1000.0) is None
