@@ -24,14 +24,15 @@ FREEZE_INTERVAL_S = 60.0
 THAW_EVERY = 30
 """Every 30th round (30 minutes) thaws first: one full collection of everything, as without the
 freezing, but twice an hour instead of every few seconds under load."""
-_started: list[float] = []
+_started = 0.0
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
+    global _started
     if phase == "start":
-        _started.append(time.perf_counter())
-    elif _started:
-        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _started.pop())
+        _started = time.perf_counter()
+    else:
+        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _started)
 
 
 def measure_gc_pauses() -> None:

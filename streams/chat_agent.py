@@ -166,11 +166,11 @@ class ChatDecider:
                 duplicate=decision.duplicate, result=decision.result, metadata=mine,
             )
             await outbox.reply(d.command, reply)
-            frames: dict[int, bytes] = {}
+            frame: dict[str, Any] | None = None
+            frame_json = b""
             for delivery in decision.deliveries:
-                frame_json = frames.get(id(delivery.frame))
-                if frame_json is None:
-                    frame_json = frames[id(delivery.frame)] = codec.dumps(delivery.frame)
+                if delivery.frame is not frame:  # a frame's recipients come one after another
+                    frame, frame_json = delivery.frame, codec.dumps(delivery.frame)
                 recipient = str(delivery.recipient_id)
                 await outbox.send(
                     self.delivered_topic, recipient.encode(),

@@ -57,8 +57,7 @@ class WsService:
         """Before a socket opens: register it, subscribe to its user's channel (confirmed) and
         record its session, so that the client never sees an open socket the others do not know
         of. True if the user just came online (announce it once the socket is open)."""
-        if self.registry.add(connection):
-            self.buckets[connection.user_id] = TokenBucket(FRAME_RATE_PER_S, FRAME_BURST)
+        self.registry.add(connection)
         await self.channels.acquire(connection.user_id)
         return await self.presence.record(Session(connection.user_id, connection.id))
 
@@ -69,7 +68,11 @@ class WsService:
         await self.presence.closed(Session(connection.user_id, connection.id))
 
     def bucket(self, user_id: str) -> TokenBucket:
-        return self.buckets.setdefault(user_id, TokenBucket(FRAME_RATE_PER_S, FRAME_BURST))
+        """The user's frame bucket, made on their first frame here (not a new one per frame)."""
+        bucket = self.buckets.get(user_id)
+        if bucket is None:
+            bucket = self.buckets[user_id] = TokenBucket(FRAME_RATE_PER_S, FRAME_BURST)
+        return bucket
 
     async def shutdown(self) -> None:
         """Close every socket with 1001 and stop consuming; each close is bounded, all run at once."""

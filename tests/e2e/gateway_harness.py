@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from config.settings import GatewaySettings
@@ -270,6 +271,18 @@ async def gateway_system(
         await producer.stop()
         for process in [g.process for g in system.gateways] + system.workers:
             process.stop()
+
+
+@asynccontextmanager
+async def module_system(
+    name: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str
+) -> AsyncIterator[GatewaySystem]:
+    """A system of one test module's own: topics under `<topic_prefix><name>.`, a clone of the
+    template database, and its processes' logs in a temporary folder named `name`."""
+    log_dir = tmp_path_factory.mktemp(name)
+    async with cloned_database(template_database) as database_url:
+        async with gateway_system(f"{topic_prefix}{name}.", log_dir, jwt_secret, database_url) as system:
+            yield system
 
 
 def small_receive_buffer(size: int) -> Callable[[Any], socket.socket]:

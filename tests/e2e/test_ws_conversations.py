@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from schemas import codec, topics
 from schemas.commands import Delivery
-from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, cloned_database, gateway_system, small_receive_buffer
+from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, module_system, small_receive_buffer
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +26,8 @@ pytestmark = pytest.mark.e2e
 async def system(
     topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str
 ) -> AsyncIterator[GatewaySystem]:
-    log_dir = tmp_path_factory.mktemp("ws")
-    async with cloned_database(template_database) as database_url:
-        async with gateway_system(f"{topic_prefix}ws.", log_dir, jwt_secret, database_url) as system:
-            yield system
+    async with module_system("ws", topic_prefix, tmp_path_factory, jwt_secret, template_database) as system:
+        yield system
 
 
 def cid() -> str:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.e2e.gateway_harness import Client, GatewaySystem, cloned_database, gateway_system
+from tests.e2e.gateway_harness import Client, GatewaySystem, module_system
 
 pytestmark = pytest.mark.e2e
 
@@ -33,10 +33,8 @@ RATE_PER_USER = 25.0
 async def system(
     topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str
 ) -> AsyncIterator[GatewaySystem]:
-    log_dir = tmp_path_factory.mktemp("ws-latency")
-    async with cloned_database(template_database) as database_url:
-        async with gateway_system(f"{topic_prefix}wslat.", log_dir, jwt_secret, database_url) as system:
-            yield system
+    async with module_system("wslat", topic_prefix, tmp_path_factory, jwt_secret, template_database) as system:
+        yield system
 
 
 class Timings:
