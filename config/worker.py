@@ -17,12 +17,30 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
+from config.kafka import replication_of
 from config.settings import WorkerSettings
 
 ACKS_ALL = -1
 SESSION_TIMEOUT_S = 10.0
 """A crashed worker's partitions move to the others after this long (Faust's default is 60 s)."""
 HEARTBEAT_S = 1.0
+
+log = logging.getLogger(__name__)
+
+
+class App(faust.App):
+    """A Faust app whose own topics (changelogs, repartitions) are replicated as the cluster allows.
+
+    The factor is read from the cluster when the app starts, before its tables declare their
+    changelogs: Faust reads `topic_replication_factor` when it creates a topic, not before.
+    """
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        brokers = [f"{url.host}:{url.port}" for url in self.conf.broker]
+        replication = await replication_of(brokers)
+        self.conf.topic_replication_factor = replication.factor
+        log.info("topics of %s created with replication factor %d", self.conf.id, replication.factor)
 
 
 def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App:
@@ -35,7 +53,6 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         broker=[f"kafka://{b}" for b in settings.broker_list],
         store="memory://",
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
         producer_acks=ACKS_ALL,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
@@ -49,7 +66,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         web_enabled=True,
     )
     options.update(overrides)
-    app = faust.App(settings.topic(name), **options)
+    app = App(settings.topic(name), **options)
     add_operator_pages(app)
     schedule = FreezeSchedule()
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from config.kafka import cluster_replication
 from config.settings import GatewaySettings
 from schemas import topics
 from schemas.commands import Body, Command, Origin, Reply, encode_command
@@ -111,7 +112,8 @@ async def create_reply_topic(settings: GatewaySettings, name: str) -> None:
     await admin.start()
     try:
         config = {"retention.ms": str(topics.GATEWAY_REPLIES.retention_ms)}
-        response = await admin.create_topics([NewTopic(name, 1, 1, topic_configs=config)])
+        replication = await cluster_replication(admin)
+        response = await admin.create_topics([NewTopic(name, 1, replication.factor, topic_configs=config)])
         for topic, code, message in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise RuntimeError(f"cannot create reply topic {topic}: {message}")

@@ -1,6 +1,9 @@
 """Creation of the system's topics on the broker, from the catalogue in `schemas.topics`.
 
     python -m streams.topics create   # idempotent: existing topics are left as they are
+
+Replication follows the cluster's size (`config.kafka`); the commands and the events, the topics
+whose loss no one could repair, also carry their `min.insync.replicas` explicitly.
 """
 
 from __future__ import annotations
@@ -11,18 +14,24 @@ import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from config.kafka import Replication, cluster_replication
 from config.settings import CommonSettings, load
-from schemas.topics import ALL, TopicSpec
+from schemas.topics import ALL, CHAT_COMMANDS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset(
+    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)
+)
 
 
-def new_topic(settings: CommonSettings, spec: TopicSpec) -> NewTopic:
+def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replication) -> NewTopic:
     partitions = settings.topic_partitions if spec.partitioned else 1
     configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": "delete"}
-    return NewTopic(settings.topic(spec.name), partitions, 1, topic_configs=configs)
+    if spec in MUST_SURVIVE_A_BROKER:
+        configs.update(replication.topic_configs())
+    return NewTopic(settings.topic(spec.name), partitions, replication.factor, topic_configs=configs)
 
 
 async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
@@ -30,7 +39,8 @@ async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] =
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
     await admin.start()
     try:
-        response = await admin.create_topics([new_topic(settings, s) for s in specs])
+        replication = await cluster_replication(admin)
+        response = await admin.create_topics([new_topic(settings, s, replication) for s in specs])
     finally:
         await admin.close()
     created = []
