@@ -57,10 +57,18 @@ class GatewaySettings(CommonSettings):
     access_token_ttl_seconds: int = Field(900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(30 * 86400, ge=300)
     allowed_origins: str = "http://127.0.0.1:8080,http://localhost:8080"
+    worker_health_urls: str = ""
+    """`name=url` pairs, comma separated: the workers whose `/healthz` the gateway's own reports
+    (`scripts/system` sets them; empty: the gateway reports on its services only)."""
 
     @property
     def origin_list(self) -> list[str]:
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def worker_health(self) -> dict[str, str]:
+        pairs = (p.strip().partition("=") for p in self.worker_health_urls.split(",") if p.strip())
+        return {name.strip(): url.strip() for name, _, url in pairs}
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -5,7 +5,12 @@ the same transaction as their rows, `pg_notify('projection_progress',
 '<projection>:<topic>:<partition>:<next_offset>')`. This module LISTENs on one connection, keeps
 the highest `next_offset` seen per (topic, partition), and wakes the requests waiting for it.
 A write is answered once every one of its events is in the read models, so the caller's next read
-sees it, whichever gateway instance serves it.
+sees it, whichever gateway instance serves it; if they are not there within `WAIT_LIMIT_S`, the
+write is answered 503 `unavailable` instead (an ack promises read-your-writes).
+
+The LISTEN connection heals: a keeper task notices its death (asyncpg's termination callback, or
+a ping that fails) and reopens it with backoff; after each (re)open it reads `projection_offsets`
+again, so whatever was applied while it was down wakes its waiters at once.
 """
 
 from __future__ import annotations
@@ -21,16 +26,25 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from gateway.healing import Backoff, ConnectionState
 from schemas.commands import Position
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "projection_progress"
 WAIT_LIMIT_S = 10.0
-"""A write is durable before we wait: past this, it is answered anyway and the timeout counted."""
+"""How long a durable write waits for the read models before it is answered 503 `unavailable`
+(the client retries with the same `client_msg_id`, which is deduplicated)."""
+PING_INTERVAL_S = 5.0
+"""How often the keeper checks the LISTEN connection that no callback said was lost (a link that
+died without a FIN)."""
+PING_TIMEOUT_S = 2.0
+CONNECTION_NAME = "projection_progress_listener"
 
 RYW_WAIT = Histogram("gateway_read_your_writes_seconds", "Wait for projections after a write")
-RYW_TIMEOUTS = Counter("gateway_read_your_writes_timeouts_total", "Writes answered before their projection")
+RYW_TIMEOUTS = Counter(
+    "gateway_read_your_writes_timeouts_total", "Writes answered 503 because their projection did not come in time"
+)
 
 Key = tuple[str, int]
 
@@ -43,17 +57,70 @@ class ProjectionWatermarks:
         """Per key, a heap of (offset, arrival number, future)."""
         self.arrivals = itertools.count()
         self.conn: asyncpg.Connection | None = None
+        self.state = ConnectionState(CONNECTION_NAME)
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.conn = await asyncpg.connect(self.database_url)
-        await self.conn.add_listener(CHANNEL, self._on_notify)
-        rows = await self.conn.fetch("SELECT topic, partition, next_offset FROM projection_offsets")
-        for row in rows:
-            self._advance((row["topic"], row["partition"]), row["next_offset"])
+        """Open the LISTEN connection (failing if PostgreSQL cannot be reached at start), then
+        keep it open in the background."""
+        await self._open()
+        self._keeper = asyncio.create_task(self._keep(), name="projection progress keeper")
 
     async def stop(self) -> None:
-        if self.conn is not None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        if self.conn is not None and not self.conn.is_closed():
             await self.conn.close()
+
+    async def _open(self) -> None:
+        self._lost.clear()
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            conn.add_termination_listener(self._on_terminated)
+            await conn.add_listener(CHANNEL, self._on_notify)
+            rows = await conn.fetch("SELECT topic, partition, next_offset FROM projection_offsets")
+        except BaseException:
+            conn.terminate()
+            raise
+        self.conn = conn
+        for row in rows:
+            self._advance((row["topic"], row["partition"]), row["next_offset"])
+        self.state.opened()
+
+    def _on_terminated(self, conn: object) -> None:
+        self._lost.set()
+
+    async def _keep(self) -> None:
+        """Reopen the connection whenever it is lost, for the life of the gateway."""
+        backoff = Backoff()
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), PING_INTERVAL_S)
+            except TimeoutError:
+                if await self._alive():
+                    continue
+            self.state.lost(self.state.error or "the connection closed")
+            if self.conn is not None:
+                self.conn.terminate()
+            while True:
+                try:
+                    await self._open()
+                    backoff.reset()
+                    break
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                    self.state.lost(error)
+                    await asyncio.sleep(backoff.next_pause())
+
+    async def _alive(self) -> bool:
+        assert self.conn is not None
+        try:
+            await self.conn.fetchval("SELECT 1", timeout=PING_TIMEOUT_S)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            self.state.lost(error)
+            return False
+        return True
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         try:
@@ -94,6 +161,17 @@ class ProjectionWatermarks:
             RYW_TIMEOUTS.inc()
             return False
         return True
+
+
+    async def require(self, positions: list[Position], timeout: float = WAIT_LIMIT_S) -> None:
+        """Return once every position is projected; `NotProjected` if `timeout` passed first."""
+        if not await self.wait_for(positions, timeout):
+            raise NotProjected(f"the read models did not reach this write within {timeout:g} s")
+
+
+class NotProjected(Exception):
+    """A durable write the read models did not reach in time: it must not be acked (the client
+    retries it with the same id, and the retry is deduplicated)."""
 
 
 WATERMARKS = web.AppKey("watermarks", ProjectionWatermarks)

@@ -3,8 +3,9 @@
 Every non-2xx answer of the gateway has the body
 `{"error": {"code": "<snake_case>", "message": "<human text>", "details"?: {...}}}` (contract v1,
 Errors). Handlers raise `ApiError` (or let aiohttp and pydantic raise theirs); `error_middleware`
-turns all of them into that envelope, and anything unexpected into a logged 500 whose body says
-nothing about the code.
+turns all of them into that envelope, a dependency that cannot be reached (PostgreSQL, Redis,
+Kafka restarting) into 503 `unavailable` with `Retry-After`, and anything unexpected into a logged
+500 whose body says nothing about the code.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,18 @@ BODY_FIELD = "body"
 
 FORWARDED_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 """Headers of an aiohttp HTTPException worth keeping; its Content-Type and body are replaced."""
+
+DEPENDENCY_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
+"""Errors that mean a service is (re)starting or unreachable, not that the request was wrong."""
 
 CODES_BY_STATUS = {
     400: "invalid_request",
@@ -133,6 +150,15 @@ def rate_limited(retry_after_seconds: int, message: str = "too many requests") -
     )
 
 
+UNAVAILABLE_RETRY_AFTER_S = 1
+"""A dependency that restarts is usually back within seconds: retry soon, with the same ids."""
+
+
+def unavailable(message: str, retry_after_seconds: int = UNAVAILABLE_RETRY_AFTER_S) -> ApiError:
+    """503: the system could not do or confirm this now; the same request may be sent again."""
+    return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after_seconds)})
+
+
 def internal_error() -> ApiError:
     return ApiError(500, "internal_error", "internal server error")
 
@@ -201,6 +227,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(from_http_exception(exception))
     except ValidationError as error:
         return error_response(from_validation_error(error))
+    except DEPENDENCY_DOWN as error:
+        log.warning("%s %s: a dependency is down: %r", request.method, request.path, error)
+        return error_response(unavailable("a service the messenger needs is unavailable; retry"))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(internal_error())

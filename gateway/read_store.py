@@ -8,6 +8,7 @@ return nothing for a chat the caller is not in.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -157,3 +158,13 @@ async def messages_page(
             chat_id, before, limit,
         )
     return [message_json(r) for r in rows]
+
+
+async def chat_activity_of(db: Pool, user_id: uuid.UUID) -> list[tuple[uuid.UUID, int, datetime]]:
+    """(chat id, last seq, last activity) of every chat of `user_id` with a message."""
+    rows = await db.fetch(
+        "SELECT cm.chat_id, ca.last_seq, ca.last_activity_at FROM chat_members cm"
+        " JOIN chat_activity ca ON ca.chat_id = cm.chat_id WHERE cm.user_id = $1",
+        user_id,
+    )
+    return [(r["chat_id"], r["last_seq"], r["last_activity_at"]) for r in rows]

@@ -130,8 +130,16 @@ class TokenBucket:
         self._tokens -= 1
         return True
 
+    def credit(self, seconds: float) -> None:
+        """Give back the tokens of `seconds` during which the server did not read the client
+        (its frames waited in the socket's buffers, sent at a pace the bucket would have taken),
+        even above `burst`, until they are spent: the server's stall is not the client's burst."""
+        self._refill()
+        self._tokens += max(0.0, seconds) * self._rate
+
     def _refill(self) -> None:
         now = self._clock()
         elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        cap = max(self._burst, self._tokens)
+        self._tokens = min(cap, self._tokens + elapsed * self._rate)
         self._updated = now

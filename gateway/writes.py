@@ -8,8 +8,8 @@ import uuid
 from aiohttp import web
 
 from gateway.commands import COMMAND_BUS, CommandTimeout
-from gateway.consistency import WATERMARKS
-from gateway.errors import ApiError
+from gateway.consistency import WATERMARKS, NotProjected
+from gateway.errors import ApiError, unavailable
 from schemas import topics
 from schemas.commands import Body, Reply
 
@@ -35,8 +35,12 @@ async def write(
     try:
         reply = await request.app[COMMAND_BUS].ask(topic, key, body, actor)
     except CommandTimeout:
-        raise ApiError(503, "unavailable", "the system did not answer in time; retry") from None
+        raise unavailable("the system did not answer in time; retry") from None
     if not reply.ok:
         raise refusal(reply)
-    await request.app[WATERMARKS].wait_for(reply.positions)
+    try:
+        await request.app[WATERMARKS].require(reply.positions)
+    except NotProjected:
+        raise unavailable("the change is stored but not readable yet; retry the same request") from None
     return reply
+

@@ -9,18 +9,27 @@ client only ever blocks its own writer. Frames pushed to a connection come in tw
 - replies to the client's own frames (acks, errors, sync pages) wait for room below
   `REPLY_LIMIT`, which leaves `MAX_QUEUED_FRAMES - REPLY_LIMIT` slots for pushed frames, so a
   long `sync` slows itself down instead of getting its socket closed.
+
+A socket never gets the same `message.new` twice: each connection remembers, per chat, the
+highest `seq` it was given (live, by a server-side resync or in a `sync` answer) and drops a
+pushed `message.new` at or below it (a redelivery after a Kafka or gateway restart). Live pushes
+of one chat come in `seq` order (one partition per recipient, decided in order), so the highest
+`seq` is all there is to remember. While a sync or resync answers from the read models, pushes
+are held and then let through the same check, so that the two never interleave out of order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
-from gateway.ws.metrics import FRAMES_OUT, OPEN_SOCKETS, SLOW_CLOSES
+from gateway.ws.metrics import DUPLICATES_DROPPED, FRAMES_OUT, OPEN_SOCKETS, SLOW_CLOSES
+from gateway.ws.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,9 @@ REPLY_LIMIT = MAX_QUEUED_FRAMES // 2
 SLOW_CLOSE_CODE = 4008
 SLOW_CLOSE_REASON = "too slow, reconnect and sync"
 GOING_AWAY_CODE = 1001
+OWN_SENDS_KEPT = 256
+"""The `client_msg_id`s of this socket's latest sends: a resync skips them (the socket gets, or
+got, their `message.ack`). More than a client has in flight (`MAX_IN_FLIGHT`)."""
 CLOSE_GRACE_S = 3.0
 """How long a close may take (sending the close frame to a client that does not read, and its
 answer) before the transport is aborted."""
@@ -126,6 +138,12 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self.close_code: int | None = None
+        self.opened_at = time.time()
+        self.given: dict[str, int] = {}
+        """Per chat id, the highest `seq` this socket was given as `message.new` or in a sync."""
+        self.own_sends: deque[str] = deque(maxlen=OWN_SENDS_KEPT)
+        self._holds = 0
+        self._held: list[tuple[str, str | None, int]] = []
 
     def start_writer(self) -> None:
         self._writer = asyncio.create_task(self._write(), name=f"ws writer {self.id}")
@@ -134,10 +152,44 @@ class Connection:
     def closing(self) -> bool:
         return self._closing is not None
 
-    def push(self, text: str) -> None:
-        """Queue a pushed frame; a full queue closes the socket as too slow."""
-        if self.queue.offer(text):
+    def push(self, text: str, chat_id: str | None = None, seq: int = 0) -> None:
+        """Queue a pushed frame (a `message.new` names its chat and `seq`); a repeat of a message
+        already given is dropped; a full queue closes the socket as too slow."""
+        if self._holds:
+            self._held.append((text, chat_id, seq))
+            if len(self._held) > self.queue.capacity:
+                self._too_slow()
             return
+        self.give(text, chat_id, seq)
+
+    def give(self, text: str, chat_id: str | None = None, seq: int = 0) -> None:
+        """Queue a frame now, held pushes or not (what a resync found), with the same checks."""
+        if chat_id is not None:
+            if seq <= self.given.get(chat_id, 0):
+                DUPLICATES_DROPPED.inc()
+                return
+            self.given[chat_id] = seq
+        if not self.queue.offer(text):
+            self._too_slow()
+
+    def note_given(self, chat_id: str, seq: int) -> None:
+        """A `sync` answer gave the client everything of `chat_id` up to `seq`."""
+        if seq > self.given.get(chat_id, 0):
+            self.given[chat_id] = seq
+
+    def hold(self) -> None:
+        """Keep pushed frames back (while a sync answers from the read models)."""
+        self._holds += 1
+
+    def release(self) -> None:
+        """Let the held frames through the usual checks, once the last hold ends."""
+        self._holds -= 1
+        if self._holds == 0:
+            held, self._held = self._held, []
+            for text, chat_id, seq in held:
+                self.push(text, chat_id, seq)
+
+    def _too_slow(self) -> None:
         SLOW_CLOSES.inc()
         log.info("closing socket %s of user %s: %d frames behind", self.id, self.user_id, len(self.queue))
         self.close_soon(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON)
@@ -225,17 +277,18 @@ class ConnectionRegistry:
         del self._by_user[connection.user_id]
         return True
 
-    def has(self, user_id: str, connection_id: str) -> bool:
-        return connection_id in self._by_user.get(user_id, {})
-
-    def push(self, user_id: str, text: str, skip_connection: str | None = None) -> int:
-        """Queue `text` on every socket of `user_id` here but `skip_connection`; how many got it."""
+    def push(self, route: Route) -> int:
+        """Queue a route's frame on every socket of its user here but its `skip_connection`;
+        how many got it."""
         pushed = 0
-        for connection in list(self._by_user.get(user_id, {}).values()):
-            if connection.id != skip_connection and not connection.closing:
-                connection.push(text)
+        for connection in self.of_user(route.user_id):
+            if connection.id != route.skip_connection and not connection.closing:
+                connection.push(route.text, route.chat_id, route.seq)
                 pushed += 1
         return pushed
+
+    def of_user(self, user_id: str) -> list[Connection]:
+        return list(self._by_user.get(user_id, {}).values())
 
     async def close_all(self, code: int, reason: str) -> None:
         closes: list[Awaitable[None]] = [c.close(code, reason) for c in self]

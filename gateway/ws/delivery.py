@@ -4,11 +4,14 @@ PUBLISHes it to the recipient's channel (`gateway.ws.routing`). The instances ho
 sockets receive it from Redis. See docs/websocket.md, "How delivery scales".
 
 Offsets are committed (every `COMMIT_INTERVAL_S`) only after the PUBLISHes of the records
-before them have been answered, so a crash redelivers rather than loses (a client may see a frame
-twice and recognises it by `seq` or id). A partition the group has no offset for is read from
-its start, so that nothing written before an instance got its first assignment is skipped;
-records older than `MAX_AGE_S` are dropped rather than pushed: whoever was meant to get them has
-reconnected and synced since (or will).
+before them have been answered, so a crash or a broker restart redelivers rather than loses; each
+socket drops a `message.new` it already has (`gateway.ws.connections`). While Redis cannot be
+reached, publishing is retried with backoff for as long as it takes (nothing is dropped; the
+group rebalances if it takes minutes, and the records are read again). A partition the group has
+no offset for is read from its start, so that nothing written before an instance got its first
+assignment is skipped; records older than `MAX_AGE_S` are not pushed as they are: their
+recipients get a resync instead (`gateway.ws.resync`), which gives each open socket what it
+misses from the read models.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
 from config.settings import GatewaySettings
+from gateway.healing import Backoff, ConnectionState
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
 from schemas import topics
@@ -38,13 +43,12 @@ HEARTBEAT_MS = 1000
 SESSION_TIMEOUT_MS = 10_000
 """A crashed instance's partitions move to the others after this long."""
 MAX_AGE_S = 120.0
-"""Older frames are not pushed. Far above a rebalance after a crash (`SESSION_TIMEOUT_MS`), so
-only a new group's backlog or an outage's is dropped; clients catch up with `sync`."""
-PUBLISH_RETRY_PAUSE_S = 0.5
+"""Older frames are not pushed; their recipients are resynced instead. Far above a rebalance
+after a crash (`SESSION_TIMEOUT_MS`), so only a new group's backlog or an outage's is concerned."""
 COMMIT_INTERVAL_S = 0.5
 """Offsets are committed at most this often, not after every batch (a request each): a crash
-redelivers at most this much more, which clients recognise by `seq`."""
-PUBLISH_ATTEMPTS = 5
+redelivers at most this much more, which each socket drops by `seq`."""
+CONNECTION_NAME = "delivery_consumer"
 
 
 def group_id(settings: GatewaySettings) -> str:
@@ -52,17 +56,41 @@ def group_id(settings: GatewaySettings) -> str:
 
 
 def route_of(record: ConsumerRecord[bytes, bytes], oldest_ms: float) -> Route | None:
-    """The route of one record, or None for a stale record or one that is no `Delivery`
-    (counted, skipped)."""
-    if record.timestamp < oldest_ms:
-        DELIVERIES.labels("stale").inc()
-        return None
+    """The route of one record: its frame, or a resync of its recipient for a stale record;
+    None for a record that is no `Delivery` (counted, skipped)."""
     try:
         recipient_id, frame, skip_connection = decode_delivery(record.value or b"")
     except ValueError:
         DELIVERIES.labels("malformed").inc()
         return None
-    return Route(recipient_id, encode_frame(frame), skip_connection)
+    if record.timestamp < oldest_ms:
+        DELIVERIES.labels("stale").inc()
+        return Route(recipient_id, "", resync=True)
+    chat_id, seq = message_position(frame)
+    return Route(recipient_id, encode_frame(frame), skip_connection, chat_id, seq)
+
+
+def message_position(frame: dict[str, Any]) -> tuple[str | None, int]:
+    """(chat id, seq) of a `message.new` frame, by which sockets drop repeats; (None, 0) else."""
+    if frame.get("type") != "message.new":
+        return None, 0
+    message = frame.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("seq"), int):
+        return None, 0
+    return str(message.get("chat_id")), message["seq"]
+
+
+def without_repeated_resyncs(routes: Iterable[Route | None]) -> list[Route]:
+    """The routes in order, with one resync per user at most (a stale backlog is one per record)."""
+    kept: list[Route] = []
+    resynced: set[str] = set()
+    for route in routes:
+        if route is None or (route.resync and route.user_id in resynced):
+            continue
+        if route.resync:
+            resynced.add(route.user_id)
+        kept.append(route)
+    return kept
 
 
 class DeliveryConsumer:
@@ -83,10 +111,12 @@ class DeliveryConsumer:
         self._delivered: dict[TopicPartition, int] = {}
         """Offsets after the records published and not committed yet."""
         self._next_commit = 0.0
+        self.state = ConnectionState(CONNECTION_NAME)
 
     async def start(self) -> None:
         """Join the group; partitions come in the background."""
         await self._consumer.start()
+        self.state.opened()
         self._runner = asyncio.create_task(self._run(), name="delivery consumer")
 
     async def stop(self) -> None:
@@ -100,9 +130,13 @@ class DeliveryConsumer:
             DELIVERY_PARTITIONS.set(0)
 
     async def _run(self) -> None:
+        backoff = Backoff()
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_MAX)
+                if not self.state.up:
+                    self.state.opened()
+                backoff.reset()
                 DELIVERY_PARTITIONS.set(len(self._consumer.assignment()))
                 if batches:
                     await self._deliver([r for records in batches.values() for r in records])
@@ -110,24 +144,24 @@ class DeliveryConsumer:
                 if self._delivered and time.monotonic() >= self._next_commit:
                     await self._commit(self._delivered)
             except KafkaError as error:
-                log.warning("delivery consumer: %r", error)
-                await asyncio.sleep(PUBLISH_RETRY_PAUSE_S)
+                self.state.lost(error)
+                await asyncio.sleep(backoff.next_pause())
             except Exception:
                 log.exception("delivery consumer: unexpected error; going on")
-                await asyncio.sleep(PUBLISH_RETRY_PAUSE_S)
+                await asyncio.sleep(backoff.next_pause())
 
     async def _deliver(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> None:
+        """Publish every record's route; while Redis cannot take them, retry with backoff."""
         oldest_ms = (time.time() - MAX_AGE_S) * 1000
-        routes = [r for r in (route_of(record, oldest_ms) for record in records) if r is not None]
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        routes = without_repeated_resyncs(route_of(record, oldest_ms) for record in records)
+        backoff = Backoff()
+        while True:
             try:
                 DELIVERIES.labels("published").inc(await self._channels.publish(routes))
                 return
             except (RedisError, OSError) as error:
-                log.warning("publishing %d deliveries failed (attempt %d): %r", len(routes), attempt, error)
-                await asyncio.sleep(PUBLISH_RETRY_PAUSE_S * attempt)
-        DELIVERIES.labels("lost").inc(len(routes))
-        log.error("dropped %d deliveries: Redis is unreachable (clients recover with sync)", len(routes))
+                log.warning("publishing %d deliveries failed: %r; retrying", len(routes), error)
+                await asyncio.sleep(backoff.next_pause())
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit what was delivered; after a rebalance only partitions still assigned."""

@@ -7,7 +7,7 @@ import logging
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, unavailable
 from gateway.resources import SETTINGS
 from gateway.ws.connections import CLOSE_GRACE_S, Connection
 from gateway.ws.handlers import FrameHandler
@@ -22,10 +22,6 @@ MAX_FRAME_BYTES = 64 * 1024
 HEARTBEAT_S = 20.0
 """aiohttp pings every 20 s and drops a peer whose pong is 10 s late: a dead peer is gone within
 half a minute, under the sessions' 30 s expiry."""
-
-
-def unavailable(message: str) -> ApiError:
-    return ApiError(503, "unavailable", message)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

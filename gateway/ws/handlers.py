@@ -25,6 +25,8 @@ from aiokafka.errors import KafkaError
 
 from gateway import read_store
 from gateway.commands import CommandTimeout
+from gateway.consistency import NotProjected
+from gateway.errors import DEPENDENCY_DOWN
 from gateway.ws.connections import Connection
 from gateway.ws.metrics import ACK_SECONDS, ERRORS_OUT, FRAMES_IN
 from gateway.ws.routing import Route
@@ -97,10 +99,21 @@ class FrameHandler:
         if isinstance(frame, PingFrame):
             await self.connection.reply(encode_frame(PONG))
             return
-        await self._slots.acquire()
+        await self._take_slot()
         task = asyncio.create_task(self._run(frame, ref), name=f"ws {frame.type} {self.connection.id}")
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+
+    async def _take_slot(self) -> None:
+        """Wait for room among the frames in flight. While waiting, this socket is not read: what
+        the client sends meanwhile waits in its buffers, so the time waited is credited back to
+        the user's bucket (a stall of ours must not turn into `rate_limited` for them)."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        started = time.monotonic()
+        await self._slots.acquire()
+        self.service.bucket(self.connection.user_id).credit(time.monotonic() - started)
 
     async def refuse_binary(self) -> None:
         FRAMES_IN.labels("invalid").inc()
@@ -135,7 +148,9 @@ class FrameHandler:
             await self.error(refusal.code, refusal.message, ref)
         except CommandTimeout:
             await self.error("unavailable", "no answer in time; it may have been applied: retry the same frame", ref)
-        except KafkaError as error:
+        except NotProjected:
+            await self.error("unavailable", "stored but not readable yet: retry the same frame", ref)
+        except (KafkaError, *DEPENDENCY_DOWN) as error:
             log.warning("socket %s: %s failed: %r", self.connection.id, frame.type, error)
             await self.error("unavailable", "the messenger is unavailable, retry later", ref)
         except Exception:
@@ -171,12 +186,13 @@ class FrameHandler:
             if code == "not_found" and chat_named:
                 code = "forbidden"
             raise Refusal(code, reply.message or code.replace("_", " "))
-        await self.service.watermarks.wait_for(reply.positions)
+        await self.service.watermarks.require(reply.positions)
         return reply
 
     async def send(self, frame: SendFrame) -> None:
         started = time.perf_counter()
         body = SendMessage(chat_id=frame.chat_id, client_msg_id=frame.client_msg_id, text=frame.text)
+        self.connection.own_sends.append(frame.client_msg_id)
         reply = await self.ask(frame.chat_id, body, chat_named=True)
         await self.connection.reply(encode_frame(ack_frame(frame.client_msg_id, reply.result["message"])))
         ACK_SECONDS.observe(time.perf_counter() - started)
@@ -216,24 +232,33 @@ class FrameHandler:
     async def sync(self, frame: SyncFrame) -> None:
         """Every message after `after_seq`, in order and in pages, then `sync.done`.
 
-        Frames pushed meanwhile (a message sent during the sync) may arrive before or after the
-        page that holds them: clients keep messages by `seq`, so a repeat changes nothing.
+        Live pushes are held meanwhile and let through after it, so that none comes out of
+        order or twice: the socket was given everything of the chat up to the last page.
         """
         pool = self.service.pool
         if not await read_store.is_member(pool, frame.chat_id, self.user_id):
             raise Refusal("forbidden", "not a member of this chat")
-        last_seq = frame.after_seq
+        self.connection.hold()
+        try:
+            last_seq = await self.send_pages(frame.chat_id, frame.after_seq)
+        finally:
+            self.connection.release()
+        if last_seq == frame.after_seq:
+            last_seq = await self.latest_seq(frame.chat_id)
+        await self.connection.reply(encode_frame(sync_done_frame(str(frame.chat_id), last_seq)))
+
+    async def send_pages(self, chat_id: uuid.UUID, after_seq: int) -> int:
+        """Reply with every message after `after_seq`; the last seq sent (`after_seq` if none)."""
+        last_seq = after_seq
         while True:
-            page = await read_store.messages_page(pool, frame.chat_id, before=None, after=last_seq, limit=SYNC_PAGE)
+            page = await read_store.messages_page(self.service.pool, chat_id, before=None, after=last_seq, limit=SYNC_PAGE)
             for message in page:
                 await self.connection.reply(encode_frame(message_new_frame(message)))
             if page:
                 last_seq = page[-1]["seq"]
+                self.connection.note_given(str(chat_id), last_seq)
             if len(page) < SYNC_PAGE:
-                break
-        if last_seq == frame.after_seq:
-            last_seq = await self.latest_seq(frame.chat_id)
-        await self.connection.reply(encode_frame(sync_done_frame(str(frame.chat_id), last_seq)))
+                return last_seq
 
     async def latest_seq(self, chat_id: uuid.UUID) -> int:
         """The chat's last seq (0 for none): what a client that asked past the end should know."""

@@ -13,6 +13,11 @@ DELIVERIES = Counter(
 )
 DELIVERY_PARTITIONS = Gauge("gateway_ws_delivery_partitions", "Partitions of message.delivered this instance consumes")
 ROUTED = Counter("gateway_ws_routed_total", "Frames received from the per-user Redis channels")
+DUPLICATES_DROPPED = Counter(
+    "gateway_ws_duplicates_dropped_total", "message.new frames not pushed because the socket had that seq already"
+)
+RESYNCS = Counter("gateway_ws_resyncs_total", "Sockets made whole from the read models after a possible gap, by cause", ["cause"])
+RESYNCED = Counter("gateway_ws_resynced_messages_total", "Messages pushed by server-side resyncs")
 SLOW_CLOSES = Counter("gateway_ws_slow_closes_total", "Sockets closed because their outgoing queue overflowed")
 PRESENCE_CHANGES = Counter("gateway_ws_presence_changes_total", "Presence changes announced", ["online"])
 ACK_SECONDS = Histogram(

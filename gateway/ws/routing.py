@@ -7,11 +7,15 @@ from `message.delivered` (and of typing and presence frames). Redis sends each m
 the instances subscribed to that channel, so an instance receives its own users' frames and no
 others. A message is `<skip_connection>\\n<frame text>`: the frame is encoded once, by the
 publisher, and written as it is to every socket; a frame text never holds a raw newline.
+A `message.new` names its chat and `seq` in the header, so that each socket drops a repeat
+without decoding the frame; a "resync" message asks the user's sockets to be made whole from
+the read models (`gateway.ws.resync`), for deliveries the publisher could not push.
 
 Subscribing is confirmed before a socket is answered: `acquire` returns once Redis has taken the
 SUBSCRIBE, so nothing published after a client sees its socket open is missed. Pub/sub is
-at-most-once (a message published while an instance reconnects to Redis is lost); clients
-recover with `sync`, which the contract gives them for that.
+at-most-once: a message published while an instance reconnects to Redis is lost. So when the
+listener's connection comes back (redis-py subscribes to every channel again as it reconnects),
+`on_reopened` is called, and the service makes every local socket whole from the read models.
 """
 
 from __future__ import annotations
@@ -26,43 +30,61 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from gateway.healing import Backoff, ConnectionState
 from gateway.ws.metrics import ROUTED
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_S = 5.0
-RECONNECT_PAUSE_S = 0.5
+START_WAIT_S = 2.0
+"""How long `start` waits for the connection before going on without it (reported by /healthz)."""
 SEPARATOR = "\n"
+FIELD = "\t"
+FRAME, RESYNC = "f", "r"
+CONNECTION_NAME = "user_channels"
 
-Receiver = Callable[[str, str, str | None], object]
-"""Called with (user_id, frame text, skip_connection) for every message of a subscribed channel."""
+Receiver = Callable[["Route"], object]
+"""Called with every route received on a subscribed channel."""
 
 
 @dataclass(frozen=True)
 class Route:
-    """One frame for every socket of one user (but `skip_connection`)."""
+    """One frame for every socket of one user (but `skip_connection`); a `message.new` names its
+    chat and `seq`. A resync route carries no frame: it asks for the user's sockets to be made
+    whole from the read models."""
 
     user_id: str
     text: str
     skip_connection: str | None = None
+    chat_id: str | None = None
+    seq: int = 0
+    resync: bool = False
 
 
-def encode_message(text: str, skip_connection: str | None) -> str:
-    return f"{skip_connection or ''}{SEPARATOR}{text}"
+def encode_message(route: Route) -> str:
+    kind = RESYNC if route.resync else FRAME
+    header = FIELD.join((kind, route.skip_connection or "", route.chat_id or "", str(route.seq)))
+    return f"{header}{SEPARATOR}{route.text}"
 
 
-def decode_message(data: bytes | str) -> tuple[str, str | None]:
-    """(frame text, skip_connection) of a channel message."""
+def decode_message(user_id: str, data: bytes | str) -> Route:
+    """The route of a channel message (ValueError for one no gateway wrote)."""
     raw = data.decode() if isinstance(data, bytes) else data
-    skip, _, text = raw.partition(SEPARATOR)
-    return text, skip or None
+    header, _, text = raw.partition(SEPARATOR)
+    kind, skip, chat_id, seq = header.split(FIELD)
+    return Route(user_id, text, skip or None, chat_id or None, int(seq), kind == RESYNC)
 
 
 class UserChannels:
-    def __init__(self, redis: aioredis.Redis, prefix: str, instance_id: str, receiver: Receiver) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, prefix: str, instance_id: str, receiver: Receiver,
+        on_reopened: Callable[[], object] = lambda: None,
+    ) -> None:
         self._redis = redis
         self._prefix = f"{prefix}deliver:"
         self._receiver = receiver
+        self._on_reopened = on_reopened
+        self.state = ConnectionState(CONNECTION_NAME)
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._own_channel = f"{self._prefix}instance:{instance_id}"
@@ -80,6 +102,9 @@ class UserChannels:
         is down, the listener keeps trying and the gateway starts anyway (its health says so)."""
         self._pubsub = self._redis.pubsub()
         self._listener = asyncio.create_task(self._listen(), name="user channels listener")
+        deadline = asyncio.get_running_loop().time() + START_WAIT_S
+        while not self.state.up and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -127,7 +152,7 @@ class UserChannels:
         count = 0
         async with self._redis.pipeline(transaction=False) as pipe:
             for route in routes:
-                pipe.publish(self.channel(route.user_id), encode_message(route.text, route.skip_connection))
+                pipe.publish(self.channel(route.user_id), encode_message(route))
                 count += 1
             if count:
                 await pipe.execute()
@@ -138,19 +163,31 @@ class UserChannels:
         stop pushing frames while looking healthy. Reads block without a timeout: a read with
         one costs a timer per message, which showed in the profile of a busy group."""
         assert self._pubsub is not None
+        backoff = Backoff()
         while True:
             try:
                 if not self._pubsub.subscribed:
                     await self._pubsub.subscribe(self._own_channel)
                 message = await self._pubsub.get_message(timeout=None)
+                self._opened(backoff)
                 if message is not None:
                     self._handle(message)
             except (RedisError, OSError) as error:
-                log.warning("user channels: %r; reconnecting", error)
-                await asyncio.sleep(RECONNECT_PAUSE_S)
+                self.state.lost(error)
+                await asyncio.sleep(backoff.next_pause())
             except Exception:
                 log.exception("user channels: unexpected error; going on")
-                await asyncio.sleep(RECONNECT_PAUSE_S)
+                await asyncio.sleep(backoff.next_pause())
+
+    def _opened(self, backoff: Backoff) -> None:
+        """The connection answers: after an outage, everything published meanwhile is lost."""
+        if self.state.up:
+            return
+        reopened = self.state.lost_at is not None
+        self.state.opened()
+        backoff.reset()
+        if reopened:
+            self._on_reopened()
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message["type"]
@@ -169,9 +206,13 @@ class UserChannels:
         elif kind == "message" and channel.startswith(self._prefix):
             data = message["data"]
             assert isinstance(data, (bytes, str))
-            text, skip = decode_message(data)
+            try:
+                route = decode_message(channel[len(self._prefix):], data)
+            except ValueError:
+                log.warning("ignored a malformed message on %s", channel)
+                return
             ROUTED.inc()
-            self._receiver(channel[len(self._prefix):], text, skip)
+            self._receiver(route)
 
 
 def _text(value: object) -> str:

@@ -25,6 +25,7 @@ from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegist
 from gateway.ws.delivery import DeliveryConsumer
 from gateway.ws.members import MembersCache
 from gateway.ws.presence import Presence
+from gateway.ws.resync import Resyncer
 from gateway.ws.routing import UserChannels
 from gateway.ws.sessions import Session, SessionStore
 
@@ -50,6 +51,7 @@ class WsService:
     presence: Presence
     members: MembersCache
     delivery: DeliveryConsumer
+    resyncer: Resyncer
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     stopping: bool = False
 
@@ -84,6 +86,7 @@ class WsService:
         )
 
     async def stop(self) -> None:
+        await self.resyncer.stop()
         await self.presence.stop()
         await self.channels.stop()
 
@@ -95,7 +98,11 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     """A cleanup_ctx: registered after the resources, commands bus and watermarks it uses."""
     settings = app[SETTINGS]
     registry = ConnectionRegistry()
-    channels = UserChannels(app[REDIS], settings.topic_prefix, app[INSTANCE_ID], registry.push)
+    resyncer = Resyncer(app[PG_POOL], registry)
+    channels = UserChannels(
+        app[REDIS], settings.topic_prefix, app[INSTANCE_ID], resyncer.receive,
+        on_reopened=lambda: resyncer.resync_all("pubsub_reconnect"),
+    )
     await channels.start()
     sessions = SessionStore(app[REDIS], settings.topic_prefix, app[INSTANCE_ID])
     presence = Presence(sessions, channels, app[PG_POOL])
@@ -105,7 +112,7 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WS] = WsService(
         settings=settings, instance_id=app[INSTANCE_ID], pool=app[PG_POOL], bus=app[COMMAND_BUS],
         watermarks=app[WATERMARKS], registry=registry, channels=channels, presence=presence,
-        members=MembersCache(app[PG_POOL]), delivery=delivery,
+        members=MembersCache(app[PG_POOL]), delivery=delivery, resyncer=resyncer,
     )
     try:
         yield

@@ -79,8 +79,10 @@ async def gateway_health(settings: GatewaySettings) -> tuple[int, dict[str, obje
 async def test_healthz_reports_every_service_up(database_url: str, jwt_secret: str, topic_prefix: str) -> None:
     settings = GatewaySettings(database_url=database_url, jwt_secret=jwt_secret, topic_prefix=f"{topic_prefix}health.")
     status, body = await gateway_health(settings)
-    assert status == 200
+    assert status == 200, body
     assert body["services"] == {"kafka": "up", "postgresql": "up", "redis": "up"}
+    assert body["connections"] == {"projection_progress": "up", "user_channels": "up", "delivery_consumer": "up"}
+    assert body["workers"] == {}, "no worker named in WORKER_HEALTH_URLS"
 
 
 async def test_healthz_is_503_when_a_service_is_down(database_url: str, jwt_secret: str, topic_prefix: str) -> None:

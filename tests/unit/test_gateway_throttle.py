@@ -100,3 +100,16 @@ def test_an_ipv4_mapped_address_counts_as_ipv4() -> None:
 
 def test_an_address_that_is_not_ip_counts_as_its_text() -> None:
     assert address_group("unix-socket") == "unix-socket"
+
+
+def test_a_credit_for_a_stall_lets_the_frames_sent_meanwhile_through_above_the_burst() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=10, burst=5, clock=lambda: now[0])
+    assert all(bucket.allow() for _ in range(5))
+    assert not bucket.allow()
+    now[0] = 3.0  # the socket was not read for 3 s: 30 frames at the bucket's rate waited
+    bucket.credit(3.0)
+    taken = sum(bucket.allow() for _ in range(40))
+    assert taken == 35, "the 5 of the normal refill plus the 30 credited"
+    now[0] = 4.0
+    assert sum(bucket.allow() for _ in range(20)) == 5, "after the credit is spent, the burst is the cap again"

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from gateway.ws.routing import Route
 from gateway.ws.connections import (
     SLOW_CLOSE_CODE,
     Connection,
@@ -115,14 +116,14 @@ async def test_a_stuck_socket_is_closed_as_too_slow_and_does_not_delay_another()
     registry.add(slow)
     registry.add(fast)
     for i in range(20):
-        registry.push("slow", f"s{i}")
-        registry.push("fast", f"f{i}")
+        registry.push(Route("slow", f"s{i}"))
+        registry.push(Route("fast", f"f{i}"))
         await asyncio.sleep(0)
     await until(lambda: len(fast_socket.sent) == 20)
     assert slow.closing and slow.close_code == SLOW_CLOSE_CODE
     assert slow_socket.closed_with is not None and slow_socket.closed_with[0] == SLOW_CLOSE_CODE
     await until(lambda: slow_socket.aborted)  # its close never completes: the transport is dropped
-    assert registry.push("slow", "after") == 0, "a closing socket gets nothing more"
+    assert registry.push(Route("slow", "after")) == 0, "a closing socket gets nothing more"
     await fast.close(1000, "")
 
 
@@ -141,10 +142,53 @@ async def test_the_registry_tells_first_and_last_sockets_of_a_user() -> None:
     assert registry.add(a2) is False
     assert registry.add(b) is True
     assert len(registry) == 3 and sorted(registry.users()) == ["a", "b"]
-    assert registry.push("a", "x", skip_connection=a1.id) == 1
+    assert registry.push(Route("a", "x", skip_connection=a1.id)) == 1
     assert registry.remove(a1) is False
     assert registry.remove(a1) is False, "twice is harmless"
     assert registry.remove(a2) is True
     assert registry.users() == ["b"]
     for conn in (a1, a2, b):
         await conn.close(1000, "")
+
+
+async def test_a_message_new_already_given_is_dropped_and_the_next_one_passes() -> None:
+    socket = FakeSocket()
+    conn = connection("u", socket)
+    for seq in (1, 2, 2, 1, 3):
+        conn.push(f"m{seq}", "chat", seq)
+    conn.push("typing", None)
+    conn.push("other chat", "chat-2", 1)
+    await until(lambda: len(socket.sent) == 5)
+    assert socket.sent == ["m1", "m2", "m3", "typing", "other chat"]
+    await conn.close(1000, "")
+
+
+async def test_a_sync_answer_counts_as_given() -> None:
+    socket = FakeSocket()
+    conn = connection("u", socket)
+    conn.note_given("chat", 7)
+    conn.push("m7", "chat", 7)
+    conn.push("m8", "chat", 8)
+    await until(lambda: len(socket.sent) == 1)
+    assert socket.sent == ["m8"]
+    await conn.close(1000, "")
+
+
+async def test_held_pushes_wait_and_then_pass_the_same_checks_in_order() -> None:
+    socket = FakeSocket()
+    conn = connection("u", socket)
+    conn.hold()
+    conn.push("m5", "chat", 5)
+    conn.push("m6", "chat", 6)
+    conn.hold()
+    conn.release()
+    await asyncio.sleep(0.01)
+    assert socket.sent == [], "nothing passes while any hold lasts"
+    conn.give("r4", "chat", 4)
+    conn.give("r5", "chat", 5)
+    await until(lambda: len(socket.sent) == 2)
+    assert socket.sent == ["r4", "r5"], "what a resync found goes out at once"
+    conn.release()
+    await until(lambda: len(socket.sent) == 3)
+    assert socket.sent == ["r4", "r5", "m6"], "held pushes pass the same checks: m5 was given by the resync"
+    await conn.close(1000, "")

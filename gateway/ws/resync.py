@@ -1,0 +1,136 @@
+"""Making open sockets whole after this instance may have missed deliveries for them.
+
+Deliveries reach a socket through Redis pub/sub, which is at-most-once: what is published while
+this instance's subscriber reconnects is lost, and records of `message.delivered` too old to push
+(`gateway.ws.delivery.MAX_AGE_S`) are not pushed. Clients could find such gaps by `seq` and
+`sync`, but the contract does not make them look, so the gateway, which knows when a gap is
+possible, closes it itself:
+
+- when the pub/sub connection comes back, every socket of this instance is resynced;
+- for a stale delivery, its recipient's sockets are.
+
+A resync reads, for each chat of the user with new activity, the messages after the last `seq`
+the socket was given (for a chat it was given nothing of: those decided since it opened; what
+came before, the client syncs when it connects), and pushes them as `message.new` through the
+socket's usual checks, with live pushes held meanwhile: nothing is given twice, nothing out of
+order. Messages this socket sent itself are skipped (it gets their `message.ack`). A socket that
+missed more than `RESYNC_LIMIT` messages of a chat, or that cannot be resynced because PostgreSQL
+is down, is closed with 4008 like a slow one: the client reconnects and syncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from gateway import read_store
+from gateway.errors import DEPENDENCY_DOWN
+from gateway.ws.connections import SLOW_CLOSE_CODE, Connection, ConnectionRegistry
+from gateway.ws.metrics import RESYNCED, RESYNCS
+from gateway.ws.routing import Route
+from schemas.frames import encode_frame, message_new_frame
+
+log = logging.getLogger(__name__)
+
+RESYNC_LIMIT = 200
+"""Messages of one chat a resync pushes at most (the `sync` page size); past it, the socket is
+closed and its client syncs, which pages through any number."""
+OPEN_MARGIN_S = 2.0
+"""How long before a socket opened a message may have been decided and still be this socket's to
+get live (the clocks of the streams workers and of this instance may differ a little)."""
+CANNOT_RESYNC_REASON = "missed messages, reconnect and sync"
+
+
+class Resyncer:
+    """Receives every route of this instance's user channels, and resyncs sockets on request."""
+
+    def __init__(self, pool: asyncpg.Pool, registry: ConnectionRegistry) -> None:
+        self._pool = pool
+        self._registry = registry
+        self._running: dict[str, asyncio.Task[None]] = {}
+        """The resync in progress of each connection id."""
+        self._again: set[str] = set()
+        """Connections asked for again while their resync ran: it runs once more after."""
+
+    def receive(self, route: Route) -> None:
+        if not route.resync:
+            self._registry.push(route)
+            return
+        for connection in self._registry.of_user(route.user_id):
+            self.request(connection, "stale_delivery")
+
+    def resync_all(self, cause: str) -> None:
+        for connection in self._registry:
+            self.request(connection, cause)
+
+    def request(self, connection: Connection, cause: str) -> None:
+        if connection.closing:
+            return
+        RESYNCS.labels(cause).inc()
+        if connection.id in self._running:
+            self._again.add(connection.id)
+            return
+        self._running[connection.id] = asyncio.create_task(self._run(connection), name=f"resync {connection.id}")
+
+    async def stop(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, connection: Connection) -> None:
+        try:
+            while not connection.closing:
+                self._again.discard(connection.id)
+                await self.resync(connection)
+                if connection.id not in self._again:
+                    break
+        except DEPENDENCY_DOWN as error:
+            log.warning("cannot resync socket %s of user %s: %r", connection.id, connection.user_id, error)
+            connection.close_soon(SLOW_CLOSE_CODE, CANNOT_RESYNC_REASON)
+        finally:
+            self._running.pop(connection.id, None)
+            self._again.discard(connection.id)
+
+    async def resync(self, connection: Connection) -> None:
+        connection.hold()
+        try:
+            missed = await self.missed(connection)
+            if missed is None:
+                log.info("socket %s of user %s missed too much to resync", connection.id, connection.user_id)
+                connection.close_soon(SLOW_CLOSE_CODE, CANNOT_RESYNC_REASON)
+                return
+            for message in missed:
+                connection.give(encode_frame(message_new_frame(message)), message["chat_id"], message["seq"])
+            RESYNCED.inc(len(missed))
+        finally:
+            connection.release()
+
+    async def missed(self, connection: Connection) -> list[dict[str, Any]] | None:
+        """What the socket may have missed, chat by chat in `seq` order; None if too much."""
+        since = datetime.fromtimestamp(connection.opened_at - OPEN_MARGIN_S, UTC)
+        found: list[dict[str, Any]] = []
+        for chat_id, last_seq, last_activity in await read_store.chat_activity_of(self._pool, uuid.UUID(connection.user_id)):
+            given = connection.given.get(str(chat_id))
+            if given is not None:
+                if last_seq <= given:
+                    continue
+                page = await read_store.messages_page(self._pool, chat_id, before=None, after=given, limit=RESYNC_LIMIT + 1)
+            elif last_activity >= since:
+                latest = await read_store.messages_page(self._pool, chat_id, before=None, after=None, limit=RESYNC_LIMIT + 1)
+                page = [m for m in latest if datetime.fromisoformat(m["created_at"]) >= since]
+            else:
+                continue
+            if len(page) > RESYNC_LIMIT:
+                return None
+            found.extend(m for m in page if not sent_by(connection, m))
+        return found
+
+
+def sent_by(connection: Connection, message: dict[str, Any]) -> bool:
+    return message["sender_id"] == connection.user_id and message["client_msg_id"] in connection.own_sends

@@ -1,0 +1,29 @@
+"""The gateway's shared reconnect policy and connection states (gateway.healing)."""
+
+from __future__ import annotations
+
+from gateway.healing import RECONNECTS, Backoff, ConnectionState
+
+
+def test_backoff_grows_to_its_cap_with_jitter_and_starts_over_after_a_reset() -> None:
+    backoff = Backoff(first=0.1, cap=1.0)
+    pauses = [backoff.next_pause() for _ in range(8)]
+    ceilings = [min(1.0, 0.1 * 2**i) for i in range(8)]
+    assert all(c / 2 <= p <= c for p, c in zip(pauses, ceilings))
+    assert len({round(backoff.next_pause(), 9) for _ in range(20)}) > 1, "jittered, not one fixed pause"
+    backoff.reset()
+    assert backoff.next_pause() <= 0.1
+
+
+def test_a_connection_state_counts_a_reopen_not_the_first_open() -> None:
+    state = ConnectionState("test_listener")
+    before = RECONNECTS.labels("test_listener")._value.get()
+    assert state.health().startswith("down")
+    state.opened()
+    assert state.health() == "up"
+    state.lost(ConnectionResetError("gone"))
+    state.lost(ConnectionRefusedError("still gone"))
+    assert state.health() == "down: ConnectionRefusedError: still gone"
+    state.opened()
+    assert state.health() == "up"
+    assert RECONNECTS.labels("test_listener")._value.get() == before + 1
