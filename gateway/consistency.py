@@ -19,15 +19,17 @@ import asyncio
 import heapq
 import itertools
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import asyncpg
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from gateway.healing import Backoff, ConnectionState
-from schemas.commands import Position
+from schemas.commands import Position, Reply
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ PING_INTERVAL_S = 5.0
 died without a FIN)."""
 PING_TIMEOUT_S = 2.0
 CONNECTION_NAME = "projection_progress_listener"
+DUPLICATE_POLL_FIRST_S = 0.02
+DUPLICATE_POLL_MAX_S = 0.5
 
 RYW_WAIT = Histogram("gateway_read_your_writes_seconds", "Wait for projections after a write")
 RYW_TIMEOUTS = Counter(
@@ -167,6 +171,46 @@ class ProjectionWatermarks:
         """Return once every position is projected; `NotProjected` if `timeout` passed first."""
         if not await self.wait_for(positions, timeout):
             raise NotProjected(f"the read models did not reach this write within {timeout:g} s")
+
+
+    async def require_reply(self, reply: Reply, db: ReadModels, timeout: float = WAIT_LIMIT_S) -> None:
+        """Return once the read models hold what an accepted `reply` reports.
+
+        A fresh decision names the positions of its events. A duplicate (an idempotent retry)
+        names none: its events were written by the first attempt, which may still be on its way
+        to the read models (that attempt may have been answered `unavailable`), so the rows its
+        result names are looked for instead, until they are there.
+        """
+        if reply.positions or not reply.duplicate:
+            await self.require(reply.positions, timeout)
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        pause = DUPLICATE_POLL_FIRST_S
+        while not await readable(db, reply.result):
+            if asyncio.get_running_loop().time() + pause > deadline:
+                RYW_TIMEOUTS.inc()
+                raise NotProjected(f"the read models did not reach this write within {timeout:g} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, DUPLICATE_POLL_MAX_S)
+
+
+class ReadModels(Protocol):
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+async def readable(db: ReadModels, result: dict[str, Any]) -> bool:
+    """Whether the message or the chat (with each of its members) of a reply's result is read back."""
+    if "message" in result:
+        return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)", uuid.UUID(result["message"]["id"])))
+    if "chat" in result:
+        chat = result["chat"]
+        members = [uuid.UUID(m["user_id"]) for m in chat["members"]]
+        found = await db.fetchval(
+            "SELECT count(*) FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = ANY($2)",
+            uuid.UUID(chat["id"]), members,
+        )
+        return bool(found == len(members))
+    return True
 
 
 class NotProjected(Exception):

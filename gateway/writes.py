@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.commands import COMMAND_BUS, CommandTimeout
 from gateway.consistency import WATERMARKS, NotProjected
 from gateway.errors import ApiError, unavailable
+from gateway.resources import PG_POOL
 from schemas import topics
 from schemas.commands import Body, Reply
 
@@ -39,7 +40,7 @@ async def write(
     if not reply.ok:
         raise refusal(reply)
     try:
-        await request.app[WATERMARKS].require(reply.positions)
+        await request.app[WATERMARKS].require_reply(reply, request.app[PG_POOL])
     except NotProjected:
         raise unavailable("the change is stored but not readable yet; retry the same request") from None
     return reply

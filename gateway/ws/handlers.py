@@ -186,7 +186,7 @@ class FrameHandler:
             if code == "not_found" and chat_named:
                 code = "forbidden"
             raise Refusal(code, reply.message or code.replace("_", " "))
-        await self.service.watermarks.require(reply.positions)
+        await self.service.watermarks.require_reply(reply, self.service.pool)
         return reply
 
     async def send(self, frame: SendFrame) -> None:

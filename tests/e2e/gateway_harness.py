@@ -149,6 +149,8 @@ class GatewaySystem:
     http: aiohttp.ClientSession
     workers: list[Process] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
+    worker_health: dict[str, str] = field(default_factory=dict)
+    """The `/healthz` of each worker by name, which the gateways report in theirs."""
 
     def token(self, user_id: uuid.UUID) -> str:
         return issue_access_token(self.settings, user_id)[0]
@@ -159,6 +161,7 @@ class GatewaySystem:
             "GATEWAY_PORT": str(port),
             "GATEWAY_INSTANCE_ID": instance_id,
             "JWT_SECRET": self.settings.jwt_secret,
+            "WORKER_HEALTH_URLS": ",".join(f"{name}={url}" for name, url in self.worker_health.items()),
         }
 
     def common_env(self) -> dict[str, str]:
@@ -185,6 +188,7 @@ class GatewaySystem:
         env = {**self.common_env(), "WORKER_WEB_PORT": str(port), "WORKER_DATA_DIR": str(self.log_dir / "faust")}
         worker = start(name, [module, "worker", "-l", "info", "--web-port", str(port)], env, self.log_dir)
         self.workers.append(worker)
+        self.worker_health[name] = f"http://127.0.0.1:{port}/healthz"
         return worker, port
 
     async def connect(
