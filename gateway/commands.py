@@ -21,15 +21,18 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from config.kafka import cluster_replication
 from config.settings import GatewaySettings
+from gateway.healing import Backoff, ConnectionState
 from schemas import topics
 from schemas.commands import Body, Command, Origin, Reply, encode_command
 
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT_S = 10.0
+CONNECTION_NAME = "reply_consumer"
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -45,6 +48,7 @@ class CommandBus:
         self.waiting: dict[str, asyncio.Future[Reply]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.reader: asyncio.Task[None] | None = None
+        self.state = ConnectionState(CONNECTION_NAME)
 
     async def start(self) -> None:
         await create_reply_topic(self.settings, self.reply_topic)
@@ -57,6 +61,7 @@ class CommandBus:
         self.consumer.assign([tp])
         await self.consumer.seek_to_end(tp)
         await self.consumer.position(tp)
+        self.state.opened()
         self.reader = asyncio.create_task(self.read_replies(), name="reply reader")
 
     async def stop(self) -> None:
@@ -69,9 +74,21 @@ class CommandBus:
             future.cancel()
 
     async def read_replies(self) -> None:
+        """Read the reply topic for the life of the gateway: a broker that restarts is waited for
+        with backoff (aiokafka reconnects), never the end of this task, or every command would
+        time out from then on."""
         assert self.consumer is not None
+        backoff = Backoff()
         while True:
-            batches = await self.consumer.getmany(timeout_ms=1000, max_records=1000)
+            try:
+                batches = await self.consumer.getmany(timeout_ms=1000, max_records=1000)
+            except KafkaError as error:
+                self.state.lost(error)
+                await asyncio.sleep(backoff.next_pause())
+                continue
+            if not self.state.up:
+                self.state.opened()
+                backoff.reset()
             for records in batches.values():
                 for record in records:
                     self.resolve(record.value)

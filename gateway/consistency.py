@@ -42,6 +42,8 @@ PING_INTERVAL_S = 5.0
 died without a FIN)."""
 PING_TIMEOUT_S = 2.0
 CONNECTION_NAME = "projection_progress_listener"
+APPLICATION_NAME = "messenger-gateway-progress"
+"""How the LISTEN connection shows in `pg_stat_activity`."""
 DUPLICATE_POLL_FIRST_S = 0.02
 DUPLICATE_POLL_MAX_S = 0.5
 
@@ -80,7 +82,7 @@ class ProjectionWatermarks:
 
     async def _open(self) -> None:
         self._lost.clear()
-        conn = await asyncpg.connect(self.database_url)
+        conn = await asyncpg.connect(self.database_url, server_settings={"application_name": APPLICATION_NAME})
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(CHANNEL, self._on_notify)

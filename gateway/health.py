@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.commands import COMMAND_BUS
 from gateway.consistency import WATERMARKS
 from gateway.resources import PG_POOL, PRODUCER, REDIS, SETTINGS
 from gateway.ws.service import WS
@@ -44,7 +45,10 @@ async def _services(app: web.Application) -> dict[str, str]:
 
 
 def _connections(app: web.Application) -> dict[str, str]:
-    connections = {"projection_progress": app[WATERMARKS].state.health()}
+    connections = {
+        "projection_progress": app[WATERMARKS].state.health(),
+        "reply_consumer": app[COMMAND_BUS].state.health(),
+    }
     if WS in app:
         service = app[WS]
         connections["user_channels"] = service.channels.state.health()

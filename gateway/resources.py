@@ -11,6 +11,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
 
 from config.settings import GatewaySettings
 
@@ -27,8 +28,22 @@ PRODUCER_LINGER_MS = 2
 """A few milliseconds of linger let concurrent sends share one produce request."""
 
 
+PG_CONNECTIONS_OPENED = Counter(
+    "gateway_pg_pool_connections_opened_total",
+    "Connections the PostgreSQL pool opened: past its first, each one replaces a lost one or grows the pool",
+)
+
+
+async def count_opened(connection: asyncpg.Connection) -> None:
+    PG_CONNECTIONS_OPENED.inc()
+
+
 async def pg_pool(app: web.Application) -> AsyncIterator[None]:
-    pool = await asyncpg.create_pool(app[SETTINGS].database_url, min_size=2, max_size=PG_POOL_MAX)
+    """A pool that heals by itself: a connection that fails is discarded and the next acquire
+    opens a new one (the request that met the failure is answered 503)."""
+    pool = await asyncpg.create_pool(
+        app[SETTINGS].database_url, min_size=2, max_size=PG_POOL_MAX, init=count_opened
+    )
     app[PG_POOL] = pool
     yield
     await pool.close()

@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.consistency import APPLICATION_NAME
 from schemas import codec, topics
 from schemas.commands import Delivery
 from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, module_system, small_receive_buffer
@@ -352,6 +354,39 @@ async def test_after_redis_drops_the_pubsub_connections_every_socket_gets_every_
     assert [f for f in left_over if f["type"] == "message.new"] == [], "a message came twice"
     assert a_gw.metric("gateway_ws_resyncs_total") > resyncs_before, "the gateway did not resync its sockets"
     await close_all(alice, bob)
+
+
+async def test_a_lost_listen_connection_is_reopened_and_writes_stay_fast(system: GatewaySystem) -> None:
+    """PostgreSQL ends the gateways' LISTEN connections (as a restart does): each gateway notices,
+    reopens it and counts it; the next writes are acked as fast as before, not after a timeout."""
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(system.gateways[0], alice_id)
+    reopened_before = system.gateways[0].metric('gateway_reconnects_total{connection="projection_progress_listener"}')
+    admin = await asyncpg.connect(system.settings.database_url)
+    try:
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1 AND datname = current_database()", APPLICATION_NAME,
+        )
+    finally:
+        await admin.close()
+    assert ended >= 2, "each gateway has its LISTEN connection"
+    for i in range(5):
+        started = time.monotonic()
+        await alice.send(send(chat, f"after the drop {i}", f"drop-{i}"))
+        await alice.expect("message.ack", lambda f, i=i: f["client_msg_id"] == f"drop-{i}")
+        assert time.monotonic() - started < 3.0, "a write waited for a LISTEN that was gone"
+    await until_true(lambda: system.gateways[0].metric(
+        'gateway_reconnects_total{connection="projection_progress_listener"}') > reopened_before)
+    await alice.close()
+
+
+async def until_true(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_write_the_read_models_do_not_reach_in_time_is_refused_not_acked(system: GatewaySystem) -> None:

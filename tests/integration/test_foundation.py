@@ -81,7 +81,9 @@ async def test_healthz_reports_every_service_up(database_url: str, jwt_secret: s
     status, body = await gateway_health(settings)
     assert status == 200, body
     assert body["services"] == {"kafka": "up", "postgresql": "up", "redis": "up"}
-    assert body["connections"] == {"projection_progress": "up", "user_channels": "up", "delivery_consumer": "up"}
+    assert body["connections"] == {
+        "projection_progress": "up", "reply_consumer": "up", "user_channels": "up", "delivery_consumer": "up",
+    }
     assert body["workers"] == {}, "no worker named in WORKER_HEALTH_URLS"
 
 
