@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test stop bench setup services services-down migrate topics env unit typecheck clean
+.PHONY: run test stop bench chaos setup services services-down migrate topics env unit typecheck clean
 
 run: setup
 	scripts/system up
@@ -21,6 +21,11 @@ test: $(STAMP) env
 # Benchmarks of the running system (starts it like `make run` when it is not up); not part of `make test`.
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The fault suite in full (each fault longer, and a broker of a 3-node cluster) on a private stack of
+# its own; `make test` runs its short form (tests/chaos/test_chaos_short.py). CHAOS_ARGS=--short etc.
+chaos: $(STAMP) env
+	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
