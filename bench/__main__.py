@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import profile, scenarios
 from bench.client import Client
-from bench.cpu import CpuMeter, system_pids
+from bench.cpu import CpuMeter, system_pid, system_pids
 from bench.floors import measure_floors
 from bench.rebuild import measure_rebuild
 from bench.report import render
@@ -67,8 +67,7 @@ def gateway_pid(given: int | None) -> int | None:
     """The gateway process whose RSS is measured: --gateway-pid, else the one `make run` started."""
     if given:
         return given
-    pid_file = ROOT / ".data/run/gateway.pid"
-    return int(pid_file.read_text()) if pid_file.exists() else None
+    return system_pid(ROOT, "gateway")
 
 
 PROFILE_AFTER_S = 5.0
@@ -155,7 +154,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="no py-spy profiles during the first throughput rate (never taken with --smoke)")
     parser.add_argument("--no-start", action="store_true", help="fail instead of starting the system")
-    parser.add_argument("--gateway-pid", type=int, help="the gateway process to measure (default: .data/run/gateway.pid)")
+    parser.add_argument("--gateway-pid", type=int, help="the gateway process to measure (default: the one `make run` started)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latest.json")
     args = parser.parse_args(argv)
     if args.no_start and not healthy(args.base_url):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +51,20 @@ def snapshot(named: dict[int, str]) -> dict[str, float]:
     return used
 
 
+def system_pid(root: Path, name: str) -> int | None:
+    """The pid of one process `make run` started, as its supervisor knows it (None when it is not running)."""
+    done = subprocess.run([str(root / "scripts/system"), "pid", name], cwd=root, capture_output=True, text=True, check=False)
+    pid = done.stdout.strip()
+    return int(pid) if done.returncode == 0 and pid.isdigit() and pid != "0" else None
+
+
 def system_pids(root: Path) -> dict[int, str]:
-    """The processes `make run` started (their pid files), and this benchmark client."""
+    """The processes `make run` started, and this benchmark client."""
     named = {os.getpid(): "bench client"}
     for name in ("gateway", "streams", "projections"):
-        pid_file = root / ".data/run" / f"{name}.pid"
-        if pid_file.exists():
-            named[int(pid_file.read_text())] = name
+        pid = system_pid(root, name)
+        if pid:
+            named[pid] = name
     return named
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,21 +13,8 @@ REBUILT = re.compile(r"(\w+) \((\d+) records\)")
 
 
 def stop_projections(root: Path) -> None:
-    pid_file = root / ".data/run/projections.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(300):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    """Stop the projections worker through its supervisor, which would otherwise start it again."""
+    subprocess.run([str(root / "scripts/system"), "ctl", "stop", "projections"], cwd=root, capture_output=True, check=False)
 
 
 SETTLE_S = 5.0
