@@ -356,6 +356,29 @@ async def test_after_redis_drops_the_pubsub_connections_every_socket_gets_every_
     await close_all(alice, bob)
 
 
+async def test_a_stall_of_the_server_does_not_turn_a_steady_client_into_rate_limited(system: GatewaySystem) -> None:
+    """The streams worker stalls for 6 s while a client sends 30 frames a second (under the
+    40/s budget): 32 commands wait in flight, the gateway stops reading the socket, and the rest
+    wait in its buffers. Read in one burst once the stall ends, they are still within budget."""
+    alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(system.gateways[0], alice_id)
+    streams = next(w for w in system.workers if w.name == "streams")
+    sent = [f"steady-{i}" for i in range(180)]
+    streams.popen.send_signal(signal.SIGSTOP)
+    try:
+        for client_msg_id in sent:
+            await alice.send(send(chat, "steady", client_msg_id))
+            await asyncio.sleep(1 / 30)
+    finally:
+        streams.popen.send_signal(signal.SIGCONT)
+    answers = [await first_of(alice, ("message.ack", "error"), timeout=30) for _ in sent]
+    refused = [a for a in answers if a["type"] == "error"]
+    assert refused == [], refused[:3]
+    assert sorted(a["client_msg_id"] for a in answers) == sorted(sent)
+    await alice.close()
+
+
 async def test_a_lost_listen_connection_is_reopened_and_writes_stay_fast(system: GatewaySystem) -> None:
     """PostgreSQL ends the gateways' LISTEN connections (as a restart does): each gateway notices,
     reopens it and counts it; the next writes are acked as fast as before, not after a timeout."""
