@@ -9,6 +9,8 @@ COPY streams streams
 COPY projections projections
 COPY gateway gateway
 COPY migrations migrations
+# The gateway serves the OpenAPI and AsyncAPI files of docs/ (gateway/docs.py reads ../docs).
+COPY docs docs
 RUN pip install -c requirements.lock . && useradd --system messenger && mkdir -p /app/.data && chown messenger /app/.data
 USER messenger
 EXPOSE 8080 6066

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import gateway
 from config.settings import GatewaySettings, WorkerSettings
+from gateway.docs import DOCS_DIR, SPEC_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {n.upper() for n in set(GatewaySettings.model_fields) | set(WorkerSettings.model_fields)}
@@ -49,3 +52,97 @@ def test_dockerfile_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("config", "schemas", "streams", "projections", "gateway", "migrations"):
         assert f"COPY {package} {package}" in dockerfile
+
+
+def volume_targets(service: dict[str, Any]) -> set[str]:
+    """The container paths where named volumes are mounted (`name:/path[:mode]`)."""
+    targets = set()
+    for volume in service.get("volumes", []):
+        source, _, rest = volume.partition(":")
+        assert source in compose()["volumes"], f"{volume}: not a named volume"
+        targets.add(rest.split(":")[0])
+    return targets
+
+
+def test_kafka_writes_its_log_into_its_volume() -> None:
+    kafka = compose()["services"]["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"].split(",")
+    for log_dir in log_dirs:
+        assert log_dir in volume_targets(kafka), log_dir
+
+
+def option(command: list[str], name: str) -> str:
+    assert name in command, f"{name} not in {command}"
+    return command[command.index(name) + 1]
+
+
+def test_redis_keeps_an_append_only_file_in_a_volume() -> None:
+    redis = compose()["services"]["redis"]
+    command = redis["command"]
+    assert option(command, "--appendonly") == "yes"
+    assert option(command, "--dir") in volume_targets(redis)
+
+
+def test_postgres_keeps_its_data_in_a_volume() -> None:
+    postgres = compose()["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert "/var/lib/postgresql/data" in volume_targets(postgres)
+
+
+def test_app_services_are_restarted_whatever_their_exit_code() -> None:
+    services = compose()["services"]
+    for name in ("gateway", "streams", "projections"):
+        assert services[name]["restart"] == "unless-stopped", name
+
+
+def dockerfile_copies() -> list[tuple[str, str]]:
+    """(source, destination) of every COPY of the Dockerfile, relative to its WORKDIR."""
+    copies = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "COPY" and not any(w.startswith("--") for w in words):
+            *sources, destination = words[1:]
+            copies.extend((source, destination) for source in sources)
+    return copies
+
+
+def test_image_carries_the_docs_the_gateway_serves() -> None:
+    docs = DOCS_DIR.relative_to(ROOT).as_posix()
+    package = Path(gateway.__file__).parent.relative_to(ROOT).as_posix()
+    copies = dict(dockerfile_copies())
+    assert copies.get(package) == package, "the gateway package is not copied where docs.py expects it"
+    assert copies.get(docs) == docs, f"{docs}/ is not copied beside the gateway package"
+    for name in SPEC_FILES:
+        assert (ROOT / docs / name).is_file(), name
+
+
+def dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker's build context leaves `path` out (its patterns, without `!` exceptions)."""
+    parts = Path(path).parts
+    prefixes = [Path(*parts[: i + 1]).as_posix() for i in range(len(parts))]
+    for pattern in (p.rstrip("/") for p in patterns):
+        if pattern.startswith("**/"):
+            if any(fnmatch.fnmatch(part, pattern[3:]) for part in parts):
+                return True
+        elif any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            return True
+    return False
+
+
+def test_dockerignore_keeps_data_secrets_and_caches_out_of_the_build() -> None:
+    patterns = dockerignore()
+    for path in (".data/kafka/logs/x", ".env", ".venv/bin/python", ".git/HEAD", "bench/results/run.json",
+                 "gateway/__pycache__/app.cpython-311.pyc", ".pytest_cache/v", ".mypy_cache/3.11/x"):
+        assert ignored(path, patterns), path
+
+
+def test_dockerignore_keeps_everything_the_image_copies() -> None:
+    patterns = dockerignore()
+    for source, _ in dockerfile_copies():
+        assert not ignored(source, patterns), source
+        assert (ROOT / source).exists(), source
