@@ -24,7 +24,7 @@ from config.settings import CommonSettings
 from projections.apply import BatchOutcome, OffsetGap, advance_offsets, apply_records
 from projections.catalogue import PROJECTIONS
 from projections.locks import hold_shared
-from projections.metrics import LAG
+from projections.metrics import LAG, RECONNECTS
 from projections.model import Projection, Record
 from projections.retry import with_retries
 from projections.topic_reader import Span, TopicMissing, TopicReader
@@ -85,7 +85,11 @@ class Runtime:
         """The pool, once this worker holds the read-models lock (taken again if its connection died)."""
         async with self._locking:
             if self._lock_conn is None or self._lock_conn.is_closed():
+                reopening = self._lock_conn is not None
                 self._lock_conn = await hold_shared(self.settings.database_url)
+                if reopening:
+                    RECONNECTS.labels("read_models_lock").inc()
+                    log.warning("the connection holding the read-models lock died: opened it again")
         return await self.pool()
 
     async def reader(self) -> TopicReader:
