@@ -141,7 +141,7 @@ class Connection:
         self.opened_at = time.time()
         self.given: dict[str, int] = {}
         """Per chat id, the highest `seq` this socket was given as `message.new` or in a sync."""
-        self.own_sends: deque[str] = deque(maxlen=OWN_SENDS_KEPT)
+        self._own_sends: deque[str] | None = None
         self._holds = 0
         self._held: list[tuple[str, str | None, int]] = []
 
@@ -171,6 +171,15 @@ class Connection:
             self.given[chat_id] = seq
         if not self.queue.offer(text):
             self._too_slow()
+
+    def note_send(self, client_msg_id: str) -> None:
+        """This socket sends `client_msg_id`: it gets the message's ack, not a `message.new`."""
+        if self._own_sends is None:
+            self._own_sends = deque(maxlen=OWN_SENDS_KEPT)
+        self._own_sends.append(client_msg_id)
+
+    def sent(self, client_msg_id: str) -> bool:
+        return self._own_sends is not None and client_msg_id in self._own_sends
 
     def note_given(self, chat_id: str, seq: int) -> None:
         """A `sync` answer gave the client everything of `chat_id` up to `seq`."""

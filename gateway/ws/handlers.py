@@ -192,7 +192,7 @@ class FrameHandler:
     async def send(self, frame: SendFrame) -> None:
         started = time.perf_counter()
         body = SendMessage(chat_id=frame.chat_id, client_msg_id=frame.client_msg_id, text=frame.text)
-        self.connection.own_sends.append(frame.client_msg_id)
+        self.connection.note_send(frame.client_msg_id)
         reply = await self.ask(frame.chat_id, body, chat_named=True)
         await self.connection.reply(encode_frame(ack_frame(frame.client_msg_id, reply.result["message"])))
         ACK_SECONDS.observe(time.perf_counter() - started)

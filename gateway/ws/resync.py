@@ -133,4 +133,4 @@ class Resyncer:
 
 
 def sent_by(connection: Connection, message: dict[str, Any]) -> bool:
-    return message["sender_id"] == connection.user_id and message["client_msg_id"] in connection.own_sends
+    return message["sender_id"] == connection.user_id and connection.sent(message["client_msg_id"])

@@ -1,0 +1,94 @@
+"""A socket's resync from the real read models (gateway.ws.resync): what it pushes, what it skips,
+and when it gives up and closes the socket instead."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from gateway.ws.connections import SLOW_CLOSE_CODE, Connection, ConnectionRegistry, OutgoingQueue
+from gateway.ws.resync import RESYNC_LIMIT, Resyncer
+from tests.unit.test_ws_connections import FakeSocket, until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def chat_with(pool: asyncpg.Pool, members: list[uuid.UUID], senders: list[uuid.UUID], at: datetime) -> uuid.UUID:
+    """A chat whose messages 1..len(senders) were sent by `senders`, at `at` and after."""
+    chat_id = uuid.uuid4()
+    for user in members:
+        await pool.execute("INSERT INTO chat_members VALUES ($1, $2, 'member', $3)", chat_id, user, at)
+    for seq, sender in enumerate(senders, start=1):
+        await pool.execute(
+            "INSERT INTO messages (id, chat_id, seq, sender_id, text, client_msg_id, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            uuid.uuid4(), chat_id, seq, sender, f"m{seq}", f"c{seq}", at + timedelta(milliseconds=seq),
+        )
+    await pool.execute(
+        "INSERT INTO chat_activity SELECT chat_id, seq, id, created_at FROM messages WHERE chat_id = $1 AND seq = $2",
+        chat_id, len(senders),
+    )
+    return chat_id
+
+
+def open_socket(user: uuid.UUID, opened_at: datetime) -> tuple[Connection, FakeSocket]:
+    socket = FakeSocket()
+    conn = Connection(str(user), socket, socket.abort, OutgoingQueue(1024, 512), close_grace=0.2)
+    conn.opened_at = opened_at.timestamp()
+    conn.start_writer()
+    return conn, socket
+
+
+def seqs(socket: FakeSocket) -> list[tuple[str, int]]:
+    return [(f["message"]["chat_id"], f["message"]["seq"]) for f in map(json.loads, socket.sent)]
+
+
+async def test_a_resync_pushes_what_the_socket_missed_once_and_skips_its_own_sends(pool: asyncpg.Pool) -> None:
+    me, other = uuid.uuid4(), uuid.uuid4()
+    opened = datetime.now(UTC) - timedelta(minutes=1)
+    known = await chat_with(pool, [me, other], [other, other, me, other, other], opened + timedelta(seconds=1))
+    fresh = await chat_with(pool, [me, other], [other, other], opened + timedelta(seconds=1))
+    before_open = await chat_with(pool, [me, other], [other], opened - timedelta(minutes=5))
+    not_mine = await chat_with(pool, [other], [other], opened + timedelta(seconds=1))
+    conn, socket = open_socket(me, opened)
+    conn.note_given(str(known), 2)
+    conn.note_send("c3")
+    registry = ConnectionRegistry()
+    registry.add(conn)
+
+    resyncer = Resyncer(pool, registry)
+    await resyncer.resync(conn)
+    await until(lambda: len(socket.sent) == 4)
+    got = seqs(socket)
+    assert sorted(got) == sorted([(str(known), 4), (str(known), 5), (str(fresh), 1), (str(fresh), 2)])
+    assert str(before_open) not in {c for c, _ in got} and str(not_mine) not in {c for c, _ in got}
+
+    await resyncer.resync(conn)
+    conn.push("a repeat", str(known), 5)
+    await asyncio.sleep(0.1)
+    assert len(socket.sent) == 4, "a second resync and a late repeat give nothing twice"
+    await conn.close(1000, "")
+
+
+async def test_a_socket_that_missed_too_much_is_closed_to_sync_itself(pool: asyncpg.Pool) -> None:
+    me, other = uuid.uuid4(), uuid.uuid4()
+    opened = datetime.now(UTC) - timedelta(minutes=1)
+    await chat_with(pool, [me, other], [other] * (RESYNC_LIMIT + 5), opened + timedelta(seconds=1))
+    conn, socket = open_socket(me, opened)
+    await Resyncer(pool, ConnectionRegistry()).resync(conn)
+    await until(lambda: socket.closed_with is not None)
+    assert socket.closed_with is not None and socket.closed_with[0] == SLOW_CLOSE_CODE
+    assert socket.sent == []
