@@ -10,12 +10,18 @@ factor the live brokers can hold rather than failing to be created.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 MAX_REPLICATION_FACTOR = 3
 MIN_INSYNC_WITH_FULL_REPLICATION = 2
+METADATA_ATTEMPTS = 5
+"""The admin client asks a random broker of its metadata, which may be one just killed and not
+yet fenced (a few seconds): another attempt most likely asks a live one."""
+METADATA_RETRY_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,15 @@ def replication_for(brokers: int) -> Replication:
 
 async def broker_count(admin: AIOKafkaAdminClient) -> int:
     """The brokers in the cluster's metadata, as a started admin client sees them."""
+    for _ in range(METADATA_ATTEMPTS - 1):
+        try:
+            return await _brokers_in_metadata(admin)
+        except KafkaError:
+            await asyncio.sleep(METADATA_RETRY_S)
+    return await _brokers_in_metadata(admin)
+
+
+async def _brokers_in_metadata(admin: AIOKafkaAdminClient) -> int:
     cluster = await admin.describe_cluster()
     return len(cluster["brokers"])
 
