@@ -81,7 +81,6 @@ class ProjectionWatermarks:
             await self.conn.close()
 
     async def _open(self) -> None:
-        self._lost.clear()
         conn = await asyncpg.connect(self.database_url, server_settings={"application_name": APPLICATION_NAME})
         try:
             conn.add_termination_listener(self._on_terminated)
@@ -91,12 +90,15 @@ class ProjectionWatermarks:
             conn.terminate()
             raise
         self.conn = conn
+        self._lost.clear()
         for row in rows:
             self._advance((row["topic"], row["partition"]), row["next_offset"])
         self.state.opened()
 
     def _on_terminated(self, conn: object) -> None:
-        self._lost.set()
+        """Only the current connection's end counts: an old one's may be reported late."""
+        if conn is self.conn:
+            self._lost.set()
 
     async def _keep(self) -> None:
         """Reopen the connection whenever it is lost, for the life of the gateway."""

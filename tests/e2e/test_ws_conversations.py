@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.consistency import APPLICATION_NAME
+from gateway.consistency import APPLICATION_NAME, PING_INTERVAL_S
 from schemas import codec, topics
 from schemas.commands import Delivery
 from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, module_system, small_receive_buffer
@@ -400,8 +400,10 @@ async def test_a_lost_listen_connection_is_reopened_and_writes_stay_fast(system:
         await alice.send(send(chat, f"after the drop {i}", f"drop-{i}"))
         await alice.expect("message.ack", lambda f, i=i: f["client_msg_id"] == f"drop-{i}")
         assert time.monotonic() - started < 3.0, "a write waited for a LISTEN that was gone"
-    await until_true(lambda: system.gateways[0].metric(
-        'gateway_reconnects_total{connection="projection_progress_listener"}') > reopened_before)
+    reopened = 'gateway_reconnects_total{connection="projection_progress_listener"}'
+    await until_true(lambda: system.gateways[0].metric(reopened) > reopened_before)
+    await asyncio.sleep(PING_INTERVAL_S + 1)
+    assert system.gateways[0].metric(reopened) == reopened_before + 1, "reopened once, and then kept"
     await alice.close()
 
 
