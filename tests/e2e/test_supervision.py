@@ -5,6 +5,7 @@ A whole private system: its own data folder, ports, topics and database, on the 
 
 from __future__ import annotations
 
+import configparser
 import os
 import signal
 import subprocess
@@ -143,10 +144,23 @@ def wait_back(env: dict[str, str], name: str, old_pid: int) -> int:
     )
 
 
+def assert_restarted_whatever_the_exit_and_stopped_gently(data_dir: Path) -> None:
+    config = configparser.RawConfigParser()
+    config.read(data_dir / "run" / "supervisord.conf")
+    for name in PROGRAMS:
+        program = config[f"program:{name}"]
+        assert program["autorestart"] == "true", name  # not `unexpected`: exits 70 and 75 too
+        assert int(program["startretries"]) >= 50, name
+        assert program["stopsignal"] == "TERM" and int(program["stopwaitsecs"]) >= 15, name
+        assert program["stopasgroup"] == program["killasgroup"] == "true", name
+        assert program["directory"] == str(ROOT), name  # where `.env` is read
+
+
 def test_killed_processes_come_back_by_themselves_and_down_leaves_nothing(running_system: dict[str, str]) -> None:
     env = running_system
     data_dir = env["MESSENGER_DATA_DIR"]
     supervisord_pid = int((Path(data_dir) / "run" / "supervisord.pid").read_text())
+    assert_restarted_whatever_the_exit_and_stopped_gently(Path(data_dir))
     first = system(env, "status")
     assert first.returncode == 0, first.stdout + first.stderr
     for name in PROGRAMS:
