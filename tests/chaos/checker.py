@@ -6,8 +6,10 @@ is allowed to be anything but zero, except the errors (`unavailable` is expected
 - doubled: a client_msg_id stored in two rows, a seq held by two rows, or two acks of one send
   naming different messages.
 - gaps: seqs missing from a chat's history between 1 and its last seq.
-- duplicate deliveries: the same (chat, seq) twice on one socket as message.new, or as both
-  message.new and ack (a sync's pages, which may race pushes, are not counted).
+- duplicate deliveries: the same (chat, seq) twice on one socket as a pushed message.new, or a
+  message.new on the socket that sent the message (after it sent it, or after its ack). A sync's
+  pages, which may race pushes, are not counted, nor the ack of a resend that the client made
+  after the socket had already got the message as message.new (the ack answers a request).
 - missing deliveries: a message of one of the user's chats, created after a socket opened and
   seen by some client at least `CLOSE_GRACE_S` before that socket closed, that the socket never got
   (live, as an ack, or by the client's own sync after connecting). A message the socket itself
@@ -80,7 +82,7 @@ def check(counters: Counters, clients: list[ChatClient], histories: dict[str, li
     check_lost(counters, sends, histories)
     check_doubled(counters, sends, histories)
     check_gaps(counters, histories)
-    check_duplicates(counters, [log for c in clients for log in c.sockets])
+    check_duplicates(counters, clients)
     check_missing(counters, clients, histories, sightings)
     counters.recovery_s = recovery(sends, fault_at, health)
     for client in clients:
@@ -132,11 +134,28 @@ def check_gaps(counters: Counters, histories: dict[str, list[Message]]) -> None:
             counters.example("gaps", f"{chat}: seqs {missing[:10]} missing of 1..{max(seqs)}")
 
 
-def check_duplicates(counters: Counters, logs: Iterable[SocketLog]) -> None:
-    for log in logs:
-        counters.duplicate_deliveries += len(log.duplicates)
-        for key in log.duplicates[:2]:
-            counters.example("duplicate_deliveries", f"socket {log.id} of {log.user_id[:8]} got {key[0][:8]}#{key[1]} twice")
+def check_duplicates(counters: Counters, clients: list[ChatClient]) -> None:
+    for client in clients:
+        send_of = {(s.ack.chat_id, s.ack.seq): s for s in client.sends if s.ack}
+        for log in client.sockets:
+            for key, news in log.live.items():
+                why = duplicate(log, key, sorted(news), send_of.get(key))
+                if why:
+                    counters.duplicate_deliveries += 1
+                    counters.example("duplicate_deliveries", f"socket {log.id} of {log.user_id[:8]}: {key[0][:8]}#{key[1]} {why}")
+
+
+def duplicate(log: SocketLog, key: Key, news: list[float], send: Send | None) -> str:
+    """Why this socket got `key` once too often ('' if it did not)."""
+    if len(news) > 1:
+        return f"pushed {len(news)} times ({news[1] - news[0]:.2f} s apart)"
+    acks = log.acked.get(key, [])
+    if acks and min(acks) < news[0]:
+        return f"pushed {news[0] - min(acks):.2f} s after its ack on the same socket"
+    sent_here = send.sent_at.get(log.id, []) if send else []
+    if sent_here and min(sent_here) < news[0]:
+        return f"pushed to the socket that sent it, {news[0] - min(sent_here):.2f} s after the send"
+    return ""
 
 
 def check_missing(counters: Counters, clients: list[ChatClient], histories: dict[str, list[Message]],

@@ -71,48 +71,49 @@ class Send:
     due: float
     attempts: int = 0
     refusals: int = 0
-    sent_on: set[int] = field(default_factory=set)
+    sent_at: dict[int, list[float]] = field(default_factory=dict)
+    """Per socket, when the client sent it there."""
     acks: list[Ack] = field(default_factory=list)
 
     @property
     def ack(self) -> Ack | None:
         return self.acks[0] if self.acks else None
 
+    @property
+    def sent_on(self) -> set[int]:
+        return set(self.sent_at)
+
+    def sent(self, connection: int, at: float) -> None:
+        self.sent_at.setdefault(connection, []).append(at)
+
 
 @dataclass
 class SocketLog:
-    """What one WebSocket connection received, for the delivery checkers."""
+    """What one WebSocket connection received and when, for the delivery checkers."""
 
     id: int
     user_id: str
     opened: float
     closed: float | None = None
     close_code: int | None = None
-    live: Counter[Key] = field(default_factory=Counter)
-    """message.new frames outside a sync of their chat."""
-    acked: set[Key] = field(default_factory=set)
+    live: dict[Key, list[float]] = field(default_factory=dict)
+    """When each message.new arrived outside a sync of its chat."""
+    acked: dict[Key, list[float]] = field(default_factory=dict)
     synced: set[Key] = field(default_factory=set)
     """message.new frames while a sync of their chat was running (a sync page, or a push racing it)."""
     syncing: Counter[str] = field(default_factory=Counter)
-    duplicates: list[Key] = field(default_factory=list)
 
     def received(self, key: Key) -> bool:
         return key in self.live or key in self.acked or key in self.synced
 
-    def on_new(self, key: Key) -> None:
+    def on_new(self, key: Key, at: float) -> None:
         if self.syncing[key[0]] > 0:
             self.synced.add(key)
-            return
-        if key in self.live or key in self.acked:
-            self.duplicates.append(key)
-        self.live[key] += 1
+        else:
+            self.live.setdefault(key, []).append(at)
 
-    def on_ack(self, key: Key) -> None:
-        """A second ack of one send on one socket answers the client's own resend: not a
-        duplicate; an ack of a message this socket already got as message.new is one."""
-        if key in self.live:
-            self.duplicates.append(key)
-        self.acked.add(key)
+    def on_ack(self, key: Key, at: float) -> None:
+        self.acked.setdefault(key, []).append(at)
 
 
 @dataclass
@@ -369,7 +370,7 @@ class ChatClient:
                         continue
                     send.due = now + ACK_TIMEOUT_S
                     send.attempts += 1
-                    send.sent_on.add(log.id)
+                    send.sent(log.id, now)
                     await ws.send_str(json.dumps(
                         {"type": "message.send", "chat_id": send.chat_id, "client_msg_id": send.cmid, "text": send.text}))
                 await asyncio.sleep(WRITER_TICK_S)
@@ -396,7 +397,7 @@ class ChatClient:
         now = time.time()
         if kind == "message.new":
             key = self.hold(frame["message"], now)
-            log.on_new(key)
+            log.on_new(key, now)
         elif kind == "message.ack":
             self.on_ack(frame, log, now)
         elif kind == "sync.done":
@@ -413,7 +414,7 @@ class ChatClient:
     def on_ack(self, frame: dict[str, Any], log: SocketLog, now: float) -> None:
         message = frame["message"]
         key = self.hold(message, now)
-        log.on_ack(key)
+        log.on_ack(key, now)
         send = self.by_cmid.get(frame["client_msg_id"])
         if send is None:
             self.errors["ack_of_unknown_send"] += 1

@@ -30,15 +30,15 @@ def message(seq: int, cmid: str, at: float, sender: str = "u2") -> Message:
 
 def acked_send(seq: int, cmid: str, connection: int = 1) -> Send:
     send = Send(cmid, CHAT, "hi", T0 + seq, T0 + seq)
-    send.sent_on.add(connection)
+    send.sent(connection, T0 + seq)
     send.acks.append(Ack(CHAT, seq, f"m{seq}", T0 + seq + 0.1, connection))
     return send
 
 
 def socket_with(keys: list[int], opened: float = T0, closed: float = T0 + 100) -> SocketLog:
     log = SocketLog(1, "u1", opened, closed)
-    for seq in keys:
-        log.on_new((CHAT, seq))
+    for n, seq in enumerate(keys):
+        log.on_new((CHAT, seq), opened + seq + n / 10)
     return log
 
 
@@ -48,7 +48,7 @@ def run(client: FakeClient, history: list[Message], sightings: Sightings | None 
 
 def test_a_clean_run_counts_nothing() -> None:
     client = FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[socket_with([2])])
-    client.sockets[0].on_ack((CHAT, 1))
+    client.sockets[0].on_ack((CHAT, 1), T0 + 1.1)
     counters = run(client, [message(1, "a", T0 + 1, "u1"), message(2, "b", T0 + 2)])
     assert not any(counters.violations.values()), counters
     assert counters.acked == 1
@@ -71,8 +71,21 @@ def test_a_missing_seq_is_a_gap() -> None:
 def test_a_live_message_twice_on_one_socket_is_a_duplicate_but_a_sync_repeat_is_not() -> None:
     log = socket_with([1, 1])
     log.syncing[CHAT] += 1
-    log.on_new((CHAT, 1))
+    log.on_new((CHAT, 1), T0 + 5)
     assert run(FakeClient([CHAT], sockets=[log]), [message(1, "a", T0 + 1)]).duplicate_deliveries == 1
+
+
+def test_a_push_after_the_sockets_own_send_or_ack_is_a_duplicate_but_an_ack_of_a_later_resend_is_not() -> None:
+    history = [message(1, "a", T0 + 1, "u1")]
+    pushed_after_ack = socket_with([])
+    pushed_after_ack.on_ack((CHAT, 1), T0 + 1.1)
+    pushed_after_ack.on_new((CHAT, 1), T0 + 2)
+    assert run(FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[pushed_after_ack]), history).duplicate_deliveries == 1
+
+    resent_after_push = socket_with([])
+    resent_after_push.on_new((CHAT, 1), T0 + 0.5)
+    resent_after_push.on_ack((CHAT, 1), T0 + 1.1)
+    assert run(FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[resent_after_push]), history).duplicate_deliveries == 0
 
 
 def test_a_message_never_received_by_an_open_socket_is_missing() -> None:
@@ -83,7 +96,7 @@ def test_a_message_never_received_by_an_open_socket_is_missing() -> None:
 def test_a_message_too_close_to_the_socket_end_or_its_own_unanswered_send_is_not_missing() -> None:
     late = message(2, "b", T0 + 99)
     own = Send("c", CHAT, "hi", T0 + 3, T0 + 3)
-    own.sent_on.add(1)
+    own.sent(1, T0 + 3)
     client = FakeClient([CHAT], sends=[own], sockets=[socket_with([1])])
     assert run(client, [message(1, "a", T0 + 1), late, message(3, "c", T0 + 3, "u1")]).missing_deliveries == 0
 
