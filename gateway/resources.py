@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
@@ -24,6 +26,9 @@ INSTANCE_ID = web.AppKey("instance_id", str)
 PG_POOL_MAX = 20
 REDIS_POOL_MAX = 64
 REDIS_POOL_WAIT_S = 10.0
+REDIS_RETRIES = 3
+REDIS_RETRY_BASE_S = 0.05
+REDIS_RETRY_CAP_S = 1.0
 PRODUCER_LINGER_MS = 2
 """A few milliseconds of linger let concurrent sends share one produce request."""
 
@@ -51,9 +56,13 @@ async def pg_pool(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     """A blocking pool: under a burst (hundreds of sockets opening at once) a command waits for a
-    free connection instead of failing as redis-py's default pool does past its limit."""
+    free connection instead of failing as redis-py's default pool does past its limit. A command
+    that meets a dead connection (Redis restarted) is retried on a new one, with backoff: a pool
+    of its own takes no retry policy from the client, and would fail the first command after a
+    restart on every pooled connection."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        app[SETTINGS].redis_url, max_connections=REDIS_POOL_MAX, timeout=REDIS_POOL_WAIT_S
+        app[SETTINGS].redis_url, max_connections=REDIS_POOL_MAX, timeout=REDIS_POOL_WAIT_S,
+        retry=Retry(ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE_S, cap=REDIS_RETRY_CAP_S), REDIS_RETRIES),
     )
     client = aioredis.Redis(connection_pool=pool)
     app[REDIS] = client
