@@ -142,9 +142,10 @@ class PrivateStack:
     def copy_logs(self, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for path in [*self.data.glob("logs/*.log"), *self.data.glob("kafka*/kafka.log"), *self.data.glob("kafka*/*/kafka.log"),
-                     self.data / "postgres" / "server.log", self.data / "redis" / "redis.log"]:
+                     self.pgdata() / "server.log", self.data / "redis" / "redis.log"]:
             if path.is_file():
-                shutil.copy(path, target / path.relative_to(self.data).as_posix().replace("/", "_"))
+                name = path.relative_to(self.data).as_posix() if path.is_relative_to(self.data) else f"postgres/{path.name}"
+                shutil.copy(path, target / name.replace("/", "_"))
 
     def note(self, line: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -227,9 +228,15 @@ class PrivateStack:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         return [*prefix, *map(str, args)]
 
+    def pgdata(self) -> Path:
+        """The cluster's folder: `$DATA/postgres`, or where `scripts/services` recorded it
+        (`$DATA/postgres.location`) when PostgreSQL's user could not enter the data folder."""
+        where = self.data / "postgres.location"
+        return Path(where.read_text().strip()) if where.is_file() and where.read_text().strip() else self.data / "postgres"
+
     def restart_postgres(self) -> None:
         """An immediate restart: no checkpoint, every connection cut, crash recovery at start."""
-        pgdata = self.data / "postgres"
+        pgdata = self.pgdata()
         self.run(*self.as_postgres(self.pg_bin() / "pg_ctl", "-D", pgdata, "-l", pgdata / "server.log",
                                    "-m", "immediate", "-w", "-t", "60", "restart"), timeout=90)
 
