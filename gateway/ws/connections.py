@@ -12,7 +12,9 @@ client only ever blocks its own writer. Frames pushed to a connection come in tw
 
 A socket never gets the same `message.new` twice: each connection remembers, per chat, the
 highest `seq` it was given (live, by a server-side resync or in a `sync` answer) and drops a
-pushed `message.new` at or below it (a redelivery after a Kafka or gateway restart). Live pushes
+pushed `message.new` at or below it (a redelivery after a Kafka or gateway restart), and drops
+the `message.new` of a message it sent itself (it gets the `message.ack`; a resend on a new
+socket after a reconnect is answered there, while the first attempt's frames may still come). Live pushes
 of one chat come in `seq` order (one partition per recipient, decided in order), so the highest
 `seq` is all there is to remember. While a sync or resync answers from the read models, pushes
 are held and then let through the same check, so that the two never interleave out of order.
@@ -143,7 +145,7 @@ class Connection:
         """Per chat id, the highest `seq` this socket was given as `message.new` or in a sync."""
         self._own_sends: deque[str] | None = None
         self._holds = 0
-        self._held: list[tuple[str, str | None, int]] = []
+        self._held: list[tuple[str, str | None, int, str | None]] = []
 
     def start_writer(self) -> None:
         self._writer = asyncio.create_task(self._write(), name=f"ws writer {self.id}")
@@ -152,20 +154,21 @@ class Connection:
     def closing(self) -> bool:
         return self._closing is not None
 
-    def push(self, text: str, chat_id: str | None = None, seq: int = 0) -> None:
-        """Queue a pushed frame (a `message.new` names its chat and `seq`); a repeat of a message
-        already given is dropped; a full queue closes the socket as too slow."""
+    def push(self, text: str, chat_id: str | None = None, seq: int = 0, sent_as: str | None = None) -> None:
+        """Queue a pushed frame (a `message.new` names its chat and `seq`, and for the user's own
+        message its `client_msg_id`); a message already given, or sent from this socket, is
+        dropped; a full queue closes the socket as too slow."""
         if self._holds:
-            self._held.append((text, chat_id, seq))
+            self._held.append((text, chat_id, seq, sent_as))
             if len(self._held) > self.queue.capacity:
                 self._too_slow()
             return
-        self.give(text, chat_id, seq)
+        self.give(text, chat_id, seq, sent_as)
 
-    def give(self, text: str, chat_id: str | None = None, seq: int = 0) -> None:
+    def give(self, text: str, chat_id: str | None = None, seq: int = 0, sent_as: str | None = None) -> None:
         """Queue a frame now, held pushes or not (what a resync found), with the same checks."""
         if chat_id is not None:
-            if seq <= self.given.get(chat_id, 0):
+            if seq <= self.given.get(chat_id, 0) or (sent_as is not None and self.sent(sent_as)):
                 DUPLICATES_DROPPED.inc()
                 return
             self.given[chat_id] = seq
@@ -195,8 +198,8 @@ class Connection:
         self._holds -= 1
         if self._holds == 0:
             held, self._held = self._held, []
-            for text, chat_id, seq in held:
-                self.push(text, chat_id, seq)
+            for text, chat_id, seq, sent_as in held:
+                self.push(text, chat_id, seq, sent_as)
 
     def _too_slow(self) -> None:
         SLOW_CLOSES.inc()
@@ -292,7 +295,7 @@ class ConnectionRegistry:
         pushed = 0
         for connection in self.of_user(route.user_id):
             if connection.id != route.skip_connection and not connection.closing:
-                connection.push(route.text, route.chat_id, route.seq)
+                connection.push(route.text, route.chat_id, route.seq, route.sent_as)
                 pushed += 1
         return pushed
 

@@ -66,18 +66,22 @@ def route_of(record: ConsumerRecord[bytes, bytes], oldest_ms: float) -> Route | 
     if record.timestamp < oldest_ms:
         DELIVERIES.labels("stale").inc()
         return Route(recipient_id, "", resync=True)
-    chat_id, seq = message_position(frame)
-    return Route(recipient_id, encode_frame(frame), skip_connection, chat_id, seq)
+    chat_id, seq, sender_id, client_msg_id = message_position(frame)
+    sent_as = client_msg_id if sender_id == recipient_id else None
+    return Route(recipient_id, encode_frame(frame), skip_connection, chat_id, seq, sent_as)
 
 
-def message_position(frame: dict[str, Any]) -> tuple[str | None, int]:
-    """(chat id, seq) of a `message.new` frame, by which sockets drop repeats; (None, 0) else."""
-    if frame.get("type") != "message.new":
-        return None, 0
+def message_position(frame: dict[str, Any]) -> tuple[str | None, int, str | None, str | None]:
+    """(chat id, seq, sender id, client_msg_id) of a `message.new` frame, by which sockets drop
+    repeats and their own messages; (None, 0, None, None) for any other frame."""
     message = frame.get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("seq"), int):
-        return None, 0
-    return str(message.get("chat_id")), message["seq"]
+    if frame.get("type") != "message.new" or not isinstance(message, dict) or not isinstance(message.get("seq"), int):
+        return None, 0, None, None
+    sender, client_msg_id = message.get("sender_id"), message.get("client_msg_id")
+    return (
+        str(message.get("chat_id")), message["seq"],
+        sender if isinstance(sender, str) else None, client_msg_id if isinstance(client_msg_id, str) else None,
+    )
 
 
 def without_repeated_resyncs(routes: Iterable[Route | None]) -> list[Route]:

@@ -13,7 +13,8 @@ A resync reads, for each chat of the user with new activity, the messages after 
 the socket was given (for a chat it was given nothing of: those decided since it opened; what
 came before, the client syncs when it connects), and pushes them as `message.new` through the
 socket's usual checks, with live pushes held meanwhile: nothing is given twice, nothing out of
-order. Messages this socket sent itself are skipped (it gets their `message.ack`). A socket that
+order. Messages this socket sent itself are dropped by the same checks (it gets their
+`message.ack`). A socket that
 missed more than `RESYNC_LIMIT` messages of a chat, or that cannot be resynced because PostgreSQL
 is down, is closed with 4008 like a slow one: the client reconnects and syncs.
 """
@@ -106,7 +107,8 @@ class Resyncer:
                 connection.close_soon(SLOW_CLOSE_CODE, CANNOT_RESYNC_REASON)
                 return
             for message in missed:
-                connection.give(encode_frame(message_new_frame(message)), message["chat_id"], message["seq"])
+                own = message["client_msg_id"] if message["sender_id"] == connection.user_id else None
+                connection.give(encode_frame(message_new_frame(message)), message["chat_id"], message["seq"], own)
             RESYNCED.inc(len(missed))
         finally:
             connection.release()
@@ -128,9 +130,5 @@ class Resyncer:
                 continue
             if len(page) > RESYNC_LIMIT:
                 return None
-            found.extend(m for m in page if not sent_by(connection, m))
+            found.extend(page)
         return found
-
-
-def sent_by(connection: Connection, message: dict[str, Any]) -> bool:
-    return message["sender_id"] == connection.user_id and connection.sent(message["client_msg_id"])

@@ -7,8 +7,8 @@ from `message.delivered` (and of typing and presence frames). Redis sends each m
 the instances subscribed to that channel, so an instance receives its own users' frames and no
 others. A message is `<skip_connection>\\n<frame text>`: the frame is encoded once, by the
 publisher, and written as it is to every socket; a frame text never holds a raw newline.
-A `message.new` names its chat and `seq` in the header, so that each socket drops a repeat
-without decoding the frame; a "resync" message asks the user's sockets to be made whole from
+A `message.new` names its chat and `seq` in the header (and, to its sender, its `client_msg_id`),
+so that each socket drops a repeat, or its own message, without decoding the frame; a "resync" message asks the user's sockets to be made whole from
 the read models (`gateway.ws.resync`), for deliveries the publisher could not push.
 
 Subscribing is confirmed before a socket is answered: `acquire` returns once Redis has taken the
@@ -58,21 +58,23 @@ class Route:
     skip_connection: str | None = None
     chat_id: str | None = None
     seq: int = 0
+    sent_as: str | None = None
+    """The `client_msg_id` of a `message.new` of the recipient's own message."""
     resync: bool = False
 
 
 def encode_message(route: Route) -> str:
     kind = RESYNC if route.resync else FRAME
-    header = FIELD.join((kind, route.skip_connection or "", route.chat_id or "", str(route.seq)))
-    return f"{header}{SEPARATOR}{route.text}"
+    fields = (kind, route.skip_connection or "", route.chat_id or "", str(route.seq), route.sent_as or "")
+    return f"{FIELD.join(fields)}{SEPARATOR}{route.text}"
 
 
 def decode_message(user_id: str, data: bytes | str) -> Route:
     """The route of a channel message (ValueError for one no gateway wrote)."""
     raw = data.decode() if isinstance(data, bytes) else data
     header, _, text = raw.partition(SEPARATOR)
-    kind, skip, chat_id, seq = header.split(FIELD)
-    return Route(user_id, text, skip or None, chat_id or None, int(seq), kind == RESYNC)
+    kind, skip, chat_id, seq, sent_as = header.split(FIELD)
+    return Route(user_id, text, skip or None, chat_id or None, int(seq), sent_as or None, kind == RESYNC)
 
 
 class UserChannels:

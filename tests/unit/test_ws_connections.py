@@ -192,3 +192,16 @@ async def test_held_pushes_wait_and_then_pass_the_same_checks_in_order() -> None
     await until(lambda: len(socket.sent) == 3)
     assert socket.sent == ["r4", "r5", "m6"], "held pushes pass the same checks: m5 was given by the resync"
     await conn.close(1000, "")
+
+
+async def test_a_socket_gets_no_message_new_of_what_it_sent_itself() -> None:
+    """After a reconnect the client resends on the new socket; the first attempt's frames, which
+    skip only the old socket, must not come to the new one beside the resend's ack."""
+    socket = FakeSocket()
+    conn = connection("u", socket)
+    conn.note_send("mine")
+    conn.push("my own", "chat", 1, sent_as="mine")
+    conn.push("from another socket of mine", "chat", 2, sent_as="elsewhere")
+    await until(lambda: len(socket.sent) == 1)
+    assert socket.sent == ["from another socket of mine"]
+    await conn.close(1000, "")

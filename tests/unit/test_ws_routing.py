@@ -15,6 +15,7 @@ def test_a_route_survives_the_channel_message_format() -> None:
     routes = [
         Route("u1", '{"type":"typing"}'),
         Route("u1", '{"type":"message.new"}', "conn-1", "chat-1", 42),
+        Route("u1", '{"type":"message.new"}', None, "chat-1", 43, "my-id"),
         Route("u1", "", resync=True),
     ]
     for route in routes:
@@ -27,19 +28,23 @@ def record(value: bytes, timestamp_ms: int) -> ConsumerRecord[bytes, bytes]:
 
 def test_a_message_new_record_names_its_chat_and_seq_and_a_stale_one_asks_for_a_resync() -> None:
     user, chat = str(uuid.uuid4()), str(uuid.uuid4())
-    frame = b'{"type":"message.new","message":{"chat_id":"%s","seq":7}}' % chat.encode()
-    value = encode_delivery(user, frame, "conn")
+    frame = b'{"type":"message.new","message":{"chat_id":"%s","seq":7,"sender_id":"%s","client_msg_id":"m"}}'
+    value = encode_delivery(user, frame % (chat.encode(), user.encode()), "conn")
     fresh = route_of(record(value, 2_000), oldest_ms=1_000)
-    assert fresh is not None and (fresh.user_id, fresh.chat_id, fresh.seq, fresh.skip_connection) == (user, chat, 7, "conn")
+    assert fresh is not None
+    assert (fresh.user_id, fresh.chat_id, fresh.seq, fresh.skip_connection, fresh.sent_as) == (user, chat, 7, "conn", "m")
+    to_other = route_of(record(encode_delivery(str(uuid.uuid4()), frame % (chat.encode(), user.encode()), None), 2_000), 1_000)
+    assert to_other is not None and to_other.sent_as is None, "only the sender's own frames name their client_msg_id"
     stale = route_of(record(value, 500), oldest_ms=1_000)
     assert stale == Route(user, "", resync=True)
     assert route_of(record(b"not json", 2_000), oldest_ms=1_000) is None
 
 
 def test_only_message_new_frames_have_a_position() -> None:
-    assert message_position({"type": "message.new", "message": {"chat_id": "c", "seq": 3}}) == ("c", 3)
-    assert message_position({"type": "message.edited", "message": {"chat_id": "c", "seq": 3}}) == (None, 0)
-    assert message_position({"type": "message.new", "message": {"chat_id": "c"}}) == (None, 0)
+    new = {"type": "message.new", "message": {"chat_id": "c", "seq": 3, "sender_id": "u", "client_msg_id": "m"}}
+    assert message_position(new) == ("c", 3, "u", "m")
+    assert message_position({**new, "type": "message.edited"}) == (None, 0, None, None)
+    assert message_position({"type": "message.new", "message": {"chat_id": "c"}}) == (None, 0, None, None)
 
 
 def test_a_stale_backlog_asks_each_recipient_for_one_resync() -> None:
