@@ -14,8 +14,10 @@ the read models (`gateway.ws.resync`), for deliveries the publisher could not pu
 Subscribing is confirmed before a socket is answered: `acquire` returns once Redis has taken the
 SUBSCRIBE, so nothing published after a client sees its socket open is missed. Pub/sub is
 at-most-once: a message published while an instance reconnects to Redis is lost. So when the
-listener's connection comes back (redis-py subscribes to every channel again as it reconnects),
-`on_reopened` is called, and the service makes every local socket whole from the read models.
+listener's connection comes back, `on_reopened` is called, and the service makes every local
+socket whole from the read models. The sign of a new connection is a second confirmation of this
+instance's own channel: redis-py subscribes to every channel again as it reconnects, and may do
+so inside a read that never raised (its retry policy), so no exception is a reliable sign.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class UserChannels:
         self._receiver = receiver
         self._on_reopened = on_reopened
         self.state = ConnectionState(CONNECTION_NAME)
+        self._own_confirmed = False
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._own_channel = f"{self._prefix}instance:{instance_id}"
@@ -171,7 +174,7 @@ class UserChannels:
                 if not self._pubsub.subscribed:
                     await self._pubsub.subscribe(self._own_channel)
                 message = await self._pubsub.get_message(timeout=None)
-                self._opened(backoff)
+                backoff.reset()
                 if message is not None:
                     self._handle(message)
             except (RedisError, OSError) as error:
@@ -181,20 +184,24 @@ class UserChannels:
                 log.exception("user channels: unexpected error; going on")
                 await asyncio.sleep(backoff.next_pause())
 
-    def _opened(self, backoff: Backoff) -> None:
-        """The connection answers: after an outage, everything published meanwhile is lost."""
-        if self.state.up:
+    def _own_channel_confirmed(self) -> None:
+        """The first confirmation opens the connection; each later one means a new connection,
+        and that whatever was published meanwhile is lost."""
+        if not self._own_confirmed:
+            self._own_confirmed = True
+            self.state.opened()
             return
-        reopened = self.state.lost_at is not None
+        if self.state.up:
+            self.state.lost("reconnected")
         self.state.opened()
-        backoff.reset()
-        if reopened:
-            self._on_reopened()
+        self._on_reopened()
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message["type"]
         channel = _text(message["channel"])
-        if kind == "subscribe":
+        if kind == "subscribe" and channel == self._own_channel:
+            self._own_channel_confirmed()
+        elif kind == "subscribe":
             pending = self._confirmations.get(channel)
             if pending:
                 future = pending.popleft()
