@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,6 +20,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports, between 20000 and 40000: away from
+    the shared services' ports and from the start of the ephemeral range."""
+    for _ in range(200):
+        first = random.randrange(20000, 40000 - size)
+        if all(port_is_free(first + i) for i in range(size)):
+            return first
+    raise RuntimeError(f"no block of {size} free ports")
 
 
 @dataclass

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import free_port, free_port_block
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "scripts" / "services"
 SYSTEM = ROOT / "scripts" / "system"
@@ -51,36 +53,12 @@ class StackError(RuntimeError):
     """A script of the private stack failed or a wait ran out; the message says which."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
     except OSError:
         return False
-
-
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free ports, chosen away from the ephemeral range's start."""
-    for _ in range(200):
-        base = secrets.randbelow(20000) + 20000
-        if all(port_is_free(base + i) for i in range(size)):
-            return base
-    raise StackError(f"no block of {size} free ports")
 
 
 @dataclass

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import socket
 import time
 import uuid
 from collections import Counter
@@ -30,7 +28,7 @@ from config.settings import CommonSettings
 from schemas import topics
 from streams.topics import create_topics
 from tests.kafka_tools import eventually, read_topic
-from tests.processes import ROOT
+from tests.processes import ROOT, free_port_block
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -80,25 +78,6 @@ class Cluster:
                 os.kill(int(pid_file.read_text()), 9)
             except (ValueError, ProcessLookupError):
                 pass
-
-
-def ports_free(first: int, count: int) -> bool:
-    for port in range(first, first + count):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free loopback ports, away from the shared services'."""
-    for _ in range(50):
-        first = random.randrange(20000, 30000, 2)
-        if ports_free(first, count):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 def cluster_env(data_dir: Path) -> dict[str, str]:
