@@ -48,6 +48,14 @@ def test_app_hosts_point_at_compose_services() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
 
+def test_the_gateway_reports_each_worker_at_its_compose_address() -> None:
+    services = compose()["services"]
+    named = GatewaySettings(jwt_secret="x" * 32, worker_health_urls=services["gateway"]["environment"]["WORKER_HEALTH_URLS"]).worker_health
+    for worker in ("streams", "projections"):
+        port = services[worker]["environment"]["WORKER_WEB_PORT"]
+        assert named[worker] == f"http://{worker}:{port}/healthz"
+
+
 def test_dockerfile_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("config", "schemas", "streams", "projections", "gateway", "migrations"):
