@@ -5,12 +5,15 @@ gets a replication factor of min(3, brokers in the cluster's metadata). With thr
 `min.insync.replicas=2` lets an `acks=all` write go on while one broker is down, and still means
 two brokers have it; with fewer copies it must be 1, or one broker down would stop every write.
 A broker that is down when a topic is created is not in the metadata, so the topic gets the
-factor the live brokers can hold rather than failing to be created.
+factor the live brokers can hold rather than failing to be created. A cluster that has just
+started may not list all its brokers yet (each registers with the controllers on its own), so
+the count is awaited, for a while, up to the number of addresses the bootstrap list names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -22,6 +25,10 @@ METADATA_ATTEMPTS = 5
 """The admin client asks a random broker of its metadata, which may be one just killed and not
 yet fenced (a few seconds): another attempt most likely asks a live one."""
 METADATA_RETRY_S = 0.3
+BROKERS_WAIT_S = 10.0
+"""How long to wait for as many brokers as the bootstrap list names (a cluster starting up)."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,21 @@ async def _brokers_in_metadata(admin: AIOKafkaAdminClient) -> int:
     return len(cluster["brokers"])
 
 
-async def cluster_replication(admin: AIOKafkaAdminClient) -> Replication:
-    return replication_for(await broker_count(admin))
+async def brokers_at_least(admin: AIOKafkaAdminClient, expected: int, wait: float = BROKERS_WAIT_S) -> int:
+    """The brokers in the metadata, once there are `expected` of them or `wait` has passed."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        seen = await broker_count(admin)
+        if seen >= expected:
+            return seen
+        if asyncio.get_running_loop().time() >= deadline:
+            log.warning("the cluster lists %d brokers, not the %d the bootstrap list names; replicating for %d", seen, expected, seen)
+            return seen
+        await asyncio.sleep(METADATA_RETRY_S)
+
+
+async def cluster_replication(admin: AIOKafkaAdminClient, bootstrap_servers: list[str]) -> Replication:
+    return replication_for(await brokers_at_least(admin, len(bootstrap_servers)))
 
 
 async def replication_of(bootstrap_servers: list[str]) -> Replication:
@@ -66,6 +86,6 @@ async def replication_of(bootstrap_servers: list[str]) -> Replication:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        return await cluster_replication(admin)
+        return await cluster_replication(admin, bootstrap_servers)
     finally:
         await admin.close()

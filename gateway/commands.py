@@ -129,7 +129,7 @@ async def create_reply_topic(settings: GatewaySettings, name: str) -> None:
     await admin.start()
     try:
         config = {"retention.ms": str(topics.GATEWAY_REPLIES.retention_ms)}
-        replication = await cluster_replication(admin)
+        replication = await cluster_replication(admin, settings.broker_list)
         response = await admin.create_topics([NewTopic(name, 1, replication.factor, topic_configs=config)])
         for topic, code, message in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):

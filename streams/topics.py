@@ -39,7 +39,7 @@ async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] =
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
     await admin.start()
     try:
-        replication = await cluster_replication(admin)
+        replication = await cluster_replication(admin, settings.broker_list)
         response = await admin.create_topics([new_topic(settings, s, replication) for s in specs])
     finally:
         await admin.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.kafka import Replication, replication_for
+from config.kafka import Replication, brokers_at_least, replication_for
 from config.settings import CommonSettings
 from schemas import topics
 from streams.topics import new_topic
@@ -36,3 +36,22 @@ def test_commands_and_events_carry_their_min_isr_and_every_topic_the_factor() ->
 def test_one_broker_keeps_min_isr_one() -> None:
     topic = new_topic(CommonSettings(), topics.MESSAGE_EVENTS, replication_for(1))
     assert (topic.replication_factor, topic.topic_configs["min.insync.replicas"]) == (1, "1")
+
+
+class ClusterStartingUp:
+    """An admin client's view of a cluster whose brokers register one after another."""
+
+    def __init__(self, counts: list[int]) -> None:
+        self.counts = counts
+
+    async def describe_cluster(self) -> dict[str, list[object]]:
+        count = self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+        return {"brokers": [object()] * count}
+
+
+async def test_the_broker_count_waits_for_as_many_brokers_as_the_bootstrap_list_names() -> None:
+    assert await brokers_at_least(ClusterStartingUp([1, 2, 3]), expected=3) == 3  # type: ignore[arg-type]
+
+
+async def test_a_cluster_that_stays_short_of_the_bootstrap_list_is_replicated_for_what_it_has() -> None:
+    assert await brokers_at_least(ClusterStartingUp([2]), expected=3, wait=0.5) == 2  # type: ignore[arg-type]
