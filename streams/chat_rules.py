@@ -271,6 +271,23 @@ def _remove_member(chat: dict[str, Any], actor: str, body: RemoveMember, emit: _
     return emit.decision
 
 
+def _sent_again(store: ChatStore, chat: dict[str, Any], message_id: str, emit: _Emitter) -> Decision:
+    """A send decided before: the first message, and its `message.new` delivered again.
+
+    The first decision's events may be durable while its deliveries never left (the worker was
+    killed between the two); the command then comes again (uncommitted, or resent by its
+    client) and lands here. Delivering again is safe: each socket drops a `seq` it already has.
+    """
+    first = store.get_message(message_id)
+    assert first is not None
+    message = message_view(first)
+    if not first.get("deleted"):
+        emit.deliver(list(chat["members"]), {"type": "message.new", "message": message})
+    emit.decision.duplicate = True
+    emit.decision.result = {"message": message}
+    return emit.decision
+
+
 def _successor(chat: dict[str, Any], leaving: str) -> str | None:
     """Who owns a group when its owner leaves: the first admin, else the first member (by join order)."""
     rest: list[tuple[str, str]] = [(u, r) for u, r in chat["members"].items() if u != leaving]
@@ -283,9 +300,7 @@ def _successor(chat: dict[str, Any], leaving: str) -> str | None:
 def _send(store: ChatStore, chat: dict[str, Any], actor: str, body: SendMessage, emit: _Emitter) -> Decision:
     known = store.get_sent(dedupe_key(body.chat_id, actor, body.client_msg_id))
     if known is not None:
-        first = store.get_message(known)
-        assert first is not None
-        return Decision(ok=True, duplicate=True, result={"message": message_view(first)})
+        return _sent_again(store, chat, known, emit)
     sender = uuid.UUID(actor)
     message_id = message_id_for(body.chat_id, sender, body.client_msg_id)
     members = list(chat["members"])

@@ -72,6 +72,10 @@ def test_seq_is_gapless_and_sends_are_idempotent(group: tuple[MemoryChatStore, u
     assert seqs == [1, 2, 3, 4, 5]
     assert retry.duplicate and retry.events == []
     assert retry.result["message"]["seq"] == 3 and retry.result["message"]["text"] == "hi"
+    redelivered = {str(d.recipient_id) for d in retry.deliveries if d.frame["message"]["seq"] == 3}
+    assert redelivered == set(store.get_chat(str(chat_id))["members"]), (  # type: ignore[index]
+        "a repeat delivers the first message again: the first decision may have died before its deliveries left"
+    )
     assert send(store, chat_id, CAROL, "m2").result["message"]["seq"] == 6  # same id, other sender
 
 
