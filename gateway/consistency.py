@@ -19,15 +19,14 @@ import asyncio
 import heapq
 import itertools
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
 
 import asyncpg
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from gateway import read_store
 from gateway.healing import Backoff, ConnectionState
 from schemas.commands import Position, Reply
 
@@ -44,6 +43,8 @@ PING_TIMEOUT_S = 2.0
 CONNECTION_NAME = "projection_progress_listener"
 APPLICATION_NAME = "messenger-gateway-progress"
 """How the LISTEN connection shows in `pg_stat_activity`."""
+CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+"""What a LISTEN connection whose server went away (or never answers) raises."""
 DUPLICATE_POLL_FIRST_S = 0.02
 DUPLICATE_POLL_MAX_S = 0.5
 
@@ -117,7 +118,7 @@ class ProjectionWatermarks:
                     await self._open()
                     backoff.reset()
                     break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                except CONNECTION_ERRORS as error:
                     self.state.lost(error)
                     await asyncio.sleep(backoff.next_pause())
 
@@ -125,7 +126,7 @@ class ProjectionWatermarks:
         assert self.conn is not None
         try:
             await self.conn.fetchval("SELECT 1", timeout=PING_TIMEOUT_S)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        except CONNECTION_ERRORS as error:
             self.state.lost(error)
             return False
         return True
@@ -177,7 +178,7 @@ class ProjectionWatermarks:
             raise NotProjected(f"the read models did not reach this write within {timeout:g} s")
 
 
-    async def require_reply(self, reply: Reply, db: ReadModels, timeout: float = WAIT_LIMIT_S) -> None:
+    async def require_reply(self, reply: Reply, db: read_store.Pool, timeout: float = WAIT_LIMIT_S) -> None:
         """Return once the read models hold what an accepted `reply` reports.
 
         A fresh decision names the positions of its events. A duplicate (an idempotent retry)
@@ -190,31 +191,12 @@ class ProjectionWatermarks:
             return
         deadline = asyncio.get_running_loop().time() + timeout
         pause = DUPLICATE_POLL_FIRST_S
-        while not await readable(db, reply.result):
+        while not await read_store.holds_result(db, reply.result):
             if asyncio.get_running_loop().time() + pause > deadline:
                 RYW_TIMEOUTS.inc()
                 raise NotProjected(f"the read models did not reach this write within {timeout:g} s")
             await asyncio.sleep(pause)
             pause = min(pause * 2, DUPLICATE_POLL_MAX_S)
-
-
-class ReadModels(Protocol):
-    async def fetchval(self, query: str, *args: Any) -> Any: ...
-
-
-async def readable(db: ReadModels, result: dict[str, Any]) -> bool:
-    """Whether the message or the chat (with each of its members) of a reply's result is read back."""
-    if "message" in result:
-        return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)", uuid.UUID(result["message"]["id"])))
-    if "chat" in result:
-        chat = result["chat"]
-        members = [uuid.UUID(m["user_id"]) for m in chat["members"]]
-        found = await db.fetchval(
-            "SELECT count(*) FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = ANY($2)",
-            uuid.UUID(chat["id"]), members,
-        )
-        return bool(found == len(members))
-    return True
 
 
 class NotProjected(Exception):

@@ -14,9 +14,9 @@ A socket never gets the same `message.new` twice: each connection remembers, per
 highest `seq` it was given (live, by a server-side resync or in a `sync` answer) and drops a
 pushed `message.new` at or below it (a redelivery after a Kafka or gateway restart), and drops
 the `message.new` of a message it sent itself (it gets the `message.ack`; a resend on a new
-socket after a reconnect is answered there, while the first attempt's frames may still come). Live pushes
-of one chat come in `seq` order (one partition per recipient, decided in order), so the highest
-`seq` is all there is to remember. While a sync or resync answers from the read models, pushes
+socket after a reconnect is answered there, while the first attempt's frames may still come).
+Live pushes of one chat come in `seq` order (one partition per recipient, decided in order), so
+the highest `seq` is all there is to remember. While a sync or resync answers from the read models, pushes
 are held and then let through the same check, so that the two never interleave out of order.
 """
 
