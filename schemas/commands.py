@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import codec
 from schemas.models import ChatType
-from schemas.text import Clean
+from schemas.text import PG_BIGINT_MAX, Clean
 
 TEXT_MAX = 4000
 CLIENT_MSG_ID_MAX = 128
@@ -85,7 +85,7 @@ class DeleteMessage(CommandBody):
 class MarkRead(CommandBody):
     kind: Literal["message.read"] = "message.read"
     chat_id: uuid.UUID
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=PG_BIGINT_MAX)
 
 
 Body = Annotated[

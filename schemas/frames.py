@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
-from schemas.text import Clean
+from schemas.text import PG_BIGINT_MAX, Clean
 
 INVALID_REQUEST = "invalid_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -40,7 +40,7 @@ class ClientFrameBase(BaseModel):
 
 Text = Annotated[StrictStr, Field(min_length=1, max_length=TEXT_MAX), Clean]
 ClientMsgId = Annotated[StrictStr, Field(min_length=1, max_length=CLIENT_MSG_ID_MAX), Clean]
-Seq = Annotated[StrictInt, Field(ge=0)]
+Seq = Annotated[StrictInt, Field(ge=0, le=PG_BIGINT_MAX)]
 
 
 class SendFrame(ClientFrameBase):

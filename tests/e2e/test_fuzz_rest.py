@@ -35,6 +35,7 @@ from schemathesis import Case
 from schemathesis.config import SchemathesisConfig
 
 from config.settings import GatewaySettings
+from schemas.text import PG_BIGINT_MAX
 from streams.topics import create_topics
 from tests.conftest import ADMIN_DATABASE_URL, RUN_ID, database_url_for
 from tests.e2e.workers import running_workers
@@ -226,10 +227,17 @@ async def answer(target: FuzzTarget, method: str, path: str, **kwargs: Any) -> t
             return response.status, body
 
 
+@pytest.mark.parametrize("value", [PG_BIGINT_MAX + 1, BEYOND_INT64])
 @pytest.mark.parametrize("parameter", ["before", "after"])
-async def test_a_seq_beyond_64_bits_is_refused(target: FuzzTarget, parameter: str) -> None:
-    status, _ = await answer(target, "GET", f"/api/v1/chats/{target.chat_id}/messages?{parameter}={BEYOND_INT64}")
-    assert status == 400
+async def test_a_seq_beyond_bigint_is_refused_naming_it(target: FuzzTarget, parameter: str, value: int) -> None:
+    path = f"/api/v1/chats/{target.chat_id}/messages?{parameter}={value}"
+    status, body = await answer(target, "GET", path)
+    assert (status, body["error"]["code"], body["error"]["details"]["field"]) == (400, "invalid_request", parameter)
+
+
+async def test_a_seq_of_exactly_the_bigint_maximum_is_an_empty_page(target: FuzzTarget) -> None:
+    status, body = await answer(target, "GET", f"/api/v1/chats/{target.chat_id}/messages?after={PG_BIGINT_MAX}")
+    assert (status, body) == (200, {"messages": []})
 
 
 async def test_a_nul_in_the_search_prefix_is_not_a_server_error(target: FuzzTarget) -> None:

@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 from schemas.frames import CLIENT_FRAME_TYPES, INVALID_REQUEST, FrameRefused, PingFrame, parse_client_frame
+from schemas.text import PG_BIGINT_MAX
 from tests.e2e.test_fuzz_rest import RunningGateway, call, is_even_uuid, registered_user, running_gateway
 
 
@@ -329,6 +330,32 @@ async def next_frame_of(socket: aiohttp.ClientWebSocketResponse, *types: str) ->
         frame = await receive_frame(socket, ANSWER_TIMEOUT_S)
         if frame["type"] in types:
             return frame
+
+
+@pytest.mark.parametrize(("kind", "field"), [("sync", "after_seq"), ("read", "seq")])
+async def test_a_seq_past_the_bigint_maximum_is_an_invalid_request_naming_it(
+    target: Target, kind: str, field: str
+) -> None:
+    """Issue 10, row 10: `sync` with `after_seq` 2**63 reached PostgreSQL's bigint and answered
+    `internal_error` with a stack trace in the log. Every seq a frame carries is bounded to
+    0..2**63-1 (`schemas.frames.Seq`), so it is refused like any other bad field."""
+    socket = await target.open_socket()
+    frame = {"type": kind, "chat_id": target.chat_id, field: PG_BIGINT_MAX + 1, "client_msg_id": f"big-{kind}"}
+    await send(socket, json.dumps(frame))
+    refused = await next_frame_of(socket, "error", "sync.done", "read")
+    assert (refused["type"], refused.get("code"), refused.get("ref")) == ("error", INVALID_REQUEST, f"big-{kind}"), refused
+    assert field in refused["message"], refused
+    await ping(socket)
+    assert not socket.closed
+    log = target.gateway.process.log()
+    assert "Traceback" not in log and f"{kind} failed" not in log, log[-4000:]
+
+
+async def test_a_sync_after_the_bigint_maximum_itself_is_done_at_once(target: Target) -> None:
+    socket = await target.open_socket()
+    await send(socket, json.dumps({"type": "sync", "chat_id": target.chat_id, "after_seq": PG_BIGINT_MAX}))
+    done = await next_frame_of(socket, "sync.done", "error")
+    assert done["type"] == "sync.done" and done["chat_id"] == target.chat_id, done
 
 
 async def test_a_frame_over_64_kib_closes_the_socket_with_1009(target: Target) -> None:
