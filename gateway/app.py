@@ -11,7 +11,7 @@ from config.settings import GatewaySettings
 from gateway import consistency, health, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx
 from gateway.errors import error_middleware
-from gateway import docs
+from gateway import docs, http_headers
 from gateway import ws
 
 MAX_BODY_BYTES = 64 * 1024
@@ -39,6 +39,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         app.add_routes(table)
     app.add_routes(docs.routes)
     ws.setup(app)
+    http_headers.setup(app)
     app.on_startup.append(freeze_startup_objects)
     return app
 

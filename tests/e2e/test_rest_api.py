@@ -237,3 +237,28 @@ async def test_errors_are_enveloped_never_500(api: Api) -> None:
     assert status == 404
     status, body = await api.call("POST", "/api/v1/auth/register", data=b"x" * (70 * 1024))
     assert status == 413 and error_code(body) == "payload_too_large"
+
+
+async def test_answers_that_carry_tokens_and_errors_are_not_stored_sniffed_or_framed(api: Api) -> None:
+    """Issue 10, row 11: the gateway's own app (`create_app`) adds the security headers."""
+    name, password = f"h{uuid.uuid4().hex[:10]}", "correct horse"
+    answers = []
+    async with api.http.post(f"{api.base}/api/v1/auth/register", json={"username": name, "password": password}) as r:
+        answers.append((r.status, r.headers))
+    async with api.http.post(f"{api.base}/api/v1/auth/login", json={"username": name, "password": password}) as r:
+        answers.append((r.status, r.headers))
+        refresh_token = (await r.json())["refresh_token"]
+    async with api.http.post(f"{api.base}/api/v1/auth/refresh", json={"refresh_token": refresh_token}) as r:
+        answers.append((r.status, r.headers))
+    async with api.http.get(f"{api.base}/api/v1/users/me") as r:
+        answers.append((r.status, r.headers))
+    async with api.http.get(f"{api.base}/docs") as r:
+        docs_headers = r.headers
+    assert [status for status, _ in answers] == [201, 200, 200, 401]
+    for _, headers in [*answers, (200, docs_headers)]:
+        assert headers.get("X-Content-Type-Options") == "nosniff"
+        assert headers.get("Referrer-Policy") == "no-referrer"
+        assert headers.get("X-Frame-Options") == "DENY"
+        assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", "")
+    assert all(headers.get("Cache-Control") == "no-store" for _, headers in answers)
+    assert "default-src 'self'" in docs_headers["Content-Security-Policy"]
