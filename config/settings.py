@@ -12,6 +12,8 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
+
 
 class CommonSettings(BaseSettings):
     """What every process needs: where the services are and how the topics are named."""
@@ -26,6 +28,9 @@ class CommonSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
     topic_prefix: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
     topic_partitions: int = Field(8, ge=1, le=1024)
+    max_group_members: int = Field(GROUP_MEMBERS_DEFAULT, ge=2, le=GROUP_MEMBERS_CEILING)
+    """How many members a group holds, its creator included (the chat agent refuses more with
+    `group_full`; the gateway refuses a longer `member_ids` with 400)."""
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @property

@@ -235,8 +235,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(internal_error())
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON object validated by `model`, or an `ApiError` the client can act on.
+async def parse_body(request: web.Request, model: type[M], context: dict[str, Any] | None = None) -> M:
+    """The request's JSON object validated by `model` (with the validation `context`, for limits
+    that are settings), or an `ApiError` the client can act on.
 
     A body over the application's `client_max_size` makes aiohttp raise 413, which the middleware
     answers as `payload_too_large`.
@@ -251,6 +252,6 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise invalid_request(BODY_FIELD, "the body must be a JSON object")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as error:
         raise from_validation_error(error) from None

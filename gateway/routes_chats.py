@@ -13,11 +13,11 @@ from aiohttp import web
 from gateway import read_store
 from gateway.errors import invalid_request, not_found, parse_body
 from gateway.identity import caller, path_uuid
-from gateway.resources import PG_POOL
+from gateway.resources import PG_POOL, SETTINGS
 from gateway.validation import query
 from gateway.writes import write
 from schemas import topics
-from schemas.api import AddMemberBody, CreateChatBody, MessagePage, PostMessageBody
+from schemas.api import MAX_GROUP_MEMBERS_CONTEXT, AddMemberBody, CreateChatBody, MessagePage, PostMessageBody
 from schemas.commands import AddMember, CreateChat, RemoveMember, SendMessage
 from schemas.models import direct_chat_id
 
@@ -34,7 +34,8 @@ async def visible_chat(request: web.Request, user_id: uuid.UUID, chat_id: uuid.U
 @routes.post("/api/v1/chats")
 async def create_chat(request: web.Request) -> web.Response:
     user_id = caller(request)
-    body = await parse_body(request, CreateChatBody)
+    limit = {MAX_GROUP_MEMBERS_CONTEXT: request.app[SETTINGS].max_group_members}
+    body = await parse_body(request, CreateChatBody, limit)
     others = sorted({m for m in body.member_ids if m != user_id}, key=str)
     if body.type == "direct" and len(others) != 1:
         raise invalid_request("member_ids", "a direct chat has exactly one other member")

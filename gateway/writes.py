@@ -21,6 +21,7 @@ REFUSAL_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "username_taken": 409,
+    "group_full": 409,
 }
 
 

@@ -6,13 +6,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
 from schemas.models import ChatType
 from schemas.text import PG_BIGINT_MAX, Clean
 
 USERNAME_PATTERN = r"^[a-z0-9_.]{3,32}$"
+GROUP_MEMBERS_DEFAULT = 500
+"""`MAX_GROUP_MEMBERS` unless set: how many members a group holds, its creator included."""
+GROUP_MEMBERS_CEILING = 1000
+"""The most `MAX_GROUP_MEMBERS` may be set to. Every message of a group is one delivery record
+per member, and its create one whole Chat (a member list) per member: members² bytes."""
+MAX_GROUP_MEMBERS_CONTEXT = "max_group_members"
+"""The validation context key by which the gateway passes its `MAX_GROUP_MEMBERS` to `CreateChatBody`."""
 Username = Annotated[str, StringConstraints(min_length=3, max_length=32), Clean]
 
 
@@ -52,8 +59,20 @@ class ProfilePatch(Body):
 
 class CreateChatBody(Body):
     type: ChatType
-    member_ids: list[uuid.UUID] = Field(max_length=1000)
+    member_ids: list[uuid.UUID] = Field(max_length=GROUP_MEMBERS_CEILING)
     title: Annotated[str, Clean] | None = Field(None, min_length=1, max_length=128)
+
+    @field_validator("member_ids")
+    @classmethod
+    def bounded(cls, value: list[uuid.UUID], info: ValidationInfo) -> list[uuid.UUID]:
+        """No more ids than a group may hold (the context's limit, else the default): a longer
+        list cannot make a valid chat, so it is refused before any read or command. The limit
+        itself (the creator counts) is the chat agent's to enforce: 409 `group_full`."""
+        context = info.context if isinstance(info.context, dict) else {}
+        limit = int(context.get(MAX_GROUP_MEMBERS_CONTEXT, GROUP_MEMBERS_DEFAULT))
+        if len(value) > limit:
+            raise ValueError(f"at most {limit} members")
+        return value
 
 
 class AddMemberBody(Body):

@@ -174,6 +174,21 @@ def sync_done_frame(chat_id: str, last_seq: int) -> dict[str, Any]:
     return {"type": "sync.done", "chat_id": chat_id, "last_seq": last_seq}
 
 
+def chat_updated_frame(chat: dict[str, Any]) -> dict[str, Any]:
+    """The whole Chat, member list included: to everyone on create, to the added member only on
+    an add (contract v1.1), so that no membership change costs members × members bytes."""
+    return {"type": "chat.updated", "chat": chat}
+
+
+def chat_member_added_frame(chat_id: str, user_id: str, role: str) -> dict[str, Any]:
+    """A member joined, or (the owner left) took a new role: the client sets `role` for `user_id`."""
+    return {"type": "chat.member_added", "chat_id": chat_id, "user_id": user_id, "role": role}
+
+
+def chat_member_removed_frame(chat_id: str, user_id: str) -> dict[str, Any]:
+    return {"type": "chat.member_removed", "chat_id": chat_id, "user_id": user_id}
+
+
 PONG: dict[str, Any] = {"type": "pong"}
 
 

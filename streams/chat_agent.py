@@ -128,7 +128,7 @@ class ChatDecider:
             try:
                 await self.catch_up(partitions)
                 store = TableChatStore(self.tables)
-                decided = decide_all(store, commands)
+                decided = decide_all(store, commands, self.settings.max_group_members)
                 metadata = await produce_durable(self.app, self.pending_events(decided))
                 break
             except (KafkaError, ProducerSendError) as error:
@@ -251,11 +251,11 @@ def parse_commands(batch: Sequence[EventT[bytes]]) -> list[tuple[int, Command]]:
     return commands
 
 
-def decide_all(store: TableChatStore, commands: list[tuple[int, Command]]) -> list[Decided]:
+def decide_all(store: TableChatStore, commands: list[tuple[int, Command]], max_group_members: int) -> list[Decided]:
     decided = []
     for partition, command in commands:
         store.partition = partition
-        decided.append(Decided(command, partition, decide(store, command)))
+        decided.append(Decided(command, partition, decide(store, command, max_group_members=max_group_members)))
     return decided
 
 

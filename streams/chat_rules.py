@@ -2,6 +2,11 @@
 applies an event to the state. The chat agent (`streams/chat_agent.py`) feeds them from Faust
 tables; the tests feed them from a dict.
 
+Membership changes reach members as deltas (`chat.member_added`, `chat.member_removed`); only the
+added member, and everyone on create, gets the whole Chat (`chat.updated`). A group holds at most
+`max_group_members`: so one add writes bytes linear in the group's size, and a create at most
+`max_group_members`² (contract v1.1, "Group size").
+
 `decide` applies the events it returns to `state` itself, so that the next command of the same
 batch sees them. `evolve` is idempotent (an event applied twice changes nothing), because after a
 crash the agent replays the tail of the event topics over state that may already hold it.
@@ -38,6 +43,16 @@ from schemas.events import (
     RoleChanged,
     event_id_for,
     new_event,
+)
+from schemas.api import GROUP_MEMBERS_DEFAULT
+from schemas.frames import (
+    chat_member_added_frame,
+    chat_member_removed_frame,
+    chat_updated_frame,
+    message_deleted_frame,
+    message_edited_frame,
+    message_new_frame,
+    read_frame,
 )
 from schemas.models import Chat, Member, Message, direct_chat_id
 
@@ -156,20 +171,23 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
 
 # --- decide -----------------------------------------------------------------------------------
 
-def decide(store: ChatStore, command: Command, now: datetime | None = None) -> Decision:
+def decide(
+    store: ChatStore, command: Command, now: datetime | None = None, *,
+    max_group_members: int = GROUP_MEMBERS_DEFAULT,
+) -> Decision:
     """The outcome of `command` against `store`; accepted events are already applied to it."""
     body = command.body
     if command.actor_id is None:
         return refuse("unauthenticated", "a chat command needs an actor")
     emit = _Emitter(store, command, now or datetime.now(UTC))
     if isinstance(body, CreateChat):
-        return _create(store, command.actor_id, body, emit)
+        return _create(store, command.actor_id, body, emit, max_group_members)
     chat = store.get_chat(str(body.chat_id))  # type: ignore[union-attr]
     actor = str(command.actor_id)
     if chat is None or actor not in chat["members"]:
         return refuse("not_found", "no such chat")
     if isinstance(body, AddMember):
-        return _add_member(chat, actor, body, emit)
+        return _add_member(chat, actor, body, emit, max_group_members)
     if isinstance(body, RemoveMember):
         return _remove_member(chat, actor, body, emit)
     if isinstance(body, SendMessage):
@@ -209,16 +227,23 @@ class _Emitter:
             self.decision.deliveries.append(
                 Delivery.model_construct(recipient_id=uuid.UUID(user), frame=frame, skip_connection=skip))
 
-    def chat_updated(self, chat_id: str, also: list[str] | None = None) -> dict[str, Any]:
+    def chat_result(self, chat_id: str) -> dict[str, Any]:
+        """The chat as it now is, as the command's result (the reply is one record, whatever
+        the group's size)."""
         chat = self.store.get_chat(chat_id)
         assert chat is not None
         view = chat_view(chat_id, chat)
-        self.deliver(sorted(set(chat["members"]) | set(also or [])), {"type": "chat.updated", "chat": view})
         self.decision.result = {"chat": view}
         return view
 
 
-def _create(store: ChatStore, actor: uuid.UUID, body: CreateChat, emit: _Emitter) -> Decision:
+def group_full(limit: int) -> Decision:
+    return refuse("group_full", f"a group holds at most {limit} members")
+
+
+def _create(
+    store: ChatStore, actor: uuid.UUID, body: CreateChat, emit: _Emitter, max_members: int
+) -> Decision:
     others = {m for m in body.member_ids if m != actor}
     if body.type == "direct":
         if len(others) != 1:
@@ -233,20 +258,32 @@ def _create(store: ChatStore, actor: uuid.UUID, body: CreateChat, emit: _Emitter
         if str(actor) not in existing["members"] or (body.type == "group" and existing["created_by"] != str(actor)):
             return refuse("conflict", "a chat with this id exists")
         return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), existing)})
+    if len(members) > max_members:
+        return group_full(max_members)
     emit(body.chat_id, ChatCreated(chat_id=body.chat_id, type=body.type, title=body.title, created_by=actor, members=members))
-    emit.chat_updated(str(body.chat_id))
+    view = emit.chat_result(str(body.chat_id))
+    emit.deliver([str(m.user_id) for m in members], chat_updated_frame(view))
     return emit.decision
 
 
-def _add_member(chat: dict[str, Any], actor: str, body: AddMember, emit: _Emitter) -> Decision:
+def _add_member(
+    chat: dict[str, Any], actor: str, body: AddMember, emit: _Emitter, max_members: int
+) -> Decision:
+    """The members before the add get the delta; the added member the whole chat."""
     if chat["type"] != "group":
         return refuse("forbidden", "members are added to group chats only")
     if chat["members"][actor] not in MANAGERS:
         return refuse("forbidden", "only the owner or an admin adds members")
-    if str(body.user_id) in chat["members"]:
+    added = str(body.user_id)
+    if added in chat["members"]:
         return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), chat)})
-    emit(body.chat_id, MemberAdded(chat_id=body.chat_id, user_id=body.user_id, role="member", added_by=uuid.UUID(actor)))
-    emit.chat_updated(str(body.chat_id))
+    if len(chat["members"]) >= max_members:
+        return group_full(max_members)
+    chat_id = str(body.chat_id)
+    role = "member"
+    emit(body.chat_id, MemberAdded(chat_id=body.chat_id, user_id=body.user_id, role=role, added_by=uuid.UUID(actor)))
+    emit.deliver(list(chat["members"]), chat_member_added_frame(chat_id, added, role))
+    emit.deliver([added], chat_updated_frame(emit.chat_result(chat_id)))
     return emit.decision
 
 
@@ -264,10 +301,13 @@ def _remove_member(chat: dict[str, Any], actor: str, body: RemoveMember, emit: _
         chat_id=body.chat_id, user_id=body.user_id, removed_by=uuid.UUID(actor),
         reason="left" if leaving else "removed",
     ))
+    rest = [m for m in chat["members"] if m != target]
+    emit.deliver(rest + [target], chat_member_removed_frame(chat_id, target))
     successor = _successor(chat, target)
     if chat["members"][target] == "owner" and successor:
         emit(body.chat_id, RoleChanged(chat_id=body.chat_id, user_id=uuid.UUID(successor), role="owner"))
-    emit.chat_updated(chat_id, also=[target])
+        emit.deliver(rest, chat_member_added_frame(chat_id, successor, "owner"))
+    emit.chat_result(chat_id)
     return emit.decision
 
 
@@ -282,7 +322,7 @@ def _sent_again(store: ChatStore, chat: dict[str, Any], message_id: str, emit: _
     assert first is not None
     message = message_view(first)
     if not first.get("deleted"):
-        emit.deliver(list(chat["members"]), {"type": "message.new", "message": message})
+        emit.deliver(list(chat["members"]), message_new_frame(message))
     emit.decision.duplicate = True
     emit.decision.result = {"message": message}
     return emit.decision
@@ -309,7 +349,7 @@ def _send(store: ChatStore, chat: dict[str, Any], actor: str, body: SendMessage,
         text=body.text, client_msg_id=body.client_msg_id, recipients=[uuid.UUID(m) for m in members],
     ))
     message = message_view(emit.store.get_message(str(message_id)) or {})
-    emit.deliver(members, {"type": "message.new", "message": message})
+    emit.deliver(members, message_new_frame(message))
     emit.decision.result = {"message": message}
     return emit.decision
 
@@ -329,14 +369,14 @@ def _change_message(
             return refuse("forbidden", "only the sender edits a message")
         emit(body.chat_id, MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message["seq"], text=body.text))
         view = message_view(store.get_message(str(body.message_id)) or {})
-        emit.deliver(members, {"type": "message.edited", "message": view})
+        emit.deliver(members, message_edited_frame(view))
         emit.decision.result = {"message": view}
         return emit.decision
     may_moderate = chat["type"] == "group" and chat["members"][actor] in MANAGERS
     if not (is_sender or may_moderate):
         return refuse("forbidden", "only the sender or a group owner/admin deletes a message")
     emit(body.chat_id, MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message["seq"], deleted_by=uuid.UUID(actor)))
-    frame = {"type": "message.deleted", "chat_id": str(body.chat_id), "message_id": str(body.message_id), "seq": message["seq"]}
+    frame = message_deleted_frame(str(body.chat_id), str(body.message_id), message["seq"])
     emit.deliver(members, frame)
     emit.decision.result = {k: v for k, v in frame.items() if k != "type"}
     return emit.decision
@@ -345,7 +385,7 @@ def _change_message(
 def _read(chat: dict[str, Any], actor: str, body: MarkRead, emit: _Emitter) -> Decision:
     seq = min(body.seq, chat["last_seq"])
     emit(body.chat_id, ReadMarkerMoved(chat_id=body.chat_id, user_id=uuid.UUID(actor), seq=seq))
-    frame = {"type": "read", "chat_id": str(body.chat_id), "user_id": actor, "seq": seq}
+    frame = read_frame(str(body.chat_id), actor, seq)
     emit.deliver(list(chat["members"]), frame)
     emit.decision.result = {"chat_id": str(body.chat_id), "seq": seq}
     return emit.decision

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from schemas import codec
 from schemas.commands import (
     AddMember, Body, Command, CreateChat, DeleteMessage, EditMessage, MarkRead, Origin, RemoveMember, SendMessage,
 )
@@ -176,3 +177,65 @@ def test_replaying_a_tail_mends_state_that_a_crash_left_half_written(group: tupl
     retry = send(store, chat_id, BOB, "a")
     assert retry.duplicate and retry.events == []
     assert store.get_chat(str(chat_id))["last_seq"] == 1  # type: ignore[index]
+
+
+# --- group size and membership deltas (contract v1.1, "Group size") ------------------------------
+
+def frames_by_user(decision: Decision) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for d in decision.deliveries:
+        frames.setdefault(d.recipient_id, []).append(d.frame)
+    return frames
+
+
+def test_an_add_tells_the_members_by_a_delta_and_the_added_the_whole_chat(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    frames = frames_by_user(run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE)))
+    delta = {"type": "chat.member_added", "chat_id": str(chat_id), "user_id": str(DAVE), "role": "member"}
+    assert frames[ALICE] == frames[BOB] == frames[CAROL] == [delta]
+    [updated] = frames[DAVE]
+    assert updated["type"] == "chat.updated" and len(updated["chat"]["members"]) == 4
+
+
+def test_a_removal_tells_everyone_and_the_removed_by_a_delta(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    frames = frames_by_user(run(store, ALICE, RemoveMember(chat_id=chat_id, user_id=CAROL)))
+    delta = {"type": "chat.member_removed", "chat_id": str(chat_id), "user_id": str(CAROL)}
+    assert frames == {ALICE: [delta], BOB: [delta], CAROL: [delta]}
+
+
+def test_an_owner_who_leaves_passes_ownership_on_by_a_delta(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+    store, chat_id = group
+    frames = frames_by_user(run(store, ALICE, RemoveMember(chat_id=chat_id, user_id=ALICE)))
+    [successor] = [u for u, role in store.get_chat(str(chat_id))["members"].items() if role == "owner"]  # type: ignore[index]
+    removed = {"type": "chat.member_removed", "chat_id": str(chat_id), "user_id": str(ALICE)}
+    owner = {"type": "chat.member_added", "chat_id": str(chat_id), "user_id": successor, "role": "owner"}
+    assert frames == {ALICE: [removed], BOB: [removed, owner], CAROL: [removed, owner]}
+
+
+def test_a_group_holds_at_most_the_limit_its_creator_included() -> None:
+    store = MemoryChatStore()
+    others = [uuid.uuid4() for _ in range(4)]
+    too_many = decide(store, command(ALICE, CreateChat(chat_id=uuid.uuid4(), type="group", member_ids=others)), max_group_members=4)
+    assert (too_many.ok, too_many.code, too_many.events, too_many.deliveries) == (False, "group_full", [], [])
+    chat_id = uuid.uuid4()
+    assert decide(store, command(ALICE, CreateChat(chat_id=chat_id, type="group", member_ids=others[:3])), max_group_members=4).ok
+    full = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=DAVE)), max_group_members=4)
+    assert (full.code, full.events, full.deliveries) == ("group_full", [], [])
+    again = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=others[0])), max_group_members=4)
+    assert again.ok and again.duplicate, "adding a member already there is no growth"
+
+
+def test_the_bytes_of_one_add_grow_linearly_with_the_group() -> None:
+    """Before v1.1 every member got the whole member list: bytes(500) / bytes(50) was about 100."""
+
+    def bytes_of_one_add(size: int) -> int:
+        store = MemoryChatStore()
+        chat_id = uuid.uuid4()
+        create = CreateChat(chat_id=chat_id, type="group", member_ids=[uuid.uuid4() for _ in range(size - 1)])
+        assert run(store, ALICE, create).ok
+        added = run(store, ALICE, AddMember(chat_id=chat_id, user_id=uuid.uuid4()))
+        return sum(len(codec.dumps(d.frame)) for d in added.deliveries)
+
+    small, large = bytes_of_one_add(50), bytes_of_one_add(500)
+    assert large / small < 12, (small, large)
