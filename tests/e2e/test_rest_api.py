@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.e2e
 class Api:
     http: ClientSession
     base: str
+    settings: GatewaySettings
 
     async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         headers = dict(kwargs.pop("headers", {}))
@@ -58,7 +60,7 @@ async def api(topic_prefix: str, template_database: str, tmp_path_factory: pytes
             server = TestServer(create_app(settings))
             await server.start_server()
             async with ClientSession() as http:
-                yield Api(http, str(server.make_url("")).rstrip("/"))
+                yield Api(http, str(server.make_url("")).rstrip("/"), settings)
             await server.close()
 
 
@@ -180,6 +182,39 @@ async def test_group_members_roles_and_removal(api: Api) -> None:
     assert (await api.call("DELETE", f"/api/v1/chats/{chat['id']}/members/{m2['id']}", owner["token"]))[0] == 204
     assert (await api.call("GET", f"/api/v1/chats/{chat['id']}", m2["token"]))[0] == 404
     assert (await api.call("DELETE", f"/api/v1/chats/{chat['id']}/members/{m1['id']}", m1["token"]))[0] == 204  # leaving
+
+
+async def users_in_read_model(api: Api, count: int) -> list[str]:
+    """Ids of `count` users the gateway finds (it checks members against the read model); the
+    rows are written directly, since registering hundreds costs an argon2id hash each."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    db = await asyncpg.connect(api.settings.database_url)
+    try:
+        await db.executemany(
+            "INSERT INTO users (id, username, display_name, created_at) VALUES ($1, $2, 'g', now())",
+            [(i, f"g{i.hex[:20]}") for i in ids],
+        )
+    finally:
+        await db.close()
+    return [str(i) for i in ids]
+
+
+async def test_a_group_holds_at_most_max_group_members(api: Api) -> None:
+    """v1.1: more ids than a group holds is a 400 naming `member_ids`; a group one over the limit
+    with its creator, or an add to a full group, is 409 `group_full`."""
+    limit = api.settings.max_group_members
+    owner = await api.user()
+    others = await users_in_read_model(api, limit + 1)
+    create = "/api/v1/chats"
+    status, body = await api.call("POST", create, owner["token"], json={"type": "group", "member_ids": others})
+    assert status == 400 and body["error"]["details"]["field"] == "member_ids"
+    status, body = await api.call("POST", create, owner["token"], json={"type": "group", "member_ids": others[:limit]})
+    assert status == 409 and error_code(body) == "group_full", "the creator is a member too"
+    status, body = await api.call("POST", create, owner["token"], json={"type": "group", "member_ids": others[: limit - 1]})
+    assert status == 201 and len(body["chat"]["members"]) == limit
+    add = f"/api/v1/chats/{body['chat']['id']}/members"
+    status, body = await api.call("POST", add, owner["token"], json={"user_id": others[limit]})
+    assert status == 409 and error_code(body) == "group_full"
 
 
 async def test_messages_history_idempotency_and_chat_list(api: Api) -> None:

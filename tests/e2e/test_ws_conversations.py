@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from gateway.consistency import APPLICATION_NAME, PING_INTERVAL_S
 from schemas import codec, topics
-from schemas.commands import Delivery
+from schemas.commands import AddMember, Delivery, RemoveMember
 from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, module_system, small_receive_buffer
 
 pytestmark = pytest.mark.e2e
@@ -262,6 +262,38 @@ async def test_a_new_chat_reaches_its_members_as_chat_updated(system: GatewaySys
         assert updated["id"] == str(chat)
         assert {m["user_id"]: m["role"] for m in updated["members"]} == {str(alice_id): "owner", str(bob_id): "member"}
     await close_all(alice, bob)
+
+
+async def test_member_changes_arrive_as_deltas_and_the_chat_follows_its_members(system: GatewaySystem) -> None:
+    """v1.1: the members get `chat.member_added`/`chat.member_removed`, the added member alone the
+    whole chat; from then on the added member gets the chat's messages, the removed one no more."""
+    alice_id, bob_id, carol_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id])
+    alice = await system.connect(system.gateways[0], alice_id, label="alice")
+    bob = await system.connect(system.gateways[1], bob_id, label="bob")
+    carol = await system.connect(system.gateways[1], carol_id, label="carol")
+
+    assert (await system.bus.ask(topics.CHAT_COMMANDS, str(chat), AddMember(chat_id=chat, user_id=carol_id), alice_id)).ok
+    added = {"type": "chat.member_added", "chat_id": str(chat), "user_id": str(carol_id), "role": "member"}
+    assert await alice.expect("chat.member_added") == added
+    assert await bob.expect("chat.member_added") == added
+    whole = (await carol.expect("chat.updated"))["chat"]
+    assert (whole["id"], len(whole["members"])) == (str(chat), 3)
+    await alice.send(send(chat, "welcome", "join-1"))
+    await alice.expect("message.ack")
+    await carol.expect("message.new", is_message("join-1"))
+
+    assert (await system.bus.ask(topics.CHAT_COMMANDS, str(chat), RemoveMember(chat_id=chat, user_id=carol_id), alice_id)).ok
+    removed = {"type": "chat.member_removed", "chat_id": str(chat), "user_id": str(carol_id)}
+    for client in (alice, bob, carol):
+        assert await client.expect("chat.member_removed") == removed
+    await alice.send(send(chat, "after carol", "join-2"))
+    await alice.expect("message.ack")
+    await bob.expect("message.new", is_message("join-2"))
+    assert not [f for f in await carol.drain() if f["type"] == "message.new"], "a removed member gets no more messages"
+    for client in (alice, bob):
+        assert not [f for f in await client.drain() if f["type"] == "chat.updated"], "members get deltas, not the chat"
+    await close_all(alice, bob, carol)
 
 
 async def test_presence_follows_the_first_and_the_last_socket_across_instances(system: GatewaySystem) -> None:
