@@ -27,6 +27,7 @@ CONTRACT_CLIENT_FRAMES = {"message.send", "message.edit", "message.delete", "rea
 CONTRACT_SERVER_FRAMES = {
     "message.ack", "message.new", "message.edited", "message.deleted", "read", "typing",
     "presence", "chat.updated", "sync.done", "pong", "error",
+    "chat.member_added", "chat.member_removed",  # v1.1
 }
 EVENT_CHANNELS = {
     topics.USER_EVENTS.name: "user.", topics.CHAT_EVENTS.name: "chat.", topics.MESSAGE_EVENTS.name: "message.",
@@ -197,7 +198,9 @@ def sample_server_frames() -> dict[str, dict[str, Any]]:
         "ReadServerFrame": frames.read_frame(ids[1], ids[2], 1),
         "TypingServerFrame": frames.typing_frame(ids[1], ids[2]),
         "PresenceFrame": frames.presence_frame(ids[2], True),
-        "ChatUpdatedFrame": {"type": "chat.updated", "chat": chat},
+        "ChatUpdatedFrame": frames.chat_updated_frame(chat),
+        "ChatMemberAddedFrame": frames.chat_member_added_frame(ids[1], ids[2], "member"),
+        "ChatMemberRemovedFrame": frames.chat_member_removed_frame(ids[1], ids[2]),
         "SyncDoneFrame": frames.sync_done_frame(ids[1], 0),
         "PongFrame": dict(frames.PONG),
         "ErrorFrame": frames.error_frame(frames.UNKNOWN_TYPE, "unknown frame type 'x'", None),

@@ -202,7 +202,7 @@ def handler_models(handler: Callable[..., Any]) -> tuple[type[BaseModel] | None,
     source = inspect.getsource(handler)
     found: list[type[BaseModel] | None] = []
     for call in ("parse_body", "query"):
-        match = re.search(rf"\b{call}\(\s*request\s*,\s*(\w+)\s*\)", source)
+        match = re.search(rf"\b{call}\(\s*request\s*,\s*(\w+)\s*[,)]", source)
         found.append(handler.__globals__[match.group(1)] if match else None)
     return found[0], found[1]
 
