@@ -50,11 +50,14 @@ async def consumer(system: StreamsSystem) -> AsyncIterator[AIOKafkaConsumer]:
 
 
 async def end_offsets(consumer: AIOKafkaConsumer, prefix: str) -> Offsets:
-    await consumer._client.force_metadata_update()
+    """Of every topic of `prefix`, those the worker created lazily included. The cluster's
+    metadata is asked for all topics: once a consumer has assignments, its own metadata follows
+    those topics only."""
+    cluster = await consumer._client.fetch_all_metadata()
     tps = [
         TopicPartition(topic, p)
-        for topic in sorted(await consumer.topics()) if topic.startswith(prefix)
-        for p in sorted(consumer.partitions_for_topic(topic) or ())
+        for topic in sorted(cluster.topics()) if topic.startswith(prefix)
+        for p in sorted(cluster.partitions_for_topic(topic) or ())
     ]
     return dict(await consumer.end_offsets(tps))
 
