@@ -27,7 +27,7 @@ bench: setup
 chaos: $(STAMP) env
 	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
-unit: $(STAMP)
+unit: $(STAMP) env
 	$(PY) -m pytest -q tests/unit
 
 typecheck: $(STAMP)
@@ -41,12 +41,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
-# A .env with a fresh random JWT_SECRET, made once; edit it or set the variables yourself.
-env: .env
-.env:
-	sed "s/^JWT_SECRET=.*/JWT_SECRET=$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')/" .env.example > .env
+# .env (mode 0600) with a fresh random value for every secret: the services' passwords, JWT_SECRET,
+# OPERATOR_TOKEN, ... Runs every time: on an existing .env it adds what is missing and replaces
+# placeholders and the old well-known passwords, keeping everything else.
+env:
+	$(PYTHON) scripts/make-env
 
-services:
+services: env
 	scripts/services up
 
 services-down:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import sys
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.weak_secrets import weakness
 from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
+
+JWT_SECRET_MIN_LENGTH = 32
 
 
 class CommonSettings(BaseSettings):
@@ -20,12 +23,11 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
-    database_url: str = Field(
-        "postgresql://messenger:messenger@127.0.0.1:5432/messenger",
-        pattern=r"^postgres(ql)?://",
-    )
+    database_url: str = Field(pattern=r"^postgres(ql)?://")
+    """With the application role's password (`make env` generates it): no default, no trust."""
     kafka_brokers: str = Field("127.0.0.1:9092", pattern=r"^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
+    redis_url: str = Field(pattern=r"^rediss?://")
+    """With Redis's `requirepass` (`redis://:PASSWORD@host:port/db`); no default."""
     topic_prefix: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
     topic_partitions: int = Field(8, ge=1, le=1024)
     max_group_members: int = Field(GROUP_MEMBERS_DEFAULT, ge=2, le=GROUP_MEMBERS_CEILING)
@@ -56,7 +58,7 @@ class GatewaySettings(CommonSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(8080, ge=1, le=65535)
     gateway_instance_id: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
-    jwt_secret: str = Field(min_length=32)
+    jwt_secret: str = Field(min_length=JWT_SECRET_MIN_LENGTH)
     jwt_issuer: str = "messenger"
     jwt_audience: str = "messenger-clients"
     access_token_ttl_seconds: int = Field(900, ge=30, le=86400)
@@ -65,6 +67,16 @@ class GatewaySettings(CommonSettings):
     worker_health_urls: str = ""
     """`name=url` pairs, comma separated: the workers whose `/healthz` the gateway's own reports
     (`scripts/system` sets them; empty: the gateway reports on its services only)."""
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _refuse_weak_secret(cls, value: str) -> str:
+        """Refuses the `.env.example` placeholder and other guessable values (anyone holding the
+        secret mints tokens for every user)."""
+        reason = weakness(value, JWT_SECRET_MIN_LENGTH)
+        if reason:
+            raise ValueError(reason)
+        return value
 
     @property
     def origin_list(self) -> list[str]:

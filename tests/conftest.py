@@ -21,13 +21,23 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
+from dotenv import dotenv_values
 
 from config.settings import CommonSettings, GatewaySettings, WorkerSettings
 from projections.migrate import migrate
 
-ADMIN_DATABASE_URL = os.environ.get(
-    "TEST_ADMIN_DATABASE_URL", "postgresql://messenger:messenger@127.0.0.1:5432/messenger"
-)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env_setting(name: str) -> str:
+    """A variable of the tests themselves (not of the processes' settings): from the environment,
+    else from the project's `.env`, as the processes read theirs."""
+    return os.environ.get(name) or dotenv_values(ROOT / ".env").get(name) or ""
+
+
+ADMIN_DATABASE_URL = env_setting("TEST_ADMIN_DATABASE_URL")
+"""The tests' own role (CREATEDB, not superuser; `make env` writes it, `scripts/services up` creates
+it): it creates the test databases, owns them, and the processes under test connect as it."""
 RUN_ID = uuid.uuid4().hex[:8]
 TEMPLATE_DB = f"test_{RUN_ID}_template"
 
@@ -64,6 +74,8 @@ def jwt_secret() -> str:
 @pytest.fixture(scope="session")
 async def template_database() -> AsyncIterator[str]:
     """A database migrated once per run, cloned by `database_url`."""
+    if not ADMIN_DATABASE_URL:
+        pytest.fail("TEST_ADMIN_DATABASE_URL is not set (environment or .env): run make env", pytrace=False)
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     try:
         await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')

@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from config.settings import CommonSettings
 from tests.processes import free_port, free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +98,6 @@ class PrivateStack:
         """Services, schema, topics and processes up; everything stopped and removed on exit
         (the processes' logs copied to `keep_logs` first, when given)."""
         data = Path(tempfile.mkdtemp(prefix="messenger-chaos-"))
-        data.chmod(0o755)  # the postgres user must be able to enter it
         stack = cls(data, Ports.pick(), kafka_nodes, access_token_ttl_s)
         try:
             stack.services_up()
@@ -115,6 +116,9 @@ class PrivateStack:
                 self.note(f"teardown: {step.__name__} failed: {error}")
         if keep_logs is not None:
             self.copy_logs(keep_logs)
+        pgdata = self.pgdata()
+        if not pgdata.is_relative_to(self.data):  # the cluster `scripts/services` moved out, its folder with it
+            shutil.rmtree(pgdata.parent, ignore_errors=True)
         shutil.rmtree(self.data, ignore_errors=True)
 
     def copy_logs(self, target: Path) -> None:
@@ -132,7 +136,13 @@ class PrivateStack:
     # --- environment -----------------------------------------------------------------------------
     @property
     def database_url(self) -> str:
-        return f"postgresql://messenger:messenger@127.0.0.1:{self.ports.postgres}/messenger"
+        """The application's URL of `.env` (or the environment), its role and password, on this
+        stack's port: `scripts/services` gives the private cluster the same credentials."""
+        return on_port(CommonSettings().database_url, self.ports.postgres)
+
+    @property
+    def redis_url(self) -> str:
+        return on_port(CommonSettings().redis_url, self.ports.redis)
 
     @property
     def kafka_brokers(self) -> str:
@@ -159,7 +169,8 @@ class PrivateStack:
             "STREAMS_WEB_PORT": str(self.ports.streams_web),
             "PROJECTIONS_WEB_PORT": str(self.ports.projections_web),
             "DATABASE_URL": self.database_url,
-            "REDIS_URL": f"redis://127.0.0.1:{self.ports.redis}/0",
+            "REDIS_URL": self.redis_url,
+            "REDISCLI_AUTH": urlsplit(self.redis_url).password or "",
             "KAFKA_BROKERS": self.kafka_brokers,
             "TOPIC_PREFIX": "",
             "TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
@@ -285,6 +296,13 @@ class PrivateStack:
         except StackError as error:
             self.note(f"system down failed: {error}")
         self.system_up()
+
+
+def on_port(url: str, port: int) -> str:
+    """`url` with its host and port replaced by 127.0.0.1:`port` (user and password kept)."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:

@@ -44,13 +44,32 @@ def test_app_hosts_point_at_compose_services() -> None:
     env = services["gateway"]["environment"]
     assert "@postgres:5432/" in env["DATABASE_URL"]
     assert env["KAFKA_BROKERS"] == "kafka:9092"
-    assert env["REDIS_URL"].startswith("redis://redis:6379")
+    assert "@redis:6379/" in env["REDIS_URL"]
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_postgres_and_redis_take_passwords_only_from_the_environment() -> None:
+    """No password is committed, compose refuses to start without one, and the application's
+    PostgreSQL role is made without superuser or CREATEDB."""
+    data = compose()
+    services = data["services"]
+    for name in ("gateway", "streams", "projections", "setup"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgresql://messenger:${PG_PASSWORD:?"), name
+        assert env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?"), name
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"].startswith("${PG_SUPERUSER_PASSWORD:?")
+    assert postgres["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert "--auth-host=scram-sha-256" in postgres["POSTGRES_INITDB_ARGS"].split()
+    init = data["configs"][services["postgres"]["configs"][0]["source"]]["content"]
+    assert "NOSUPERUSER NOCREATEDB" in init and "$$PG_PASSWORD" in init
+    assert option(services["redis"]["command"], "--requirepass").startswith("${REDIS_PASSWORD:?")
+    assert "messenger:messenger@" not in (ROOT / "compose.yaml").read_text()
 
 
 def test_the_gateway_reports_each_worker_at_its_compose_address() -> None:
     services = compose()["services"]
-    named = GatewaySettings(jwt_secret="x" * 32, worker_health_urls=services["gateway"]["environment"]["WORKER_HEALTH_URLS"]).worker_health
+    named = GatewaySettings(jwt_secret="0123456789abcdef" * 2, worker_health_urls=services["gateway"]["environment"]["WORKER_HEALTH_URLS"]).worker_health
     for worker in ("streams", "projections"):
         port = services[worker]["environment"]["WORKER_WEB_PORT"]
         assert named[worker] == f"http://{worker}:{port}/healthz"

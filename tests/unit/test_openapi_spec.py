@@ -167,7 +167,7 @@ def spec() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def app() -> web.Application:
     """The real application, built but never started (so no service is needed)."""
-    return create_app(GatewaySettings(jwt_secret="x" * 32))
+    return create_app(GatewaySettings(jwt_secret="0123456789abcdef" * 2))
 
 
 def documented(path: str) -> bool:
