@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,8 +46,12 @@ class Sizes:
     floor_samples: int
 
 
-FULL = Sizes(200, 5000, 1000, (1000, 2000, 3000, 5000), 60, 99, 500, 300, 10_000, 1000, 2000)
+FULL = Sizes(200, 5000, 1000, (1000, 2000, 3000, 5000), 60, 99, 500, 300, 10_000, 1000 + scenarios.PROBE_USERS, 2000)
 SMOKE = Sizes(4, 20, 50, (50,), 1, 3, 5, 50, 20, 4, 20)
+
+
+BENCH_LIMITS = {"REGISTER_LIMIT_PER_ADDRESS": "100000"}
+"""One client registers a thousand users from one address: what the system refuses by default."""
 
 
 def healthy(base_url: str) -> bool:
@@ -60,7 +65,7 @@ def healthy(base_url: str) -> bool:
 def ensure_running(base_url: str) -> None:
     if not healthy(base_url):
         print("no system answers at", base_url, "- starting it with `make run`", flush=True)
-        subprocess.run(["make", "run"], cwd=ROOT, check=True)
+        subprocess.run(["make", "run"], cwd=ROOT, check=True, env={**os.environ, **BENCH_LIMITS})
 
 
 def gateway_pid(given: int | None) -> int | None:

@@ -37,6 +37,11 @@ class Client:
     async def user(self, username: str) -> BenchUser:
         """Register (or reuse) `username` and log in."""
         status, body = await self.call("POST", "/api/v1/auth/register", json={"username": username, "password": PASSWORD})
+        if status == 429:
+            raise RuntimeError(
+                "registration is throttled per address: run the system for the benchmark with "
+                "REGISTER_LIMIT_PER_ADDRESS=100000 (the benchmark registers its users from one address)"
+            )
         if status not in (201, 409):
             raise RuntimeError(f"register {username}: {status} {body}")
         status, body = await self.call("POST", "/api/v1/auth/login", json={"username": username, "password": PASSWORD})

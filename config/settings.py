@@ -67,6 +67,18 @@ class GatewaySettings(CommonSettings):
     worker_health_urls: str = ""
     """`name=url` pairs, comma separated: the workers whose `/healthz` the gateway's own reports
     (`scripts/system` sets them; empty: the gateway reports on its services only)."""
+    write_rate_per_s: float = Field(40.0, gt=0, le=100_000)
+    write_burst: int = Field(80, ge=1, le=1_000_000)
+    """One budget per user for every write, REST and WebSocket alike, on every instance: 40 a
+    second on average, 80 at once. A person types far slower; a client that sends 20 to 25
+    messages a second (the benchmark's busiest users), plus its read and typing frames, stays
+    under it with two seconds of burst to catch up after a pause; a runaway loop does not."""
+    register_limit_per_address: int = Field(10, ge=1)
+    register_window_seconds: int = Field(3600, ge=1)
+    """Registrations per client address (an IPv6 /64 counts as one) in a window that starts at
+    the first: each costs an argon2id hash and an event kept forever."""
+    max_sockets_per_user: int = Field(10, ge=1, le=10_000)
+    """Open WebSockets of one user over every instance; one more is refused with 429."""
 
     @field_validator("jwt_secret")
     @classmethod

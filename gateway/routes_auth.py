@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from gateway import read_store
 from gateway.errors import invalid_credentials, parse_body, username_taken
 from gateway.passwords import hash_password, verify_password
 from gateway.refresh_tokens import RefreshTokenStore
 from gateway.resources import PG_POOL, REDIS, SETTINGS
-from gateway.throttle import LoginThrottle
+from gateway.throttle import LoginThrottle, RegisterThrottle
 from gateway.tokens import issue_access_token
 from gateway.writes import write
 from schemas import topics
@@ -23,6 +24,11 @@ from schemas.models import fold_username
 
 REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+REGISTER_THROTTLE = web.AppKey("register_throttle", RegisterThrottle)
+PASSWORD_CHECKS = Counter(
+    "gateway_login_password_checks_total",
+    "Passwords verified (argon2id) by login: at most the throttle's limit per account and window",
+)
 
 routes = web.RouteTableDef()
 
@@ -31,7 +37,17 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     prefix = f"{app[SETTINGS].topic_prefix}auth:"
     app[REFRESH_TOKENS] = RefreshTokenStore(app[REDIS], app[SETTINGS].refresh_token_ttl_seconds, prefix=f"{prefix}refresh:")
     app[LOGIN_THROTTLE] = LoginThrottle(app[REDIS], prefix=f"{prefix}throttle:")
+    settings = app[SETTINGS]
+    app[REGISTER_THROTTLE] = RegisterThrottle(
+        app[REDIS], prefix=f"{prefix}register:", limit=settings.register_limit_per_address,
+        window_seconds=settings.register_window_seconds,
+    )
     yield
+
+
+def client_address(request: web.Request) -> str:
+    """The peer's address, which the throttles count by (no proxy header is trusted)."""
+    return request.remote or "unknown"
 
 
 def token_pair(request: web.Request, user_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
@@ -45,6 +61,7 @@ def token_pair(request: web.Request, user_id: uuid.UUID, refresh_token: str) -> 
 @routes.post("/api/v1/auth/register")
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterBody)
+    await request.app[REGISTER_THROTTLE].reserve(client_address(request))
     if await read_store.username_exists(request.app[PG_POOL], body.username):
         raise username_taken()
     command = Register(
@@ -59,14 +76,19 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
     username = fold_username(body.username)
-    address = request.remote or "unknown"
+    address = client_address(request)
     throttle = request.app[LOGIN_THROTTLE]
-    await throttle.check(username, address)
-    found = await read_store.credentials(request.app[PG_POOL], username)
-    if not await verify_password(found[1] if found else None, body.password) or found is None:
-        await throttle.record_failure(username, address)
+    await throttle.reserve(username, address)
+    try:
+        found = await read_store.credentials(request.app[PG_POOL], username)
+        PASSWORD_CHECKS.inc()
+        right = await verify_password(found[1] if found else None, body.password)
+    except Exception:
+        await throttle.undecided(username, address)
+        raise
+    if not right or found is None:
         raise invalid_credentials()
-    await throttle.reset(username)
+    await throttle.succeeded(username, address)
     user = found[0]
     refresh_token = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
     return web.json_response({**token_pair(request, uuid.UUID(user["id"]), refresh_token), "user": user})

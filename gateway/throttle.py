@@ -1,10 +1,12 @@
-"""Login throttling in Redis, and a token bucket for WebSocket frames.
+"""Attempt counters in Redis (login, registration), and a token bucket for WebSocket frames.
 
-Login failures are counted per username and per client address in fixed windows that start at
-the first failure. The handler calls `check` before verifying a password, `record_failure` after a
-wrong one and `reset` after a right one. Failures recorded between one attempt's `check` and its
-`record_failure` by concurrent attempts may let a few extra guesses through; the bound stays
-close to the limit and needs no lock.
+A login attempt is reserved before its password is verified: one Lua script counts it against
+the folded username and the client's address group at once, or refuses it (429 with the seconds
+left) when either is at its limit. Counting before verifying is what makes the limit hold under
+concurrency: fifty guesses sent at once find the counters already taken by the first five, so
+only five passwords are ever verified. A right password then gives its attempts back (the
+username's counter is reset, the address's attempt returned), so what remains counted are the
+failures. Windows are fixed and start at the first attempt they count.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -24,7 +27,7 @@ MAX_FAILURES_PER_ADDRESS = 20
 """Higher than per username: one address may be a NAT or an office with many honest users, while
 this limit is what stops one client from spraying a common password over many accounts."""
 WINDOW_SECONDS = 15 * 60
-"""How long failures count, from the first one; also the longest `Retry-After` a client sees."""
+"""How long attempts count, from the first one; also the longest `Retry-After` a client sees."""
 IPV6_PREFIX = 64
 """One IPv6 host usually owns a whole /64: counting single addresses there would count nothing."""
 
@@ -34,9 +37,62 @@ TOKEN_EPSILON = 1e-9
 """Refills are sums of float products: five refills of 0.2 may add up to 0.9999999999, which must
 count as the whole token it stands for, or the bucket runs slower than its rate."""
 
+_RESERVE = """
+local window = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+    local left = redis.call('PTTL', key)
+    if left < 0 then left = window end
+    if left > wait then wait = left end
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 or redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, window)
+  end
+end
+return 0
+"""
+"""KEYS: counters. ARGV: the window (ms), then each counter's limit. Counts one attempt on every
+counter, or on none when one is at its limit; returns 0, or the ms until the fullest one ends."""
+
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
+"""KEYS: counters to take one attempt off (never below zero; their windows stay)."""
+
+
+class AttemptCounters:
+    """Fixed-window counters of attempts in one Redis; `reserve` is atomic over all its keys."""
+
+    def __init__(self, redis: aioredis.Redis, window_seconds: float) -> None:
+        self._redis = redis
+        self._window_ms = max(1, int(window_seconds * 1000))
+        self._reserve = redis.register_script(_RESERVE)
+        self._give_back = redis.register_script(_GIVE_BACK)
+
+    async def reserve(self, keys: Sequence[str], limits: Sequence[int], message: str) -> None:
+        """Count one attempt on each key, or raise 429 `rate_limited` with `Retry-After` (and
+        count nothing) when any key is already at its limit."""
+        wait_ms = int(await self._reserve(keys=list(keys), args=[self._window_ms, *limits]))
+        if wait_ms > 0:
+            raise rate_limited(math.ceil(wait_ms / 1000), message)
+
+    async def give_back(self, keys: Sequence[str]) -> None:
+        await self._give_back(keys=list(keys), args=[])
+
+    async def forget(self, key: str) -> None:
+        await self._redis.delete(key)
+
 
 class LoginThrottle:
-    """Failure counters in one Redis, under `prefix`; the limits are parameters for tests."""
+    """Login attempts per username and per address group, under `prefix`; the limits are
+    parameters for tests."""
 
     def __init__(
         self,
@@ -47,46 +103,49 @@ class LoginThrottle:
         max_per_address: int = MAX_FAILURES_PER_ADDRESS,
         window_seconds: float = WINDOW_SECONDS,
     ) -> None:
-        self._redis = redis
+        self._counters = AttemptCounters(redis, window_seconds)
         self._prefix = prefix
-        self._max_per_username = max_per_username
-        self._max_per_address = max_per_address
-        self._window_ms = max(1, int(window_seconds * 1000))
+        self._limits = (max_per_username, max_per_address)
 
-    async def check(self, username: str, address: str) -> None:
-        """Raise `ApiError` 429 `rate_limited`, with `Retry-After`, if either counter is at its limit."""
-        keys = [self._username_key(username), self._address_key(address)]
-        limits = [self._max_per_username, self._max_per_address]
-        counts = await self._redis.mget(keys)
-        over = [key for key, count, limit in zip(keys, counts, limits) if int(count or 0) >= limit]
-        if over:
-            raise rate_limited(await self._seconds_left(over), "too many failed logins, try again later")
+    async def reserve(self, username: str, address: str) -> None:
+        """Before verifying a password: count the attempt, or raise 429 `rate_limited`."""
+        keys = (self._username_key(username), self._address_key(address))
+        await self._counters.reserve(keys, self._limits, "too many failed logins, try again later")
 
-    async def record_failure(self, username: str, address: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in (self._username_key(username), self._address_key(address)):
-                pipe.set(key, 0, px=self._window_ms, nx=True)
-                pipe.incr(key)
-            await pipe.execute()
+    async def succeeded(self, username: str, address: str) -> None:
+        """The password was right: the username's failures are forgiven and the address gets
+        this attempt back, so that only failures stay counted there.
 
-    async def reset(self, username: str) -> None:
-        """Forget a username's failures after a successful login.
-
-        The address counter is kept: otherwise whoever owns one account could clear their address
-        by logging into it between guesses at other accounts.
+        The address's other attempts stay: otherwise whoever owns one account could clear their
+        address by logging into it between guesses at other accounts.
         """
-        await self._redis.delete(self._username_key(username))
+        await self._counters.forget(self._username_key(username))
+        await self._counters.give_back([self._address_key(address)])
 
-    async def _seconds_left(self, keys: list[str]) -> int:
-        left_ms = [await self._redis.pttl(key) for key in keys]
-        longest = max((ms if ms > 0 else self._window_ms) for ms in left_ms)
-        return max(1, math.ceil(longest / 1000))
+    async def undecided(self, username: str, address: str) -> None:
+        """The password could not be checked (a dependency failed): the attempt is no failure."""
+        await self._counters.give_back([self._username_key(username), self._address_key(address)])
 
     def _username_key(self, username: str) -> str:
         return f"{self._prefix}user:{fold_username(username)}"
 
     def _address_key(self, address: str) -> str:
         return f"{self._prefix}addr:{address_group(address)}"
+
+
+class RegisterThrottle:
+    """Registrations per address group in a fixed window: each costs an argon2id hash and an
+    event kept forever, so one client may not make accounts by the thousand."""
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, limit: int, window_seconds: float) -> None:
+        self._counters = AttemptCounters(redis, window_seconds)
+        self._prefix = prefix
+        self._limit = limit
+
+    async def reserve(self, address: str) -> None:
+        """Count a registration attempt of `address`, or raise 429 `rate_limited`."""
+        key = f"{self._prefix}addr:{address_group(address)}"
+        await self._counters.reserve([key], [self._limit], "too many registrations from this address, try again later")
 
 
 def fold_username(username: str) -> str:
@@ -122,6 +181,11 @@ class TokenBucket:
         self._tokens = float(burst)
         self._updated = clock()
 
+    @property
+    def refill_seconds(self) -> float:
+        """How long an empty bucket takes to fill up: a bucket idle that long is as good as new."""
+        return self._burst / self._rate
+
     def allow(self) -> bool:
         """Take one token if there is one."""
         self._refill()
@@ -129,6 +193,11 @@ class TokenBucket:
             return False
         self._tokens -= 1
         return True
+
+    def wait_seconds(self) -> float:
+        """How long until the bucket holds a whole token (0 if it does)."""
+        self._refill()
+        return max(0.0, (1 - TOKEN_EPSILON - self._tokens) / self._rate)
 
     def credit(self, seconds: float) -> None:
         """Give back the tokens of `seconds` during which the server did not read the client
@@ -143,3 +212,49 @@ class TokenBucket:
         cap = max(self._burst, self._tokens)
         self._tokens = min(cap, self._tokens + elapsed * self._rate)
         self._updated = now
+
+
+class UserBuckets:
+    """One `TokenBucket` per user on this instance, kept after the user's last socket here closes
+    until it would have refilled anyway: closing and reopening a socket gets the same bucket back,
+    not a fresh (full) one. A bucket idle that long is as good as a new one, so forgetting it
+    then gives nothing away and keeps memory to the users seen in the last seconds."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._away: OrderedDict[str, float] = OrderedDict()
+        """Users with no socket here, by when their last one closed, oldest first."""
+        self._keep_s = burst / rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def get(self, user_id: str) -> TokenBucket:
+        """The user's bucket, made on their first frame (not a new one per frame)."""
+        self._forget_refilled()
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = self._buckets[user_id] = TokenBucket(self._rate, self._burst, clock=self._clock)
+        return bucket
+
+    def arrived(self, user_id: str) -> None:
+        """The user has a socket here (again): keep their bucket while it is open."""
+        self._away.pop(user_id, None)
+
+    def left(self, user_id: str) -> None:
+        """The user's last socket here closed."""
+        self._away[user_id] = self._clock()
+        self._away.move_to_end(user_id)
+        self._forget_refilled()
+
+    def _forget_refilled(self) -> None:
+        now = self._clock()
+        while self._away:
+            user_id, since = next(iter(self._away.items()))
+            if now - since < self._keep_s:
+                return
+            del self._away[user_id]
+            self._buckets.pop(user_id, None)

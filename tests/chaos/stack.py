@@ -89,6 +89,7 @@ class PrivateStack:
     kafka_nodes: int = 1
     access_token_ttl_s: int = 900
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    kafka_password: str = field(default_factory=lambda: secrets.token_hex(24))
     log: list[str] = field(default_factory=list)
 
     # --- construction and teardown --------------------------------------------------------------
@@ -172,6 +173,7 @@ class PrivateStack:
             "REDIS_URL": self.redis_url,
             "REDISCLI_AUTH": urlsplit(self.redis_url).password or "",
             "KAFKA_BROKERS": self.kafka_brokers,
+            "KAFKA_PASSWORD": self.kafka_password,
             "TOPIC_PREFIX": "",
             "TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
             "WORKER_DATA_DIR": str(self.data / "faust"),
@@ -179,6 +181,8 @@ class PrivateStack:
             "JWT_SECRET": self.jwt_secret,
             "ACCESS_TOKEN_TTL_SECONDS": str(self.access_token_ttl_s),
             "ALLOWED_ORIGINS": self.base_url,
+            # every phase registers its users anew, all from 127.0.0.1
+            "REGISTER_LIMIT_PER_ADDRESS": "100000",
             "LOG_LEVEL": "INFO",
             "PYTHON": sys.executable,
             "PYTHONUNBUFFERED": "1",

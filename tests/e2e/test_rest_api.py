@@ -54,6 +54,7 @@ async def api(topic_prefix: str, template_database: str, tmp_path_factory: pytes
         settings = GatewaySettings(
             topic_prefix=prefix, topic_partitions=4, jwt_secret=jwt_secret,
             database_url=database_url, gateway_instance_id=f"rest-{uuid.uuid4().hex[:6]}",
+            register_limit_per_address=1000,  # every test registers its users from 127.0.0.1
         )
         await create_topics(settings)
         with running_workers(prefix, settings.database_url, tmp_path_factory.mktemp("rest")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.throttle import TokenBucket, address_group, fold_username
+from gateway.throttle import TokenBucket, UserBuckets, address_group, fold_username
 
 
 class FakeClock:
@@ -113,3 +113,51 @@ def test_a_credit_for_a_stall_lets_the_frames_sent_meanwhile_through_above_the_b
     assert taken == 35, "the 5 of the normal refill plus the 30 credited"
     now[0] = 4.0
     assert sum(bucket.allow() for _ in range(20)) == 5, "after the credit is spent, the burst is the cap again"
+
+
+def test_an_empty_bucket_says_how_long_until_its_next_token() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=2, clock=clock)
+    assert bucket.wait_seconds() == 0
+    drain(bucket)
+    assert bucket.wait_seconds() == pytest.approx(0.1)
+    clock.advance(0.04)
+    assert bucket.wait_seconds() == pytest.approx(0.06)
+
+
+def test_a_users_bucket_survives_a_reconnect() -> None:
+    """Row 8 of issue 10: closing the last socket and opening another must not refill it."""
+    clock = FakeClock()
+    buckets = UserBuckets(rate=10, burst=5, clock=clock)
+    assert drain(buckets.get("u")) == 5
+    buckets.left("u")
+    buckets.arrived("u")
+    assert drain(buckets.get("u")) == 0
+    clock.advance(0.1)
+    assert drain(buckets.get("u")) == 1
+
+
+def test_a_bucket_is_forgotten_once_it_would_have_refilled() -> None:
+    clock = FakeClock()
+    buckets = UserBuckets(rate=10, burst=5, clock=clock)
+    drain(buckets.get("u"))
+    buckets.left("u")
+    clock.advance(0.4)
+    buckets.get("v")
+    assert len(buckets) == 2, "still owed: 4 of 5 tokens refilled"
+    clock.advance(0.1)
+    buckets.get("v")
+    assert len(buckets) == 1
+    assert drain(buckets.get("u")) == 5, "a new bucket is what the old one would be by now"
+
+
+def test_a_user_back_within_the_refill_keeps_their_bucket_however_long_they_stay() -> None:
+    clock = FakeClock()
+    buckets = UserBuckets(rate=10, burst=5, clock=clock)
+    buckets.left("u")
+    clock.advance(0.2)
+    buckets.arrived("u")
+    clock.advance(1.0)
+    drain(buckets.get("u"))
+    buckets.left("w")
+    assert drain(buckets.get("u")) == 0, "emptied while connected, it is not replaced by a full one"
