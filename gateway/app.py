@@ -8,7 +8,7 @@ from aiohttp import web
 
 from config.gc_pauses import freeze_survivors, measure_gc_pauses
 from config.settings import GatewaySettings
-from gateway import consistency, health, resources, routes_auth, routes_chats, routes_users
+from gateway import consistency, health, limits, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx
 from gateway.errors import error_middleware
 from gateway import docs, http_headers
@@ -34,6 +34,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         command_bus_ctx(app[resources.INSTANCE_ID]),
         consistency.watermarks_ctx,
         routes_auth.auth_ctx,
+        limits.limits_ctx,
     ])
     for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):
         app.add_routes(table)

@@ -1,5 +1,5 @@
-"""A write from a REST handler: ask the streams workers, map a refusal to the contract's error,
-and wait until the read models hold the change (read-your-writes)."""
+"""A write from a REST handler: charge the user's write budget, ask the streams workers, map a
+refusal to the contract's error, and wait until the read models hold the change (read-your-writes)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.commands import COMMAND_BUS, CommandTimeout
 from gateway.consistency import WATERMARKS, NotProjected
 from gateway.errors import ApiError, unavailable
+from gateway.limits import spend_write
 from gateway.resources import PG_POOL
 from schemas import topics
 from schemas.commands import Body, Reply
@@ -33,7 +34,13 @@ def refusal(reply: Reply) -> ApiError:
 async def write(
     request: web.Request, topic: topics.TopicSpec, key: str, body: Body, actor: uuid.UUID | None
 ) -> Reply:
-    """The accepted reply of a command (its events projected), or the refusal as an ApiError."""
+    """The accepted reply of a command (its events projected), or the refusal as an ApiError.
+
+    A user's write first takes one unit of their write budget (429 `rate_limited` without one);
+    an anonymous one (registration) is throttled by its own route.
+    """
+    if actor is not None:
+        await spend_write(request, str(actor))
     try:
         reply = await request.app[COMMAND_BUS].ask(topic, key, body, actor)
     except CommandTimeout:

@@ -138,8 +138,12 @@ def describe(error: ValidationError) -> str:
 
 # --- server frames ------------------------------------------------------------------------------
 
-def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "ref": ref}
+def error_frame(code: str, message: str, ref: str | None = None, retry_after_ms: int | None = None) -> dict[str, Any]:
+    """`retry_after_ms` (v1.1) comes with `rate_limited`: when the same frame would be let through."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message, "ref": ref}
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
+    return frame
 
 
 def ack_frame(client_msg_id: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from gateway.errors import ApiError, unavailable
+from gateway.errors import ApiError, rate_limited, unavailable
 from gateway.resources import SETTINGS
 from gateway.ws.connections import CLOSE_GRACE_S, Connection
 from gateway.ws.handlers import FrameHandler
 from gateway.ws.handshake import authenticate, check_origin
 from gateway.ws.service import WS, WsService
+from gateway.ws.sessions import TooManySessions
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def attach(service: WsService, connection: Connection) -> bool:
+    """Record the socket before the upgrade: over `MAX_SOCKETS_PER_USER` it is refused with 429
+    `rate_limited`, `Retry-After` saying when one of the user's sessions could expire at the soonest."""
     try:
         return await service.attach(connection)
+    except TooManySessions as refused:
+        raise rate_limited(math.ceil(refused.retry_after_ms / 1000), "too many open sockets for this user") from None
     except (TimeoutError, RedisError, OSError) as error:
         log.warning("cannot route frames for user %s: %r", connection.user_id, error)
         raise unavailable("cannot open a socket now; retry") from None

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
 
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from gateway import read_store
 from gateway.commands import CommandTimeout
 from gateway.consistency import NotProjected
 from gateway.errors import DEPENDENCY_DOWN
+from gateway.limits import REFUSED as WRITES_REFUSED
 from gateway.ws.connections import Connection
 from gateway.ws.metrics import ACK_SECONDS, ERRORS_OUT, FRAMES_IN
 from gateway.ws.routing import Route
@@ -66,6 +69,11 @@ SYNC_PAGE = 200
 """The read model's page size (the REST maximum), and how many frames a sync queues at a time."""
 
 
+WRITE_FRAMES = (SendFrame, EditFrame, DeleteFrame, ReadFrame, TypingFrame)
+"""Frames that take from the user's write budget: each becomes a command or, for `typing`, a
+frame to every member (not stored, but fanned out like a message, so it costs the same)."""
+
+
 class Refusal(Exception):
     """A frame that was understood but refused: becomes an `error` frame."""
 
@@ -83,6 +91,9 @@ class FrameHandler:
         self.origin = Origin(instance_id=service.instance_id, connection_id=connection.id)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._write_credit = 0.0
+        """Writes this socket may make over the budget: those its frames earned while they
+        waited unread because of us (`_take_slot`)."""
 
     async def receive(self, text: str) -> None:
         """Handle one text frame; every frame, malformed ones too, counts against the user's rate."""
@@ -99,6 +110,8 @@ class FrameHandler:
         if isinstance(frame, PingFrame):
             await self.connection.reply(encode_frame(PONG))
             return
+        if isinstance(frame, WRITE_FRAMES) and not await self.within_budget(ref):
+            return
         await self._take_slot()
         task = asyncio.create_task(self._run(frame, ref), name=f"ws {frame.type} {self.connection.id}")
         self._tasks.add(task)
@@ -113,7 +126,9 @@ class FrameHandler:
             return
         started = time.monotonic()
         await self._slots.acquire()
-        self.service.bucket(self.connection.user_id).credit(time.monotonic() - started)
+        waited = time.monotonic() - started
+        self.service.bucket(self.connection.user_id).credit(waited)
+        self._write_credit += waited * self.service.settings.write_rate_per_s
 
     async def refuse_binary(self) -> None:
         FRAMES_IN.labels("invalid").inc()
@@ -122,9 +137,33 @@ class FrameHandler:
 
     async def within_rate(self, ref: str | None) -> bool:
         """Take a token from the user's bucket; without one, say so and drop the frame."""
-        if self.service.bucket(self.connection.user_id).allow():
+        bucket = self.service.bucket(self.connection.user_id)
+        if bucket.allow():
             return True
-        await self.error("rate_limited", "too many frames: slow down", ref)
+        await self.error("rate_limited", "too many frames: slow down", ref, math.ceil(bucket.wait_seconds() * 1000))
+        return False
+
+    async def within_budget(self, ref: str | None) -> bool:
+        """Take one write from the user's budget (shared with REST and every instance); without
+        one, say when to retry and drop the frame. Writes that waited on our stalls go through on
+        the credit they earned meanwhile, as frames do in the bucket.
+
+        Decided here, in the read loop, rather than in the frame's task: the tasks of one socket
+        must reach the deciding agent in the order their frames came, or its sends would be
+        sequenced out of order. Without Redis the frame is refused as `unavailable`."""
+        try:
+            wait_ms = await self.service.budget.take(self.connection.user_id)
+        except (RedisError, *DEPENDENCY_DOWN) as error:
+            log.warning("socket %s: cannot check the write budget: %r", self.connection.id, error)
+            await self.error("unavailable", "the messenger is unavailable, retry later", ref)
+            return False
+        if not wait_ms:
+            return True
+        if self._write_credit >= 1:
+            self._write_credit -= 1
+            return True
+        WRITES_REFUSED.labels("ws").inc()
+        await self.error("rate_limited", "too many writes: slow down", ref, wait_ms)
         return False
 
     async def stop(self) -> None:
@@ -133,9 +172,9 @@ class FrameHandler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def error(self, code: str, message: str, ref: str | None) -> None:
+    async def error(self, code: str, message: str, ref: str | None, retry_after_ms: int | None = None) -> None:
         ERRORS_OUT.labels(code).inc()
-        await self.connection.reply(encode_frame(error_frame(code, message, ref)))
+        await self.connection.reply(encode_frame(error_frame(code, message, ref, retry_after_ms)))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

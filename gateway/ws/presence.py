@@ -43,9 +43,10 @@ class Presence:
         sessions = list(self._open.values())
         await asyncio.gather(*(self.closed(s) for s in sessions), return_exceptions=True)
 
-    async def record(self, session: Session) -> bool:
-        """Record a session; True if its user just came online (the caller announces it)."""
-        came_online = await self._store.open(session)
+    async def record(self, session: Session, cap: int = 0) -> bool:
+        """Record a session; True if its user just came online (the caller announces it).
+        `TooManySessions` if the user already holds `cap` (0: no cap)."""
+        came_online = await self._store.open(session, cap)
         self._open[session.connection_id] = session
         return came_online
 

@@ -20,7 +20,8 @@ from config.settings import GatewaySettings
 from gateway.commands import COMMAND_BUS, CommandBus
 from gateway.consistency import WATERMARKS, ProjectionWatermarks
 from gateway.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
-from gateway.throttle import TokenBucket
+from gateway.limits import WRITE_BUDGET, WriteBudget
+from gateway.throttle import TokenBucket, UserBuckets
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
 from gateway.ws.delivery import DeliveryConsumer
 from gateway.ws.members import MembersCache
@@ -33,9 +34,11 @@ log = logging.getLogger(__name__)
 
 FRAME_RATE_PER_S = 40.0
 FRAME_BURST = 80
-"""Per user and instance, every frame counted. A person types far slower; a client that sends 20
-to 25 messages a second (the benchmark's busiest pairs), plus its read and typing frames, stays
-under it with room to catch up after a stall (two seconds of burst); a runaway loop does not."""
+"""Per user and instance, every frame counted, malformed ones too, before anything else is done
+with it; the writes among them also take from the user's write budget in Redis (`gateway.limits`),
+shared with REST and every instance. A person types far slower; a client that sends 20 to 25
+messages a second (the benchmark's busiest pairs), plus its read and typing frames, stays under it
+with room to catch up after a stall (two seconds of burst); a runaway loop does not."""
 GOING_AWAY_REASON = "going away"
 
 
@@ -52,29 +55,29 @@ class WsService:
     members: MembersCache
     delivery: DeliveryConsumer
     resyncer: Resyncer
-    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    budget: WriteBudget
+    buckets: UserBuckets = field(default_factory=lambda: UserBuckets(FRAME_RATE_PER_S, FRAME_BURST))
     stopping: bool = False
 
     async def attach(self, connection: Connection) -> bool:
         """Before a socket opens: register it, subscribe to its user's channel (confirmed) and
         record its session, so that the client never sees an open socket the others do not know
-        of. True if the user just came online (announce it once the socket is open)."""
+        of. True if the user just came online (announce it once the socket is open).
+        `TooManySessions` if the user already holds `MAX_SOCKETS_PER_USER` sockets anywhere."""
         self.registry.add(connection)
+        self.buckets.arrived(connection.user_id)
         await self.channels.acquire(connection.user_id)
-        return await self.presence.record(Session(connection.user_id, connection.id))
+        return await self.presence.record(Session(connection.user_id, connection.id), self.settings.max_sockets_per_user)
 
     async def detach(self, connection: Connection) -> None:
         if self.registry.remove(connection):
-            self.buckets.pop(connection.user_id, None)
+            self.buckets.left(connection.user_id)
         await self.channels.release(connection.user_id)
         await self.presence.closed(Session(connection.user_id, connection.id))
 
     def bucket(self, user_id: str) -> TokenBucket:
-        """The user's frame bucket, made on their first frame here (not a new one per frame)."""
-        bucket = self.buckets.get(user_id)
-        if bucket is None:
-            bucket = self.buckets[user_id] = TokenBucket(FRAME_RATE_PER_S, FRAME_BURST)
-        return bucket
+        """The user's frame bucket here, the same across their reconnects (`UserBuckets`)."""
+        return self.buckets.get(user_id)
 
     async def shutdown(self) -> None:
         """Close every socket with 1001 and stop consuming; each close is bounded, all run at once."""
@@ -113,6 +116,7 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
         settings=settings, instance_id=app[INSTANCE_ID], pool=app[PG_POOL], bus=app[COMMAND_BUS],
         watermarks=app[WATERMARKS], registry=registry, channels=channels, presence=presence,
         members=MembersCache(app[PG_POOL]), delivery=delivery, resyncer=resyncer,
+        budget=app[WRITE_BUDGET],
     )
     try:
         yield

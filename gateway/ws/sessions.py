@@ -34,8 +34,12 @@ SESSION_TTL_S = 30.0
 SWEEP_BATCH = 500
 
 _OPEN = """
-local now, expires, ttl = ARGV[3], ARGV[4], ARGV[5]
+local now, expires, ttl, cap = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+if cap > 0 and live >= cap then
+  local soonest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  return -math.max(1, tonumber(soonest[2]) - tonumber(now))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], expires, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -44,8 +48,12 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 if live == 0 then return 1 end
 return 0
 """
-"""KEYS: the user's set, the index. ARGV: member, index member, now, expiry, ttl (ms).
-Returns 1 if the user had no live session before: they just came online."""
+"""KEYS: the user's set, the index. ARGV: member, index member, now, expiry, ttl (ms), cap (0: none).
+Returns 1 if the user had no live session before: they just came online; 0 if they had; minus
+the ms until their soonest session expires unless renewed if they already hold `cap` live ones
+(nothing is recorded then). Counting and adding in one script is what keeps two instances from
+both letting in the one socket over the cap; a crashed instance's sessions stop counting when they
+expire."""
 
 _CLOSE = """
 local now = ARGV[3]
@@ -108,6 +116,14 @@ return {#expired, offline}
 Removes up to `limit` expired sessions; returns how many, and the users left with none."""
 
 
+class TooManySessions(Exception):
+    """The user already holds the most sessions allowed."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        super().__init__(f"too many sessions; one may expire in {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
 @dataclass(frozen=True)
 class Session:
     user_id: str
@@ -136,14 +152,17 @@ class SessionStore:
     def user_key(self, user_id: str) -> str:
         return f"{self._prefix}sessions:{user_id}"
 
-    async def open(self, session: Session) -> bool:
-        """Record a session; True if its user just came online."""
+    async def open(self, session: Session, cap: int = 0) -> bool:
+        """Record a session; True if its user just came online. With a `cap`, a user who already
+        has that many live sessions gets `TooManySessions` and nothing is recorded."""
         now = self._now_ms()
-        came_online = await self._open(
+        answer = int(await self._open(
             keys=[self.user_key(session.user_id), self.index_key],
-            args=[self._member(session), self._index_member(session), now, now + self._ttl_ms, self._ttl_ms],
-        )
-        return bool(came_online)
+            args=[self._member(session), self._index_member(session), now, now + self._ttl_ms, self._ttl_ms, cap],
+        ))
+        if answer < 0:
+            raise TooManySessions(-answer)
+        return answer == 1
 
     async def close(self, session: Session) -> bool:
         """Forget a session; True if its user just went offline."""
