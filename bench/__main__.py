@@ -27,6 +27,8 @@ from bench.cpu import CpuMeter, system_pid, system_pids
 from bench.floors import measure_floors
 from bench.rebuild import measure_rebuild
 from bench.report import render
+from config.kafka import client_options
+from config.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,8 +114,10 @@ def save(results: dict[str, Any], path: Path) -> None:
 async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
     print("measuring the floors", flush=True)
+    settings = CommonSettings()
+    kafka = client_options(settings) | ({"bootstrap_servers": args.kafka.split(",")} if args.kafka else {})
     results["floors"] = {k: v.as_dict() for k, v in (await measure_floors(
-        [args.kafka], args.database_url, sizes.floor_samples)).items()}
+        kafka, args.database_url or settings.database_url, sizes.floor_samples)).items()}
     client = Client(args.base_url)
     tag = uuid.uuid4().hex[:6]
     try:
@@ -152,8 +156,8 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--base-url", default="http://127.0.0.1:8080")
-    parser.add_argument("--kafka", default="127.0.0.1:9092")
-    parser.add_argument("--database-url", default="postgresql://messenger:messenger@127.0.0.1:5432/messenger")
+    parser.add_argument("--kafka", help="the bootstrap list (default: KAFKA_BROKERS; the login: KAFKA_USERNAME/KAFKA_PASSWORD)")
+    parser.add_argument("--database-url", help="default: DATABASE_URL, from the environment or .env")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every scenario runs")
     parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild (it stops the projections worker)")
     parser.add_argument("--no-profile", dest="profile", action="store_false",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 from aiohttp import ClientSession, WSMsgType, web
@@ -17,18 +18,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.stats import Summary, summarize
+from config.kafka import client_options
 
 FLOOR_WAIT_S = 10.0
 """One round trip that takes longer is a broken broker, not a floor: stop instead of hanging."""
 
 
-async def kafka_round_trip(brokers: list[str], count: int) -> Summary:
+async def kafka_round_trip(kafka: dict[str, Any], count: int) -> Summary:
+    """`kafka`: the clients' `client_options`."""
     topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     await admin.create_topics([NewTopic(topic, 1, 1)])
-    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, group_id=None, fetch_max_wait_ms=5)
+    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=0)
+    consumer = AIOKafkaConsumer(**kafka, group_id=None, fetch_max_wait_ms=5)
     await producer.start()
     await consumer.start()
     tp = TopicPartition(topic, 0)
@@ -104,15 +107,18 @@ async def websocket_echo(count: int) -> Summary:
     return summarize(samples)
 
 
-async def measure_floors(brokers: list[str], database_url: str, count: int) -> dict[str, Summary]:
+async def measure_floors(kafka: dict[str, Any], database_url: str, count: int) -> dict[str, Summary]:
     return {
-        "kafka_round_trip": await kafka_round_trip(brokers, count),
+        "kafka_round_trip": await kafka_round_trip(kafka, count),
         "postgres_insert_commit": await postgres_insert_commit(database_url, count),
         "websocket_echo": await websocket_echo(count),
     }
 
 
 if __name__ == "__main__":
-    result = asyncio.run(measure_floors(["127.0.0.1:9092"], "postgresql://messenger:messenger@127.0.0.1:5432/messenger", 300))
+    from config.settings import CommonSettings
+
+    settings = CommonSettings()
+    result = asyncio.run(measure_floors(client_options(settings), settings.database_url, 300))
     for name, summary in result.items():
         print(name, summary)

@@ -8,6 +8,9 @@ A broker that is down when a topic is created is not in the metadata, so the top
 factor the live brokers can hold rather than failing to be created. A cluster that has just
 started may not list all its brokers yet (each registers with the controllers on its own), so
 the count is awaited, for a while, up to the number of addresses the bootstrap list names.
+
+Every Kafka client of the project is built from `client_options`: the broker refuses a
+connection that does not log in (SASL on every listener), so no client is made without it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from config.settings import CommonSettings
 
 MAX_REPLICATION_FACTOR = 3
 MIN_INSYNC_WITH_FULL_REPLICATION = 2
@@ -29,6 +35,21 @@ BROKERS_WAIT_S = 10.0
 """How long to wait for as many brokers as the bootstrap list names (a cluster starting up)."""
 
 log = logging.getLogger(__name__)
+
+
+SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+"""SASL without TLS: the brokers listen on loopback (or a compose network) only."""
+
+
+def client_options(settings: CommonSettings) -> dict[str, Any]:
+    """The bootstrap list and the login of an aiokafka producer, consumer or admin client."""
+    return {
+        "bootstrap_servers": settings.broker_list,
+        "security_protocol": SECURITY_PROTOCOL,
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": settings.kafka_username,
+        "sasl_plain_password": settings.kafka_password.get_secret_value(),
+    }
 
 
 @dataclass(frozen=True)
@@ -81,11 +102,11 @@ async def cluster_replication(admin: AIOKafkaAdminClient, bootstrap_servers: lis
     return replication_for(await brokers_at_least(admin, len(bootstrap_servers)))
 
 
-async def replication_of(bootstrap_servers: list[str]) -> Replication:
+async def replication_of(settings: CommonSettings) -> Replication:
     """`cluster_replication` for a caller that holds no admin client."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        return await cluster_replication(admin, bootstrap_servers)
+        return await cluster_replication(admin, settings.broker_list)
     finally:
         await admin.close()

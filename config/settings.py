@@ -7,15 +7,16 @@ variable into one line naming it and a non-zero exit, before anything starts.
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.weak_secrets import weakness
 from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
 
 JWT_SECRET_MIN_LENGTH = 32
+KAFKA_PASSWORD_MIN_LENGTH = 16
 
 
 class CommonSettings(BaseSettings):
@@ -26,6 +27,11 @@ class CommonSettings(BaseSettings):
     database_url: str = Field(pattern=r"^postgres(ql)?://")
     """With the application role's password (`make env` generates it): no default, no trust."""
     kafka_brokers: str = Field("127.0.0.1:9092", pattern=r"^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$")
+    kafka_username: str = Field("messenger", pattern=r"^[\w.\-]+$")
+    kafka_password: SecretStr
+    """The SASL login of every Kafka client (`config.kafka.client_options`); `make env` generates
+    it, `scripts/services` gives it to the brokers. No default."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     redis_url: str = Field(pattern=r"^rediss?://")
     """With Redis's `requirepass` (`redis://:PASSWORD@host:port/db`); no default."""
     topic_prefix: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
@@ -42,6 +48,14 @@ class CommonSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The real name of a logical topic, with the deployment's prefix (empty in production)."""
         return f"{self.topic_prefix}{name}"
+
+    @field_validator("kafka_password")
+    @classmethod
+    def _refuse_weak_kafka_password(cls, value: SecretStr) -> SecretStr:
+        reason = weakness(value.get_secret_value(), KAFKA_PASSWORD_MIN_LENGTH)
+        if reason:
+            raise ValueError(reason)
+        return value
 
 
 class WorkerSettings(CommonSettings):

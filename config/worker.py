@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from config.kafka import replication_of
-from config.settings import WorkerSettings
+from config.settings import CommonSettings, WorkerSettings
 
 ACKS_ALL = -1
 SESSION_TIMEOUT_S = 10.0
@@ -35,10 +35,13 @@ class App(faust.App):
     changelogs: Faust reads `topic_replication_factor` when it creates a topic, not before.
     """
 
+    def __init__(self, id: str, settings: CommonSettings, **options: Any) -> None:
+        super().__init__(id, **options)
+        self.service_settings = settings
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        brokers = [f"{url.host}:{url.port}" for url in self.conf.broker]
-        replication = await replication_of(brokers)
+        replication = await replication_of(self.service_settings)
         self.conf.topic_replication_factor = replication.factor
         log.info("topics of %s created with replication factor %d", self.conf.id, replication.factor)
 
@@ -51,6 +54,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
     datadir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = dict(
         broker=[f"kafka://{b}" for b in settings.broker_list],
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         topic_partitions=settings.topic_partitions,
         producer_acks=ACKS_ALL,
@@ -66,7 +70,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         web_enabled=True,
     )
     options.update(overrides)
-    app = App(settings.topic(name), **options)
+    app = App(settings.topic(name), settings, **options)
     add_operator_pages(app)
     schedule = FreezeSchedule()
 
@@ -75,6 +79,15 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
 
     app.timer(FREEZE_INTERVAL_S)(keep_gc_pauses_short)
     return app
+
+
+def broker_credentials(settings: CommonSettings) -> faust.SASLCredentials:
+    """The login of every client Faust makes (its consumers, producers and topic creation)."""
+    return faust.SASLCredentials(
+        username=settings.kafka_username,
+        password=settings.kafka_password.get_secret_value(),
+        mechanism=settings.kafka_sasl_mechanism,
+    )
 
 
 def add_operator_pages(app: faust.App) -> None:

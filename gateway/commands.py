@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from config.kafka import cluster_replication
+from config.kafka import client_options, cluster_replication
 from config.settings import GatewaySettings
 from gateway.healing import Backoff, ConnectionState
 from schemas import topics
@@ -53,7 +53,7 @@ class CommandBus:
     async def start(self) -> None:
         await create_reply_topic(self.settings, self.reply_topic)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.broker_list, group_id=None, enable_auto_commit=False,
+            **client_options(self.settings), group_id=None, enable_auto_commit=False,
             fetch_max_wait_ms=10,
         )
         await self.consumer.start()
@@ -125,7 +125,7 @@ class CommandBus:
 
 
 async def create_reply_topic(settings: GatewaySettings, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         config = {"retention.ms": str(topics.GATEWAY_REPLIES.retention_ms)}

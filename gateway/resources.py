@@ -15,6 +15,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
+from config.kafka import client_options
 from config.settings import GatewaySettings
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -72,7 +73,7 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
 
 async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=app[SETTINGS].broker_list,
+        **client_options(app[SETTINGS]),
         acks="all",
         enable_idempotence=True,
         linger_ms=PRODUCER_LINGER_MS,

@@ -100,7 +100,7 @@ async def rebuild(
     try:
         if not await try_exclusive(conn):
             raise RebuildRefused(REFUSAL)
-        async with TopicReader(settings.broker_list) as reader:
+        async with TopicReader(settings) as reader:
             return {
                 p.name: await replay(conn, reader, p, settings.topic(p.topic.name), progress, settings.database_url)
                 for p in projections

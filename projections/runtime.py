@@ -95,7 +95,7 @@ class Runtime:
     async def reader(self) -> TopicReader:
         async with self._making:
             if self._reader is None:
-                reader = TopicReader(self.settings.broker_list)
+                reader = TopicReader(self.settings)
                 await reader.start()
                 self._reader = reader
             return self._reader
@@ -140,7 +140,7 @@ class Runtime:
     async def fill(self, projection: Projection, topic: str, gap: OffsetGap) -> None:
         """Apply the records of the hole straight from Kafka, then mark the hole done."""
         spans = {gap.partition: Span(gap.expected, gap.first)}
-        async with TopicReader(self.settings.broker_list) as reader:
+        async with TopicReader(self.settings) as reader:
             async with aclosing(reader.read(topic, spans, FILL_BATCH)) as batches:
                 async for batch in batches:
                     await with_retries(

@@ -9,10 +9,13 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from config.kafka import client_options
+from config.settings import CommonSettings
 from projections.model import Record
 
 FETCH_TIMEOUT_MS = 500
@@ -39,10 +42,10 @@ class TopicMissing(Exception):
 class TopicReader:
     """Offsets come from one long-lived consumer that is never assigned; each `read` has its own."""
 
-    def __init__(self, brokers: list[str]) -> None:
-        self.brokers = brokers
-        self.consumer = new_consumer(brokers)
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    def __init__(self, settings: CommonSettings) -> None:
+        self.options = client_options(settings)
+        self.consumer = new_consumer(self.options)
+        self.admin = AIOKafkaAdminClient(**self.options)
 
     async def __aenter__(self) -> TopicReader:
         await self.start()
@@ -91,7 +94,7 @@ class TopicReader:
         pending = {TopicPartition(topic, p): s for p, s in spans.items() if s.size > 0}
         if not pending:
             return
-        consumer = new_consumer(self.brokers)
+        consumer = new_consumer(self.options)
         await consumer.start()
         try:
             consumer.assign(list(pending))
@@ -103,10 +106,9 @@ class TopicReader:
             await consumer.stop()
 
 
-def new_consumer(brokers: list[str]) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=brokers, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+def new_consumer(options: dict[str, Any]) -> AIOKafkaConsumer:
+    """A consumer without a group; `options` are `client_options`."""
+    return AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
 
 
 async def read_assigned(

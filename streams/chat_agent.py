@@ -31,6 +31,7 @@ from aiokafka.structs import RecordMetadata
 from faust.exceptions import ProducerSendError
 from faust.types import EventT, TableT
 
+from config.kafka import client_options
 from config.settings import WorkerSettings
 from schemas import codec, topics
 from schemas.commands import Command, decode_command, encode_delivery
@@ -191,7 +192,7 @@ class ChatDecider:
         if not missing:
             return
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.broker_list, group_id=None, enable_auto_commit=False,
+            **client_options(self.settings), group_id=None, enable_auto_commit=False,
         )
         await consumer.start()
         try:

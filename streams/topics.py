@@ -14,7 +14,7 @@ import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from config.kafka import Replication, cluster_replication
+from config.kafka import Replication, client_options, cluster_replication
 from config.settings import CommonSettings, load
 from schemas.topics import ALL, CHAT_COMMANDS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
 
@@ -36,7 +36,7 @@ def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replicatio
 
 async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
     """Create every topic of `specs` that is missing; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         replication = await cluster_replication(admin, settings.broker_list)

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 from dotenv import dotenv_values
 
+from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings, WorkerSettings
 from projections.migrate import migrate
 
@@ -56,7 +57,7 @@ async def topic_prefix() -> AsyncIterator[str]:
 
 
 async def delete_topics(prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=CommonSettings().broker_list)
+    admin = AIOKafkaAdminClient(**client_options(CommonSettings()))
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]

@@ -7,13 +7,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from config.kafka import client_options
 from config.settings import CommonSettings
 from schemas.events import Event, decode_event
 
 
 async def read_topic(settings: CommonSettings, name: str) -> list[Any]:
     """Every record of a topic, from offset 0 to its current end, all partitions."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_list, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(name)

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
+from config.kafka import client_options
 from config.settings import GatewaySettings
 from gateway.healing import Backoff, ConnectionState
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
@@ -104,7 +105,7 @@ class DeliveryConsumer:
         self._topic = settings.topic(topics.MESSAGE_DELIVERED.name)
         self._consumer = AIOKafkaConsumer(
             self._topic,
-            bootstrap_servers=settings.broker_list,
+            **client_options(settings),
             group_id=group_id(settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",

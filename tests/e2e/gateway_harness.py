@@ -29,6 +29,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from config.kafka import client_options
 from config.settings import GatewaySettings
 from gateway.commands import CommandBus
 from gateway.consistency import ProjectionWatermarks
@@ -248,7 +249,7 @@ async def gateway_system(
         topic_prefix=prefix, topic_partitions=partitions, jwt_secret=jwt_secret, database_url=database_url
     )
     await create_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_list, acks="all", enable_idempotence=True, linger_ms=2)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
     bus = CommandBus(settings, producer, f"test-{uuid.uuid4().hex[:6]}")
     await bus.start()

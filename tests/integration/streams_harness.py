@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from config.kafka import client_options
 from config.settings import GatewaySettings
 from gateway.commands import CommandBus
 from streams.topics import create_topics
@@ -49,7 +50,7 @@ async def streams_system(
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
     await create_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_list, acks="all", enable_idempotence=True, linger_ms=2)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
     bus = CommandBus(settings, producer, f"test-{uuid.uuid4().hex[:6]}")
     await bus.start()

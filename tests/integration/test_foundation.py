@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings
 from gateway.app import create_app
 from projections.migrate import migrate
@@ -51,7 +52,7 @@ async def test_topics_are_created_once_with_their_partitions_and_retention() -> 
     created = await create_topics(settings)
     assert len(created) == len(topics.ALL)
     assert await create_topics(settings) == []
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         described = await admin.describe_topics([settings.topic(t.name) for t in topics.ALL])

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from config.kafka import client_options
 from schemas import topics
 from schemas.commands import AddMember, CreateChat
 from tests.integration.streams_harness import StreamsSystem, streams_system
@@ -43,7 +44,7 @@ async def system(topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jw
 
 @pytest.fixture
 async def consumer(system: StreamsSystem) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=system.settings.broker_list, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(system.settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
     yield consumer
     await consumer.stop()

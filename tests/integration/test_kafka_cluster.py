@@ -1,6 +1,7 @@
 """A private 3-node Kafka cluster from `scripts/services`: the project's topics get three copies and
 `min.insync.replicas=2`, and a broker killed with SIGKILL under an acks=all load, then started
-again, loses and doubles no acknowledged record.
+again, loses and doubles no acknowledged record. The nodes talk to each other with the login the
+clients use: every listener, the controllers' included, refuses a client without it.
 
 The cluster runs in a temporary data folder on free ports, never on the shared broker's.
 """
@@ -23,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from config.kafka import broker_count
+from config.kafka import broker_count, client_options
 from config.settings import CommonSettings
 from schemas import topics
 from streams.topics import create_topics
@@ -113,8 +114,30 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             cluster.kill_what_is_left()
 
 
-async def started_admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+async def refuses_without_login(port: int) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=[f"127.0.0.1:{port}"], request_timeout_ms=5000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+    except KafkaError:
+        return True
+    finally:
+        await admin.close()
+    return False
+
+
+async def assert_every_listener_wants_the_login(cluster: Cluster) -> None:
+    first = int(cluster.env["KAFKA_PORT"])
+    for node in range(NODES):
+        client_port, controller_port = first + 2 * node, first + 2 * node + 1
+        assert await refuses_without_login(client_port), f"node {node + 1} lets anyone in on {client_port}"
+        assert await refuses_without_login(controller_port), f"node {node + 1} lets anyone in on {controller_port}"
+        properties = cluster.data_dir / "kafka" / f"node{node + 1}" / "server.properties"
+        assert properties.stat().st_mode & 0o777 == 0o600, f"{properties} holds the password"
+
+
+async def started_admin(settings: CommonSettings) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     return admin
 
@@ -183,9 +206,10 @@ async def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster: Clu
     settings = CommonSettings(
         kafka_brokers=cluster.bootstrap, topic_prefix=f"test.cluster.{uuid.uuid4().hex[:6]}.", topic_partitions=3
     )
-    admin = await started_admin(cluster.bootstrap)
+    admin = await started_admin(settings)
     try:
         await eventually(lambda: _has_brokers(admin, NODES), timeout=30)
+        await assert_every_listener_wants_the_login(cluster)
         await create_topics(settings)
         topic = settings.topic(topics.MESSAGE_EVENTS.name)
         partitions = await eventually(lambda: partitions_of(admin, topic), timeout=10)
@@ -193,7 +217,7 @@ async def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster: Clu
         assert await eventually(lambda: min_insync_of(admin, topic), timeout=10) == "2"
 
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.broker_list, acks="all", enable_idempotence=True, linger_ms=5
+            **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5
         )
         await producer.start()
         try:

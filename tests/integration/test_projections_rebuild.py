@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.apply import apply_records
 from projections.catalogue import PROJECTIONS, selected
@@ -43,7 +44,7 @@ async def create_event_topics(topic_prefix: str, database_url: str, name: str) -
 
 async def delete_event_topics(settings: CommonSettings, *others: str) -> None:
     """Delete the event topics of `settings`, and the topics `others` (logical names) if they exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_list)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.catalogue import selected
 from projections.checksum import checksums
@@ -159,7 +160,7 @@ async def refuse_rebuild(worker: Worker) -> subprocess.CompletedProcess[str]:
 
 async def committed_to(settings: CommonSettings, topic: str) -> int:
     """How many records of `topic` the projections worker's consumer group has committed."""
-    async with TopicReader(settings.broker_list) as reader:
+    async with TopicReader(settings) as reader:
         committed = await reader.committed(settings.topic("messenger-projections"))
     return sum(offset for (t, _), offset in committed.items() if t == topic)
 
@@ -229,7 +230,7 @@ async def test_holes_behind_the_groups_commits_are_filled(settings: CommonSettin
 
 async def commit_end_offsets(settings: CommonSettings, group: str, topic: str) -> None:
     """Commit for `group` the end of every partition of `topic`, as Faust would after acking it all."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_list, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 
+from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.model import Record
 from schemas import topics
@@ -186,7 +187,7 @@ def mixed_workload(seed: int = 7, users: int = 10, chats: int = 5, steps: int = 
 
 async def produce(settings: CommonSettings, log: EventLog, extra: Sequence[tuple[TopicSpec, bytes]] = ()) -> None:
     """Write the log to the prefixed topics, keyed as `schemas.topics` says, then `extra` raw values."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_list, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
         for entry in log.entries:

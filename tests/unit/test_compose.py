@@ -67,6 +67,20 @@ def test_postgres_and_redis_take_passwords_only_from_the_environment() -> None:
     assert "messenger:messenger@" not in (ROOT / "compose.yaml").read_text()
 
 
+def test_every_kafka_listener_takes_only_the_login_of_the_environment() -> None:
+    services = compose()["services"]
+    kafka = services["kafka"]["environment"]
+    protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = [listener.split("://")[0] for listener in kafka["KAFKA_LISTENERS"].split(",")]
+    assert {protocols[name] for name in listeners} == {"SASL_PLAINTEXT"}
+    assert kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
+    for name in listeners:
+        assert 'password="${KAFKA_PASSWORD:?' in kafka[f"KAFKA_LISTENER_NAME_{name}_PLAIN_SASL_JAAS_CONFIG"], name
+    assert "${KAFKA_PASSWORD:?" in " ".join(services["kafka"]["healthcheck"]["test"])
+    for name in ("gateway", "streams", "projections", "setup"):
+        assert services[name]["environment"]["KAFKA_PASSWORD"].startswith("${KAFKA_PASSWORD:?"), name
+
+
 def test_the_gateway_reports_each_worker_at_its_compose_address() -> None:
     services = compose()["services"]
     named = GatewaySettings(jwt_secret="0123456789abcdef" * 2, worker_health_urls=services["gateway"]["environment"]["WORKER_HEALTH_URLS"]).worker_health
