@@ -7,11 +7,12 @@ variable into one line naming it and a non-zero exit, before anything starts.
 from __future__ import annotations
 
 import sys
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.operator_auth import OPERATOR_TOKEN_MIN_LENGTH, is_loopback
 from config.weak_secrets import weakness
 from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
 
@@ -64,6 +65,45 @@ class WorkerSettings(CommonSettings):
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(6066, ge=1, le=65535)
     worker_data_dir: str = ".data/faust"
+    operator_token: str = ""
+    """`Authorization: Bearer` token of the web views that show table contents
+    (`config.operator_auth`); empty: those views are closed to everyone. Required beyond loopback."""
+
+    @field_validator("operator_token")
+    @classmethod
+    def _operator_token_fits_the_bind(cls, value: str, info: ValidationInfo) -> str:
+        """Views that serve every table to whoever reaches the port never listen beyond loopback
+        without a token; a token set at all is a real one."""
+        host = str(info.data.get("worker_web_host", "127.0.0.1"))
+        if not value:
+            if not is_loopback(host):
+                raise ValueError(f"required when WORKER_WEB_HOST ({host}) is not loopback (make env generates one)")
+            return value
+        reason = weakness(value, OPERATOR_TOKEN_MIN_LENGTH)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+
+CHAT_ID_KEY_MIN_LENGTH = 32
+
+
+def strong_chat_id_key(value: str) -> str:
+    """`CHAT_ID_KEY` keys the ids of direct chats (`schemas.models.direct_chat_id`): a guessable
+    one makes them computable again. It never changes (a new key forks every direct chat)."""
+    reason = weakness(value, CHAT_ID_KEY_MIN_LENGTH)
+    if reason:
+        raise ValueError(reason)
+    return value
+
+
+ChatIdKey = Annotated[str, AfterValidator(strong_chat_id_key)]
+
+
+class StreamsSettings(WorkerSettings):
+    """The streams worker: it checks that a direct chat's id is the one its pair is given."""
+
+    chat_id_key: ChatIdKey
 
 
 class GatewaySettings(CommonSettings):
@@ -73,6 +113,8 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = Field(8080, ge=1, le=65535)
     gateway_instance_id: str = Field("", pattern=r"^[a-zA-Z0-9._\-]*$")
     jwt_secret: str = Field(min_length=JWT_SECRET_MIN_LENGTH)
+    chat_id_key: ChatIdKey
+    """The key of direct chats' ids, the same as the streams workers'; never changed."""
     jwt_issuer: str = "messenger"
     jwt_audience: str = "messenger-clients"
     access_token_ttl_seconds: int = Field(900, ge=30, le=86400)

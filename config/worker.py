@@ -2,8 +2,9 @@
 
 Both workers get the same broker settings, memory tables recovered from their changelogs, and
 the operator pages beside Faust's own web views (`/table/`, `/router/`, …): `/healthz` and
-`/metrics`. The web server binds to loopback unless `WORKER_WEB_HOST` says otherwise, because
-Faust's views have no authentication.
+`/metrics`. Every view but those two asks for `Authorization: Bearer <OPERATOR_TOKEN>`
+(`config.operator_auth`); the web server binds to loopback unless `WORKER_WEB_HOST` says
+otherwise, which `WorkerSettings` allows only with a token.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from config.kafka import replication_of
+from config.operator_auth import operator_auth
 from config.settings import CommonSettings, WorkerSettings
 
 ACKS_ALL = -1
@@ -68,6 +70,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=HEARTBEAT_S,
         web_enabled=True,
+        web_application_options={"middlewares": [operator_auth(settings.operator_token)]},
     )
     options.update(overrides)
     app = App(settings.topic(name), settings, **options)

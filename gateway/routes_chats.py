@@ -42,7 +42,8 @@ async def create_chat(request: web.Request) -> web.Response:
     missing = set(others) - await read_store.existing_user_ids(request.app[PG_POOL], others)
     if missing:
         raise invalid_request("member_ids", f"no such user: {sorted(map(str, missing))[0]}")
-    chat_id = direct_chat_id(user_id, others[0]) if body.type == "direct" else uuid.uuid4()
+    key = request.app[SETTINGS].chat_id_key.encode()
+    chat_id = direct_chat_id(key, user_id, others[0]) if body.type == "direct" else uuid.uuid4()
     command = CreateChat(chat_id=chat_id, type=body.type, title=body.title, member_ids=others)
     reply = await write(request, topics.CHAT_COMMANDS, str(chat_id), command, user_id)
     chat = await visible_chat(request, user_id, chat_id)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Literal
-import uuid
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -46,13 +47,20 @@ class Chat(Resource):
     last_message: Message | None = None
     unread_count: int = 0
 
-DIRECT_CHAT_NAMESPACE = UUID("0b6a1d2e-8f3c-4b7e-9d41-2c5e7a9f1b03")
+def direct_chat_id(key: bytes, a: UUID, b: UUID) -> UUID:
+    """The one id of the direct chat of two users: asking twice, from either side, names one chat.
 
-def direct_chat_id(a: UUID, b: UUID) -> UUID:
-    """The one id of the direct chat of two users: asking twice, from either side, names one chat."""
-
+    Keyed with the deployment's `CHAT_ID_KEY` (HMAC-SHA256 of the sorted pair, the first 128 bits
+    made a version 8 UUID), so that nobody can compute the id of the chat of two other users, as
+    anyone could from the pair alone. A new key gives every pair a new id: the key never changes.
+    """
+    if not key:
+        raise ValueError("a direct chat id needs the deployment's CHAT_ID_KEY")
     first, second = sorted((str(a), str(b)))
-    return uuid.uuid5(DIRECT_CHAT_NAMESPACE, f"{first}|{second}")
+    digest = bytearray(hmac.new(key, f"{first}|{second}".encode(), hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: custom
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 9562 variant
+    return UUID(bytes=bytes(digest))
 
 def fold_username(username: str) -> str:
     """Usernames are case-insensitive: this is the form that is stored and compared."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from config.settings import WorkerSettings, load
+from config.settings import StreamsSettings, load
 from config.worker import make_app
 from streams import chat_agent, user_agent
 
-settings = load(WorkerSettings)
+settings = load(StreamsSettings)
 app = make_app("messenger-streams", settings)
 chat_decider = chat_agent.register(app, settings)
 user_decider = user_agent.register(app, settings)

@@ -32,7 +32,7 @@ from faust.exceptions import ProducerSendError
 from faust.types import EventT, TableT
 
 from config.kafka import client_options
-from config.settings import WorkerSettings
+from config.settings import StreamsSettings
 from schemas import codec, topics
 from schemas.commands import Command, decode_command, encode_delivery
 from schemas.events import BadRecord, Event, decode_event
@@ -108,7 +108,7 @@ class Decided:
 
 
 class ChatDecider:
-    def __init__(self, app: faust.App, settings: WorkerSettings, tables: ChatTables) -> None:
+    def __init__(self, app: faust.App, settings: StreamsSettings, tables: ChatTables) -> None:
         self.app = app
         self.settings = settings
         self.tables = tables
@@ -129,7 +129,7 @@ class ChatDecider:
             try:
                 await self.catch_up(partitions)
                 store = TableChatStore(self.tables)
-                decided = decide_all(store, commands, self.settings.max_group_members)
+                decided = decide_all(store, commands, self.settings)
                 metadata = await produce_durable(self.app, self.pending_events(decided))
                 break
             except (KafkaError, ProducerSendError) as error:
@@ -252,15 +252,17 @@ def parse_commands(batch: Sequence[EventT[bytes]]) -> list[tuple[int, Command]]:
     return commands
 
 
-def decide_all(store: TableChatStore, commands: list[tuple[int, Command]], max_group_members: int) -> list[Decided]:
+def decide_all(store: TableChatStore, commands: list[tuple[int, Command]], settings: StreamsSettings) -> list[Decided]:
     decided = []
+    key = settings.chat_id_key.encode()
     for partition, command in commands:
         store.partition = partition
-        decided.append(Decided(command, partition, decide(store, command, max_group_members=max_group_members)))
+        decision = decide(store, command, chat_id_key=key, max_group_members=settings.max_group_members)
+        decided.append(Decided(command, partition, decision))
     return decided
 
 
-def register(app: faust.App, settings: WorkerSettings) -> ChatDecider:
+def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
     """Declare the chat agent and its tables on `app`."""
     partitions = settings.topic_partitions
     tables = ChatTables(

@@ -173,7 +173,7 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
 
 def decide(
     store: ChatStore, command: Command, now: datetime | None = None, *,
-    max_group_members: int = GROUP_MEMBERS_DEFAULT,
+    chat_id_key: bytes, max_group_members: int = GROUP_MEMBERS_DEFAULT,
 ) -> Decision:
     """The outcome of `command` against `store`; accepted events are already applied to it."""
     body = command.body
@@ -181,7 +181,7 @@ def decide(
         return refuse("unauthenticated", "a chat command needs an actor")
     emit = _Emitter(store, command, now or datetime.now(UTC))
     if isinstance(body, CreateChat):
-        return _create(store, command.actor_id, body, emit, max_group_members)
+        return _create(store, command.actor_id, body, emit, max_group_members, chat_id_key)
     chat = store.get_chat(str(body.chat_id))  # type: ignore[union-attr]
     actor = str(command.actor_id)
     if chat is None or actor not in chat["members"]:
@@ -242,13 +242,13 @@ def group_full(limit: int) -> Decision:
 
 
 def _create(
-    store: ChatStore, actor: uuid.UUID, body: CreateChat, emit: _Emitter, max_members: int
+    store: ChatStore, actor: uuid.UUID, body: CreateChat, emit: _Emitter, max_members: int, chat_id_key: bytes
 ) -> Decision:
     others = {m for m in body.member_ids if m != actor}
     if body.type == "direct":
         if len(others) != 1:
             return refuse("invalid_request", "a direct chat has exactly one other member")
-        if body.chat_id != direct_chat_id(actor, next(iter(others))):
+        if body.chat_id != direct_chat_id(chat_id_key, actor, next(iter(others))):
             return refuse("invalid_request", "a direct chat's id is derived from its two members")
         members = [Member(user_id=actor, role="member"), Member(user_id=next(iter(others)), role="member")]
     else:

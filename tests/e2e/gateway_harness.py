@@ -208,7 +208,7 @@ class GatewaySystem:
 
     async def create_chat(self, owner: uuid.UUID, others: list[uuid.UUID], *, direct: bool = False) -> uuid.UUID:
         """A chat in the read models (waits for its projection), created by `owner`."""
-        chat_id = direct_chat_id(owner, others[0]) if direct else uuid.uuid4()
+        chat_id = direct_chat_id(self.settings.chat_id_key.encode(), owner, others[0]) if direct else uuid.uuid4()
         body = CreateChat(chat_id=chat_id, type="direct" if direct else "group", title=None if direct else "g", member_ids=others)
         reply = await self.bus.ask(topics.CHAT_COMMANDS, str(chat_id), body, owner)
         assert reply.ok, reply

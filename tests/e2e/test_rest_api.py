@@ -158,6 +158,9 @@ async def test_direct_chat_is_one_per_pair_and_private(api: Api) -> None:
     assert chat["type"] == "direct" and sorted(m["user_id"] for m in chat["members"]) == sorted([a["id"], b["id"]])
     status, again = await api.call("POST", "/api/v1/chats", b["token"], json={"type": "direct", "member_ids": [a["id"]]})
     assert status == 200 and again["chat"]["id"] == chat["id"]
+    first, second = sorted((a["id"], b["id"]))
+    unkeyed = uuid.uuid5(uuid.UUID("0b6a1d2e-8f3c-4b7e-9d41-2c5e7a9f1b03"), f"{first}|{second}")
+    assert chat["id"] != str(unkeyed), "the id of a direct chat must not be computable from the pair alone"
     assert (await api.call("GET", f"/api/v1/chats/{chat['id']}", c["token"]))[0] == 404
     assert (await api.call("GET", f"/api/v1/chats/{chat['id']}/messages", c["token"]))[0] == 404
     status, body = await api.call("POST", f"/api/v1/chats/{chat['id']}/messages", c["token"], json={"text": "hi", "client_msg_id": "x"})

@@ -17,6 +17,7 @@ from streams.chat_rules import Decision, decide, evolve
 from streams.memory_store import MemoryChatStore
 
 ALICE, BOB, CAROL, DAVE = (uuid.uuid4() for _ in range(4))
+KEY = b"a test key of the direct chats' ids, 32+ bytes"
 
 
 def command(actor: uuid.UUID, body: Any, origin: Origin | None = None) -> Command:
@@ -27,7 +28,7 @@ def command(actor: uuid.UUID, body: Any, origin: Origin | None = None) -> Comman
 
 
 def run(store: MemoryChatStore, actor: uuid.UUID, body: Body, origin: Origin | None = None) -> Decision:
-    return decide(store, command(actor, body, origin))
+    return decide(store, command(actor, body, origin), chat_id_key=KEY)
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_group_creator_is_owner_and_everyone_is_told(group: tuple[MemoryChatStor
 
 def test_direct_chat_is_one_per_pair() -> None:
     store = MemoryChatStore()
-    chat_id = direct_chat_id(ALICE, BOB)
+    chat_id = direct_chat_id(KEY, ALICE, BOB)
     first = run(store, ALICE, CreateChat(chat_id=chat_id, type="direct", member_ids=[BOB]))
     again = run(store, BOB, CreateChat(chat_id=chat_id, type="direct", member_ids=[ALICE]))
     assert first.ok and not first.duplicate and len(first.events) == 1
@@ -62,7 +63,9 @@ def test_direct_chat_is_one_per_pair() -> None:
 def test_direct_chat_needs_exactly_one_other_and_its_derived_id() -> None:
     store = MemoryChatStore()
     assert run(store, ALICE, CreateChat(chat_id=uuid.uuid4(), type="direct", member_ids=[BOB])).code == "invalid_request"
-    wrong = run(store, ALICE, CreateChat(chat_id=direct_chat_id(ALICE, BOB), type="direct", member_ids=[BOB, CAROL]))
+    other_key = direct_chat_id(b"another deployment's key, 32+ bytes", ALICE, BOB)
+    assert run(store, ALICE, CreateChat(chat_id=other_key, type="direct", member_ids=[BOB])).code == "invalid_request"
+    wrong = run(store, ALICE, CreateChat(chat_id=direct_chat_id(KEY, ALICE, BOB), type="direct", member_ids=[BOB, CAROL]))
     assert wrong.code == "invalid_request"
 
 
@@ -103,7 +106,7 @@ def test_only_managers_add_members_and_only_to_groups(group: tuple[MemoryChatSto
     added = run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE))
     assert added.ok and str(DAVE) in added.result["chat"]["members"][3]["user_id"]
     assert run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE)).duplicate
-    direct = direct_chat_id(ALICE, BOB)
+    direct = direct_chat_id(KEY, ALICE, BOB)
     run(store, ALICE, CreateChat(chat_id=direct, type="direct", member_ids=[BOB]))
     assert run(store, ALICE, AddMember(chat_id=direct, user_id=CAROL)).code == "forbidden"
 
@@ -216,13 +219,13 @@ def test_an_owner_who_leaves_passes_ownership_on_by_a_delta(group: tuple[MemoryC
 def test_a_group_holds_at_most_the_limit_its_creator_included() -> None:
     store = MemoryChatStore()
     others = [uuid.uuid4() for _ in range(4)]
-    too_many = decide(store, command(ALICE, CreateChat(chat_id=uuid.uuid4(), type="group", member_ids=others)), max_group_members=4)
+    too_many = decide(store, command(ALICE, CreateChat(chat_id=uuid.uuid4(), type="group", member_ids=others)), chat_id_key=KEY, max_group_members=4)
     assert (too_many.ok, too_many.code, too_many.events, too_many.deliveries) == (False, "group_full", [], [])
     chat_id = uuid.uuid4()
-    assert decide(store, command(ALICE, CreateChat(chat_id=chat_id, type="group", member_ids=others[:3])), max_group_members=4).ok
-    full = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=DAVE)), max_group_members=4)
+    assert decide(store, command(ALICE, CreateChat(chat_id=chat_id, type="group", member_ids=others[:3])), chat_id_key=KEY, max_group_members=4).ok
+    full = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=DAVE)), chat_id_key=KEY, max_group_members=4)
     assert (full.code, full.events, full.deliveries) == ("group_full", [], [])
-    again = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=others[0])), max_group_members=4)
+    again = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=others[0])), chat_id_key=KEY, max_group_members=4)
     assert again.ok and again.duplicate, "adding a member already there is no growth"
 
 

@@ -48,6 +48,20 @@ def test_app_hosts_point_at_compose_services() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
 
+def test_every_kafka_listener_takes_only_the_login_of_the_environment() -> None:
+    services = compose()["services"]
+    kafka = services["kafka"]["environment"]
+    protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = [listener.split("://")[0] for listener in kafka["KAFKA_LISTENERS"].split(",")]
+    assert {protocols[name] for name in listeners} == {"SASL_PLAINTEXT"}
+    assert kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
+    for name in listeners:
+        assert 'password="${KAFKA_PASSWORD:?' in kafka[f"KAFKA_LISTENER_NAME_{name}_PLAIN_SASL_JAAS_CONFIG"], name
+    assert "${KAFKA_PASSWORD:?" in " ".join(services["kafka"]["healthcheck"]["test"])
+    for name in ("gateway", "streams", "projections", "setup"):
+        assert services[name]["environment"]["KAFKA_PASSWORD"].startswith("${KAFKA_PASSWORD:?"), name
+
+
 def test_postgres_and_redis_take_passwords_only_from_the_environment() -> None:
     """No password is committed, compose refuses to start without one, and the application's
     PostgreSQL role is made without superuser or CREATEDB."""
@@ -65,20 +79,6 @@ def test_postgres_and_redis_take_passwords_only_from_the_environment() -> None:
     assert "NOSUPERUSER NOCREATEDB" in init and "$$PG_PASSWORD" in init
     assert option(services["redis"]["command"], "--requirepass").startswith("${REDIS_PASSWORD:?")
     assert "messenger:messenger@" not in (ROOT / "compose.yaml").read_text()
-
-
-def test_every_kafka_listener_takes_only_the_login_of_the_environment() -> None:
-    services = compose()["services"]
-    kafka = services["kafka"]["environment"]
-    protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    listeners = [listener.split("://")[0] for listener in kafka["KAFKA_LISTENERS"].split(",")]
-    assert {protocols[name] for name in listeners} == {"SASL_PLAINTEXT"}
-    assert kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
-    for name in listeners:
-        assert 'password="${KAFKA_PASSWORD:?' in kafka[f"KAFKA_LISTENER_NAME_{name}_PLAIN_SASL_JAAS_CONFIG"], name
-    assert "${KAFKA_PASSWORD:?" in " ".join(services["kafka"]["healthcheck"]["test"])
-    for name in ("gateway", "streams", "projections", "setup"):
-        assert services[name]["environment"]["KAFKA_PASSWORD"].startswith("${KAFKA_PASSWORD:?"), name
 
 
 def test_the_gateway_reports_each_worker_at_its_compose_address() -> None:
@@ -187,3 +187,15 @@ def test_dockerignore_keeps_everything_the_image_copies() -> None:
     for source, _ in dockerfile_copies():
         assert not ignored(source, patterns), source
         assert (ROOT / source).exists(), source
+
+
+def test_workers_bound_beyond_loopback_get_the_operator_token_and_one_chat_id_key() -> None:
+    """Compose binds the workers' web views to 0.0.0.0: without OPERATOR_TOKEN they would not
+    start; the gateway and the streams worker derive direct-chat ids with the same key."""
+    services = compose()["services"]
+    for worker in ("streams", "projections"):
+        env = services[worker]["environment"]
+        assert env["WORKER_WEB_HOST"] == "0.0.0.0"
+        assert env["OPERATOR_TOKEN"].startswith("${OPERATOR_TOKEN:?"), worker
+    keys = {services[name]["environment"]["CHAT_ID_KEY"] for name in ("gateway", "streams")}
+    assert len(keys) == 1 and keys.pop().startswith("${CHAT_ID_KEY:?")
