@@ -221,3 +221,12 @@ def test_resources_have_the_fields_of_schemas_models(doc: Doc) -> None:
         schema = doc["components"]["schemas"][model.__name__]
         assert set(schema["properties"]) == set(model.model_fields), model.__name__
         assert set(schema["required"]) == set(model.model_fields), model.__name__
+
+
+def test_a_rate_limited_error_frame_fits_its_schema(doc: Doc) -> None:
+    """v1.1: `retry_after_ms` rides on `rate_limited` errors and nowhere else."""
+    frame = frames.error_frame("rate_limited", "too many writes: slow down", "c1", 1250)
+    schema = {"$ref": "#/components/schemas/ErrorFrame", "components": doc["components"]}
+    jsonschema.Draft202012Validator(schema).validate(frame)
+    assert set(frame) - set(doc["components"]["schemas"]["ErrorFrame"]["required"]) == {"retry_after_ms"}
+    assert "retry_after_ms" not in frames.error_frame("forbidden", "not a member", None)
