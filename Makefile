@@ -59,5 +59,8 @@ migrate: $(STAMP) services
 topics: $(STAMP) services
 	$(PY) -m streams.topics create
 
+# Run as root, PostgreSQL's cluster lives outside .data (in the folder .data/postgres.location names).
 clean: stop
+	loc=$$(cat .data/postgres.location 2>/dev/null || true); \
+	case "$$loc" in /var/lib/messenger/?*/postgres) rm -rf "$$(dirname "$$loc")" ;; esac
 	rm -rf .data $(VENV) .env
