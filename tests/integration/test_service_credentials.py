@@ -135,7 +135,7 @@ async def test_redis_refuses_commands_without_its_password() -> None:
 def test_env_and_the_data_folder_are_private() -> None:
     env = ROOT / ".env"
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
-    data = ROOT / ".data"
+    data = Path(os.environ.get("MESSENGER_DATA_DIR") or ROOT / ".data")
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     children = [child for child in data.iterdir() if not child.is_symlink()]
     assert [str(child) for child in children if not private_mode(child)] == []
