@@ -1,4 +1,8 @@
-"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth")."""
+"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth").
+
+Each login opens a session (a refresh family); its access tokens carry its id, and when it ends
+(logout, the reuse of a retired refresh token) its sockets close everywhere (`gateway.session_end`).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from prometheus_client import Counter
 from gateway import read_store
 from gateway.errors import invalid_credentials, parse_body, username_taken
 from gateway.passwords import hash_password, verify_password
-from gateway.refresh_tokens import RefreshTokenStore
+from gateway.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
 from gateway.resources import PG_POOL, REDIS, SETTINGS
+from gateway.session_end import SESSION_ENDS, SessionEnds
 from gateway.throttle import LoginThrottle, RegisterThrottle
 from gateway.tokens import issue_access_token
 from gateway.writes import write
@@ -22,7 +27,6 @@ from schemas.api import LoginBody, RefreshBody, RegisterBody
 from schemas.commands import Register
 from schemas.models import fold_username
 
-REFRESH_TOKENS = web.AppKey("refresh_tokens", RefreshTokenStore)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 REGISTER_THROTTLE = web.AppKey("register_throttle", RegisterThrottle)
 PASSWORD_CHECKS = Counter(
@@ -34,8 +38,11 @@ routes = web.RouteTableDef()
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    prefix = f"{app[SETTINGS].topic_prefix}auth:"
-    app[REFRESH_TOKENS] = RefreshTokenStore(app[REDIS], app[SETTINGS].refresh_token_ttl_seconds, prefix=f"{prefix}refresh:")
+    topic_prefix = app[SETTINGS].topic_prefix
+    prefix = f"{topic_prefix}auth:"
+    store = RefreshTokenStore(app[REDIS], app[SETTINGS].refresh_token_ttl_seconds, prefix=key_prefix(topic_prefix))
+    app[REFRESH_TOKENS] = store
+    app[SESSION_ENDS] = SessionEnds(app[REDIS], store, topic_prefix)
     app[LOGIN_THROTTLE] = LoginThrottle(app[REDIS], prefix=f"{prefix}throttle:")
     settings = app[SETTINGS]
     app[REGISTER_THROTTLE] = RegisterThrottle(
@@ -50,8 +57,8 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def token_pair(request: web.Request, user_id: uuid.UUID, refresh_token: str) -> dict[str, Any]:
-    access_token, expires_in = issue_access_token(request.app[SETTINGS], user_id)
+def token_pair(request: web.Request, user_id: uuid.UUID, session_id: str, refresh_token: str) -> dict[str, Any]:
+    access_token, expires_in = issue_access_token(request.app[SETTINGS], user_id, session_id)
     return {
         "access_token": access_token, "refresh_token": refresh_token,
         "token_type": "Bearer", "expires_in": expires_in,
@@ -90,19 +97,26 @@ async def login(request: web.Request) -> web.Response:
         raise invalid_credentials()
     await throttle.succeeded(username, address)
     user = found[0]
-    refresh_token = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
-    return web.json_response({**token_pair(request, uuid.UUID(user["id"]), refresh_token), "user": user})
+    grant = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
+    pair = token_pair(request, uuid.UUID(user["id"]), grant.session_id, grant.token)
+    return web.json_response({**pair, "user": user})
 
 
 @routes.post("/api/v1/auth/refresh")
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshBody)
-    user_id, refresh_token = await request.app[REFRESH_TOKENS].rotate(body.refresh_token)
-    return web.json_response(token_pair(request, user_id, refresh_token))
+    try:
+        rotation = await request.app[REFRESH_TOKENS].rotate(body.refresh_token)
+    except FamilyReused as reused:
+        await request.app[SESSION_ENDS].announce(reused.ended)
+        raise
+    return web.json_response(token_pair(request, rotation.user_id, rotation.session_id, rotation.token))
 
 
 @routes.post("/api/v1/auth/logout")
 async def logout(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshBody)
-    await request.app[REFRESH_TOKENS].revoke(body.refresh_token)
+    ended = await request.app[REFRESH_TOKENS].revoke(body.refresh_token)
+    if ended is not None:
+        await request.app[SESSION_ENDS].announce(ended)
     return web.Response(status=204)

@@ -82,14 +82,30 @@ class PingFrame(ClientFrameBase):
     type: Literal["ping"]
 
 
+ACCESS_TOKEN_MAX = 4096
+"""Far above a real access token (~300 characters); a longer one is refused without decoding it."""
+
+
+class AuthFrame(ClientFrameBase):
+    """v1.1: a fresh access token of the same user, which moves the socket's deadline to its
+    expiry and ties the socket to its session."""
+
+    type: Literal["auth"]
+    token: Annotated[StrictStr, Field(min_length=1, max_length=ACCESS_TOKEN_MAX)]
+
+
 ClientFrame = Annotated[
-    SendFrame | EditFrame | DeleteFrame | ReadFrame | TypingFrame | SyncFrame | PingFrame,
+    SendFrame | EditFrame | DeleteFrame | ReadFrame | TypingFrame | SyncFrame | PingFrame | AuthFrame,
     Field(discriminator="type"),
 ]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 CLIENT_FRAME_TYPES = frozenset(
-    ("message.send", "message.edit", "message.delete", "read", "typing", "sync", "ping")
+    ("message.send", "message.edit", "message.delete", "read", "typing", "sync", "ping", "auth")
 )
+SESSION_ENDED_CLOSE_CODE = 4001
+SESSION_ENDED_REASON = "session_ended"
+"""v1.1: the close of a socket whose session ended (logout, a killed refresh family, an erased
+account) or whose access token expired without an `auth` frame; the client refreshes and reconnects."""
 
 
 class ParsedFrame(NamedTuple):

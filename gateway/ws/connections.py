@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -130,9 +131,14 @@ class Connection:
     def __init__(
         self, user_id: str, socket: Socket, abort: Callable[[], None],
         queue: OutgoingQueue | None = None, close_grace: float = CLOSE_GRACE_S,
+        *, session_id: str = "", expires_at: float = math.inf,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.user_id = user_id
+        self.session_id = session_id
+        """The session (refresh family) of the last access token this socket was given."""
+        self.expires_at = expires_at
+        """That token's `exp`: the socket closes with 4001 then (`gateway.ws.session_watch`)."""
         self.socket = socket
         self.queue = queue if queue is not None else OutgoingQueue()
         self._abort = abort

@@ -29,16 +29,20 @@ half a minute, under the sessions' 30 s expiry."""
 async def websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     check_origin(request, settings)
-    user_id = authenticate(request, settings)
+    claims = authenticate(request, settings)
     service = request.app[WS]
     if service.stopping:
         raise unavailable("this gateway is stopping; connect again")
+    await service.watch.require_live(claims)
     socket = web.WebSocketResponse(
         max_msg_size=MAX_FRAME_BYTES, heartbeat=HEARTBEAT_S, timeout=CLOSE_GRACE_S, compress=False
     )
     if not socket.can_prepare(request).ok:
         raise ApiError(400, "invalid_request", "expected a WebSocket upgrade", details={"field": "headers"})
-    connection = Connection(str(user_id), socket, abort=lambda: abort(request))
+    connection = Connection(
+        str(claims.user_id), socket, abort=lambda: abort(request),
+        session_id=claims.session_id, expires_at=claims.expires_at,
+    )
     try:
         came_online = await attach(service, connection)
         await socket.prepare(request)

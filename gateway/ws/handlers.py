@@ -10,6 +10,9 @@ Commands go to the deciding agent with this socket as their origin: the agent th
 socket in the frames it sends to members, and the answer here takes their place (`message.ack`
 for a send; for an edit, delete or read, the very frame the other members get). Each answer is
 sent once the change is in the read models (read-your-writes, as over REST).
+
+An `auth` frame (v1.1) is handled before the next frame is read, like `ping`: a `ping` sent after
+it is answered after it, so a client knows its token was taken when no `error` came first.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from redis.exceptions import RedisError
 from gateway import read_store
 from gateway.commands import CommandTimeout
 from gateway.consistency import NotProjected
-from gateway.errors import DEPENDENCY_DOWN
+from gateway.errors import DEPENDENCY_DOWN, ApiError
 from gateway.limits import REFUSED as WRITES_REFUSED
+from gateway.tokens import verify_access_claims
 from gateway.ws.connections import Connection
 from gateway.ws.metrics import ACK_SECONDS, ERRORS_OUT, FRAMES_IN
 from gateway.ws.routing import Route
@@ -39,6 +43,7 @@ from schemas.commands import Body, DeleteMessage, EditMessage, MarkRead, Origin,
 from schemas.frames import (
     INVALID_REQUEST,
     PONG,
+    AuthFrame,
     ClientFrame,
     DeleteFrame,
     EditFrame,
@@ -110,6 +115,9 @@ class FrameHandler:
         if isinstance(frame, PingFrame):
             await self.connection.reply(encode_frame(PONG))
             return
+        if isinstance(frame, AuthFrame):
+            await self.authenticate(frame, ref)
+            return
         if isinstance(frame, WRITE_FRAMES) and not await self.within_budget(ref):
             return
         await self._take_slot()
@@ -129,6 +137,28 @@ class FrameHandler:
         waited = time.monotonic() - started
         self.service.bucket(self.connection.user_id).credit(waited)
         self._write_credit += waited * self.service.settings.write_rate_per_s
+
+    async def authenticate(self, frame: AuthFrame, ref: str | None) -> None:
+        """Move the socket to a fresh token of its user: its session and deadline become the
+        token's. Refused, the socket keeps both: `invalid_token`/`token_expired` for a token that
+        is not valid (as over REST), `forbidden` for a valid token of another user (a socket
+        never changes hands), `unavailable` if its session cannot be checked now."""
+        try:
+            claims = verify_access_claims(self.service.settings, frame.token)
+            if str(claims.user_id) != self.connection.user_id:
+                raise Refusal("forbidden", "the token is another user's: a socket keeps its user")
+            await self.service.watch.require_live(claims)
+        except ApiError as refused:
+            await self.error(refused.code, refused.message, ref)
+            return
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message, ref)
+            return
+        except (RedisError, *DEPENDENCY_DOWN) as error:
+            log.warning("socket %s: cannot check a session: %r", self.connection.id, error)
+            await self.error("unavailable", "cannot check the token now; retry", ref)
+            return
+        self.service.watch.extend(self.connection, claims)
 
     async def refuse_binary(self) -> None:
         FRAMES_IN.labels("invalid").inc()

@@ -3,18 +3,17 @@
 The access token comes in `Authorization: Bearer <token>` or, for browsers (which cannot set
 headers on a WebSocket), in the `token` query parameter. A browser's `Origin` must be one of
 `ALLOWED_ORIGINS`; clients that send no `Origin` (native apps, servers) are not browsers and
-cannot be used for cross-site requests, so they pass.
+cannot be used for cross-site requests, so they pass. The token's session must still be live
+(`gateway.ws.session_watch.SessionWatch.require_live`, checked by the endpoint).
 """
 
 from __future__ import annotations
-
-import uuid
 
 from aiohttp import hdrs, web
 
 from config.settings import GatewaySettings
 from gateway.errors import forbidden, invalid_token, unauthenticated
-from gateway.tokens import verify_access_token
+from gateway.tokens import AccessClaims, verify_access_claims
 
 BEARER = "bearer "
 
@@ -39,6 +38,6 @@ def access_token(request: web.Request) -> str:
     return token
 
 
-def authenticate(request: web.Request, settings: GatewaySettings) -> uuid.UUID:
-    """The user the request's access token speaks for (401 otherwise)."""
-    return verify_access_token(settings, access_token(request))
+def authenticate(request: web.Request, settings: GatewaySettings) -> AccessClaims:
+    """Whom, in which session and until when the request's access token speaks for (401 otherwise)."""
+    return verify_access_claims(settings, access_token(request))

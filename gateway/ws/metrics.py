@@ -18,6 +18,11 @@ DUPLICATES_DROPPED = Counter(
 )
 RESYNCS = Counter("gateway_ws_resyncs_total", "Sockets made whole from the read models after a possible gap, by cause", ["cause"])
 RESYNCED = Counter("gateway_ws_resynced_messages_total", "Messages pushed by server-side resyncs")
+SESSION_CLOSES = Counter(
+    "gateway_ws_session_closes_total",
+    "Sockets closed with 4001 because their session ended or their token expired, by how it was learned",
+    ["cause"],
+)
 SLOW_CLOSES = Counter("gateway_ws_slow_closes_total", "Sockets closed because their outgoing queue overflowed")
 PRESENCE_CHANGES = Counter("gateway_ws_presence_changes_total", "Presence changes announced", ["online"])
 ACK_SECONDS = Histogram(

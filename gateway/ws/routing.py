@@ -9,7 +9,9 @@ others. A message is `<skip_connection>\\n<frame text>`: the frame is encoded on
 publisher, and written as it is to every socket; a frame text never holds a raw newline.
 A `message.new` names its chat and `seq` in the header (and, to its sender, its `client_msg_id`),
 so that each socket drops a repeat, or its own message, without decoding the frame; a "resync" message asks the user's sockets to be made whole from
-the read models (`gateway.ws.resync`), for deliveries the publisher could not push.
+the read models (`gateway.ws.resync`), for deliveries the publisher could not push; a "session
+end" message (`gateway.session_end`) carries a session id (or `*`: all of them) whose sockets
+close with 4001.
 
 Subscribing is confirmed before a socket is answered: `acquire` returns once Redis has taken the
 SUBSCRIBE, so nothing published after a client sees its socket open is missed. Pub/sub is
@@ -42,7 +44,10 @@ START_WAIT_S = 2.0
 """How long `start` waits for the connection before going on without it (reported by /healthz)."""
 SEPARATOR = "\n"
 FIELD = "\t"
-FRAME, RESYNC = "f", "r"
+FRAME, RESYNC, SESSION_END = "f", "r", "e"
+CHANNELS = "deliver:"
+ALL_SESSIONS = "*"
+"""The session id of a "session end" message that ends every session of its user."""
 CONNECTION_NAME = "user_channels"
 
 Receiver = Callable[["Route"], object]
@@ -63,10 +68,17 @@ class Route:
     sent_as: str | None = None
     """The `client_msg_id` of a `message.new` of the recipient's own message."""
     resync: bool = False
+    session_end: bool = False
+    """Not a frame: `text` names the user's session whose sockets close (`*`: every session)."""
+
+
+def channel_name(topic_prefix: str, user_id: str) -> str:
+    """The channel of a user's sockets, for publishers outside `UserChannels`."""
+    return f"{topic_prefix}{CHANNELS}{user_id}"
 
 
 def encode_message(route: Route) -> str:
-    kind = RESYNC if route.resync else FRAME
+    kind = RESYNC if route.resync else SESSION_END if route.session_end else FRAME
     fields = (kind, route.skip_connection or "", route.chat_id or "", str(route.seq), route.sent_as or "")
     return f"{FIELD.join(fields)}{SEPARATOR}{route.text}"
 
@@ -76,7 +88,9 @@ def decode_message(user_id: str, data: bytes | str) -> Route:
     raw = data.decode() if isinstance(data, bytes) else data
     header, _, text = raw.partition(SEPARATOR)
     kind, skip, chat_id, seq, sent_as = header.split(FIELD)
-    return Route(user_id, text, skip or None, chat_id or None, int(seq), sent_as or None, kind == RESYNC)
+    return Route(
+        user_id, text, skip or None, chat_id or None, int(seq), sent_as or None, kind == RESYNC, kind == SESSION_END
+    )
 
 
 class UserChannels:
@@ -85,7 +99,7 @@ class UserChannels:
         on_reopened: Callable[[], object] = lambda: None,
     ) -> None:
         self._redis = redis
-        self._prefix = f"{prefix}deliver:"
+        self._prefix = f"{prefix}{CHANNELS}"
         self._receiver = receiver
         self._on_reopened = on_reopened
         self.state = ConnectionState(CONNECTION_NAME)

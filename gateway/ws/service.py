@@ -20,6 +20,7 @@ from config.settings import GatewaySettings
 from gateway.commands import COMMAND_BUS, CommandBus
 from gateway.consistency import WATERMARKS, ProjectionWatermarks
 from gateway.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
+from gateway.refresh_tokens import REFRESH_TOKENS
 from gateway.limits import WRITE_BUDGET, WriteBudget
 from gateway.throttle import TokenBucket, UserBuckets
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
@@ -27,7 +28,8 @@ from gateway.ws.delivery import DeliveryConsumer
 from gateway.ws.members import MembersCache
 from gateway.ws.presence import Presence
 from gateway.ws.resync import Resyncer
-from gateway.ws.routing import UserChannels
+from gateway.ws.routing import Route, UserChannels
+from gateway.ws.session_watch import SessionWatch
 from gateway.ws.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class WsService:
     members: MembersCache
     delivery: DeliveryConsumer
     resyncer: Resyncer
+    watch: SessionWatch
     budget: WriteBudget
     buckets: UserBuckets = field(default_factory=lambda: UserBuckets(FRAME_RATE_PER_S, FRAME_BURST))
     stopping: bool = False
@@ -66,10 +69,12 @@ class WsService:
         `TooManySessions` if the user already holds `MAX_SOCKETS_PER_USER` sockets anywhere."""
         self.registry.add(connection)
         self.buckets.arrived(connection.user_id)
+        self.watch.track(connection)
         await self.channels.acquire(connection.user_id)
         return await self.presence.record(Session(connection.user_id, connection.id), self.settings.max_sockets_per_user)
 
     async def detach(self, connection: Connection) -> None:
+        self.watch.forget(connection)
         if self.registry.remove(connection):
             self.buckets.left(connection.user_id)
         await self.channels.release(connection.user_id)
@@ -89,6 +94,7 @@ class WsService:
         )
 
     async def stop(self) -> None:
+        await self.watch.stop()
         await self.resyncer.stop()
         await self.presence.stop()
         await self.channels.stop()
@@ -102,8 +108,13 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     registry = ConnectionRegistry()
     resyncer = Resyncer(app[PG_POOL], registry)
+    watch = SessionWatch(app[REFRESH_TOKENS])
+
+    def receive(route: Route) -> None:
+        (watch.receive if route.session_end else resyncer.receive)(route)
+
     channels = UserChannels(
-        app[REDIS], settings.topic_prefix, app[INSTANCE_ID], resyncer.receive,
+        app[REDIS], settings.topic_prefix, app[INSTANCE_ID], receive,
         on_reopened=lambda: resyncer.resync_all("pubsub_reconnect"),
     )
     await channels.start()
@@ -112,10 +123,11 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     delivery = DeliveryConsumer(settings, channels)
     await delivery.start()
     presence.start()
+    watch.start()
     app[WS] = WsService(
         settings=settings, instance_id=app[INSTANCE_ID], pool=app[PG_POOL], bus=app[COMMAND_BUS],
         watermarks=app[WATERMARKS], registry=registry, channels=channels, presence=presence,
-        members=MembersCache(app[PG_POOL]), delivery=delivery, resyncer=resyncer,
+        members=MembersCache(app[PG_POOL]), delivery=delivery, resyncer=resyncer, watch=watch,
         budget=app[WRITE_BUDGET],
     )
     try:

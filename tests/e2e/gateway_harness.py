@@ -6,7 +6,8 @@ clients to talk to it, for the end-to-end tests.
         await alice.send({"type": "ping"})
         await alice.expect("pong")
 
-Users need not be registered: tokens are minted with the test's JWT secret, and chats are created
+Users need not be registered: tokens are minted with the test's JWT secret, each in a session
+(a refresh family) opened in the gateways' Redis as a login would, and chats are created
 by sending `CreateChat` commands through a command bus (the deciding agent checks membership, not
 that users exist), then waiting until the chat is in the read model.
 """
@@ -27,12 +28,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
 from gateway.commands import CommandBus
 from gateway.consistency import ProjectionWatermarks
+from gateway.refresh_tokens import Grant, RefreshTokenStore, key_prefix
 from gateway.tokens import issue_access_token
 from schemas import topics
 from schemas.commands import CreateChat
@@ -148,13 +151,26 @@ class GatewaySystem:
     bus: CommandBus
     watermarks: ProjectionWatermarks
     http: aiohttp.ClientSession
+    refresh_tokens: RefreshTokenStore
+    """The gateways' own refresh tokens (same Redis, same keys)."""
     workers: list[Process] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
     worker_health: dict[str, str] = field(default_factory=dict)
     """The `/healthz` of each worker by name, which the gateways report in theirs."""
 
-    def token(self, user_id: uuid.UUID) -> str:
-        return issue_access_token(self.settings, user_id)[0]
+    async def session(self, user_id: uuid.UUID) -> Grant:
+        """A new session of `user_id` (a refresh family), as a login opens."""
+        return await self.refresh_tokens.issue(user_id)
+
+    async def token(self, user_id: uuid.UUID, session_id: str | None = None, lifetime_s: int | None = None) -> str:
+        """An access token of `user_id` in `session_id` (in a new session if None), valid for the
+        gateways' access token TTL or `lifetime_s` (tests may go below the settings' minimum)."""
+        if session_id is None:
+            session_id = (await self.session(user_id)).session_id
+        settings = self.settings
+        if lifetime_s is not None:
+            settings = settings.model_copy(update={"access_token_ttl_seconds": lifetime_s})
+        return issue_access_token(settings, user_id, session_id)[0]
 
     def gateway_env(self, instance_id: str, port: int) -> dict[str, str]:
         return {
@@ -194,9 +210,11 @@ class GatewaySystem:
 
     async def connect(
         self, gateway: Gateway, user_id: uuid.UUID, *, label: str = "", via_query: bool = False,
-        headers: dict[str, str] | None = None, **options: Any,
+        headers: dict[str, str] | None = None, token: str | None = None, **options: Any,
     ) -> Client:
-        token = self.token(user_id)
+        """A socket of `user_id` opened with `token` (a new session's token if None)."""
+        if token is None:
+            token = await self.token(user_id)
         all_headers = dict(headers or {})
         params = {}
         if via_query:
@@ -256,7 +274,9 @@ async def gateway_system(
     watermarks = ProjectionWatermarks(database_url)
     await watermarks.start()
     http = aiohttp.ClientSession()
-    system = GatewaySystem(settings, log_dir, producer, bus, watermarks, http)
+    redis = aioredis.from_url(settings.redis_url)
+    refresh_tokens = RefreshTokenStore(redis, settings.refresh_token_ttl_seconds, prefix=key_prefix(prefix))
+    system = GatewaySystem(settings, log_dir, producer, bus, watermarks, http, refresh_tokens)
     try:
         streams, streams_port = system.launch_worker("streams", "streams")
         projections, projections_port = system.launch_worker("projections", "projections")
@@ -271,6 +291,7 @@ async def gateway_system(
         yield system
     finally:
         await http.close()
+        await redis.aclose()
         await watermarks.stop()
         await bus.stop()
         await producer.stop()

@@ -69,7 +69,7 @@ async def test_a_bad_or_missing_token_is_refused_with_401_before_the_upgrade(sys
 async def test_an_expired_token_is_refused_with_401(system: GatewaySystem) -> None:
     from gateway.tokens import issue_access_token
 
-    token, _ = issue_access_token(system.settings, uuid.uuid4(), now=time.time() - 3600)
+    token, _ = issue_access_token(system.settings, uuid.uuid4(), uuid.uuid4().hex, now=time.time() - 3600)
     async with system.http.get(system.gateways[0].ws_url, params={"token": token}) as response:
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "token_expired"
@@ -461,7 +461,7 @@ async def test_a_write_the_read_models_do_not_reach_in_time_is_refused_not_acked
         error = await alice.expect("error", timeout=30)
         assert (error["code"], error["ref"]) == ("unavailable", "stall-1")
         assert not [f for f in alice.inbox if f["type"] == "message.ack"]
-        headers = {"Authorization": f"Bearer {system.token(alice_id)}"}
+        headers = {"Authorization": f"Bearer {await system.token(alice_id)}"}
         body = {"text": "stalled too", "client_msg_id": "stall-2"}
         async with system.http.post(f"{gateway.url}/api/v1/chats/{chat}/messages", json=body, headers=headers) as response:
             assert response.status == 503 and response.headers["Retry-After"] == "1"
@@ -521,7 +521,7 @@ async def test_a_socket_that_never_reads_is_closed_and_delays_nobody(system: Gat
     chat = await system.create_chat(alice_id, [bob_id])
     connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer(4096))
     async with aiohttp.ClientSession(connector=connector) as slow_http:
-        socket = await slow_http.ws_connect(a_gw.ws_url, headers={"Authorization": f"Bearer {system.token(slow_id)}"})
+        socket = await slow_http.ws_connect(a_gw.ws_url, headers={"Authorization": f"Bearer {await system.token(slow_id)}"})
         slow = Client(slow_id, socket, "slow")
         bob = await system.connect(a_gw, bob_id, label="bob@A")
         alice = await system.connect(b_gw, alice_id, label="alice@B")

@@ -13,10 +13,18 @@ import pytest
 
 from config.settings import GatewaySettings
 from gateway.errors import ApiError
-from gateway.tokens import LEEWAY_SECONDS, REQUIRED_CLAIMS, issue_access_token, verify_access_token
+from gateway.tokens import (
+    LEEWAY_SECONDS,
+    REQUIRED_CLAIMS,
+    AccessClaims,
+    issue_access_token,
+    verify_access_claims,
+    verify_access_token,
+)
 
 TTL = 900
 USER = uuid.UUID("0b9e4c5e-8f1a-4f0e-9a51-7c1d2b3a4f56")
+SESSION = "5d41402abc4b2a76b9719d911017c592"
 
 
 @pytest.fixture
@@ -33,6 +41,7 @@ def claims(settings: GatewaySettings, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
     base: dict[str, Any] = {
         "sub": str(USER),
+        "sid": SESSION,
         "iat": now,
         "exp": now + TTL,
         "iss": settings.jwt_issuer,
@@ -59,13 +68,29 @@ def rejection(settings: GatewaySettings, token: str) -> str:
 
 
 def test_a_fresh_token_names_its_user(settings: GatewaySettings) -> None:
-    token, expires_in = issue_access_token(settings, USER)
+    token, expires_in = issue_access_token(settings, USER, SESSION)
     assert expires_in == TTL
     assert verify_access_token(settings, token) == USER
 
 
+def test_a_token_names_its_session_and_expiry(settings: GatewaySettings) -> None:
+    now = time.time()
+    token, _ = issue_access_token(settings, USER, SESSION, now=now)
+    assert verify_access_claims(settings, token) == AccessClaims(USER, SESSION, int(now) + TTL)
+
+
+@pytest.mark.parametrize("sid", ["", "not-a-family", SESSION.upper(), SESSION + "\n", 42, None])
+def test_a_session_that_is_not_a_family_id_is_invalid(settings: GatewaySettings, sid: Any) -> None:
+    assert rejection(settings, sign(claims(settings, sid=sid), settings.jwt_secret)) == "invalid_token"
+
+
+def test_a_token_is_only_issued_in_a_session(settings: GatewaySettings) -> None:
+    with pytest.raises(ValueError):
+        issue_access_token(settings, USER, "")
+
+
 def test_a_token_carries_every_required_claim_and_pins_hs256(settings: GatewaySettings) -> None:
-    token, _ = issue_access_token(settings, USER)
+    token, _ = issue_access_token(settings, USER, SESSION)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     payload = jwt.decode(token, options={"verify_signature": False})
     assert set(REQUIRED_CLAIMS) <= set(payload)
@@ -74,26 +99,26 @@ def test_a_token_carries_every_required_claim_and_pins_hs256(settings: GatewaySe
 
 
 def test_each_token_has_its_own_id(settings: GatewaySettings) -> None:
-    first, _ = issue_access_token(settings, USER)
-    second, _ = issue_access_token(settings, USER)
+    first, _ = issue_access_token(settings, USER, SESSION)
+    second, _ = issue_access_token(settings, USER, SESSION)
     ids = {jwt.decode(t, options={"verify_signature": False})["jti"] for t in (first, second)}
     assert len(ids) == 2
 
 
 def test_a_tampered_payload_is_invalid(settings: GatewaySettings) -> None:
-    token, _ = issue_access_token(settings, USER)
+    token, _ = issue_access_token(settings, USER, SESSION)
     header, _, signature = token.split(".")
     forged = b64(claims(settings, sub=str(uuid.uuid4())))
     assert rejection(settings, f"{header}.{forged}.{signature}") == "invalid_token"
 
 
 def test_an_expired_token_says_so(settings: GatewaySettings) -> None:
-    token, _ = issue_access_token(settings, USER, now=time.time() - TTL - LEEWAY_SECONDS - 5)
+    token, _ = issue_access_token(settings, USER, SESSION, now=time.time() - TTL - LEEWAY_SECONDS - 5)
     assert rejection(settings, token) == "token_expired"
 
 
 def test_a_token_just_past_exp_is_within_leeway(settings: GatewaySettings) -> None:
-    token, _ = issue_access_token(settings, USER, now=time.time() - TTL - LEEWAY_SECONDS // 2)
+    token, _ = issue_access_token(settings, USER, SESSION, now=time.time() - TTL - LEEWAY_SECONDS // 2)
     assert verify_access_token(settings, token) == USER
 
 

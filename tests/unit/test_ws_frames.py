@@ -9,6 +9,8 @@ import pytest
 
 from schemas.commands import TEXT_MAX
 from schemas.frames import (
+    ACCESS_TOKEN_MAX,
+    AuthFrame,
     DeleteFrame,
     EditFrame,
     FrameRefused,
@@ -46,6 +48,7 @@ def refused(text: str | bytes) -> FrameRefused:
         (frame(type="typing", chat_id=CHAT), TypingFrame),
         (frame(type="sync", chat_id=CHAT, after_seq=0), SyncFrame),
         (frame(type="ping"), PingFrame),
+        (frame(type="auth", token="a.b.c"), AuthFrame),
     ],
 )
 def test_every_client_frame_type_parses(text: str, expected: type) -> None:
@@ -126,3 +129,8 @@ def test_an_encoded_frame_never_holds_a_raw_newline() -> None:
     text = encode_frame(message_new_frame(message))
     assert "\n" not in text
     assert orjson.loads(text)["message"]["text"] == "line one\nline two\r\n"
+
+
+@pytest.mark.parametrize("token", [None, 42, "", "x" * (ACCESS_TOKEN_MAX + 1)])
+def test_an_auth_frame_needs_a_token_of_plausible_length(token: object) -> None:
+    assert refused(frame(type="auth", token=token)).message.startswith("invalid field: token")

@@ -17,6 +17,8 @@ def test_a_route_survives_the_channel_message_format() -> None:
         Route("u1", '{"type":"message.new"}', "conn-1", "chat-1", 42),
         Route("u1", '{"type":"message.new"}', None, "chat-1", 43, "my-id"),
         Route("u1", "", resync=True),
+        Route("u1", "5d41402abc4b2a76b9719d911017c592", session_end=True),
+        Route("u1", "*", session_end=True),
     ]
     for route in routes:
         assert decode_message("u1", encode_message(route).encode()) == route
