@@ -14,7 +14,9 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import redis.asyncio as aioredis
 
+from gateway.session_end import SessionEnds
 from gateway.ws.session_watch import FAMILY_CHECK_S
 from schemas.frames import SESSION_ENDED_CLOSE_CODE, SESSION_ENDED_REASON
 from tests.e2e.gateway_harness import Client, Gateway, GatewaySystem, module_system
@@ -175,3 +177,33 @@ async def test_an_auth_frame_with_another_users_or_a_bad_token_is_refused_and_th
     code, reason, _ = await closed(client, timeout=SHORT_S + WITHIN_S + 1)
     assert (code, reason) == (SESSION_ENDED_CLOSE_CODE, SESSION_ENDED_REASON)
     assert time.time() - expires_at <= WITHIN_S
+
+
+async def test_ending_one_session_or_all_of_a_users_closes_theirs_and_no_one_elses(system: GatewaySystem) -> None:
+    """`gateway.session_end`, as erasure will call it: one session, then every session of a user."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    one, other = await system.session(alice), await system.session(alice)
+    gw_a, gw_b = system.gateways
+    first = await system.connect(gw_a, alice, token=await system.token(alice, one.session_id), label="one@a")
+    rest = [
+        await system.connect(gw_b, alice, token=await system.token(alice, other.session_id), label="other@b"),
+        await system.connect(gw_a, alice, label="third@a"),
+        await system.connect(gw_b, alice, label="fourth@b"),
+    ]
+    bobs = await system.connect(gw_b, bob, label="bob")
+    redis = aioredis.from_url(system.settings.redis_url)
+    try:
+        ends = SessionEnds(redis, system.refresh_tokens, system.settings.topic_prefix)
+        started = time.monotonic()
+        await ends.end_session(alice, one.session_id)
+        await assert_session_ended(first, started)
+        for client in rest:
+            await assert_open(client)
+
+        started = time.monotonic()
+        await ends.end_user_sessions(alice)
+        await asyncio.gather(*(assert_session_ended(c, started) for c in rest))
+        await assert_open(bobs)
+        assert (await post(system, gw_a, "/api/v1/auth/refresh", {"refresh_token": other.token}))[0] == 401
+    finally:
+        await redis.aclose()

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.errors import ApiError
-from gateway.refresh_tokens import EndedSession, FamilyReused, RefreshTokenStore
+from gateway.refresh_tokens import LIVE_BATCH, EndedSession, FamilyReused, RefreshTokenStore
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +156,12 @@ async def test_ending_one_session_leaves_the_others(store: RefreshTokenStore) ->
     await store.end(USER, ending.session_id)
     await assert_dead(store, ending.token)
     assert await store.end_user(USER) == [staying.session_id]
+
+
+async def test_which_sessions_live_is_right_across_batches_of_every_kind(store: RefreshTokenStore) -> None:
+    """A batch all live, one all dead, one mixed (asked again key by key), and repeats."""
+    live = [(await store.issue(USER)).session_id for _ in range(LIVE_BATCH + LIVE_BATCH // 2)]
+    dead = [uuid.uuid4().hex for _ in range(LIVE_BATCH + LIVE_BATCH // 2)]
+    asked = live + dead + live[:3]
+    assert await store.live(asked) == set(live)
+    assert await store.live([]) == set()
