@@ -157,6 +157,8 @@ class GatewaySystem:
     gateways: list[Gateway] = field(default_factory=list)
     worker_health: dict[str, str] = field(default_factory=dict)
     """The `/healthz` of each worker by name, which the gateways report in theirs."""
+    extra_gateway_env: dict[str, str] = field(default_factory=dict)
+    """Settings of this system's gateways beyond the defaults (e.g. smaller limits)."""
 
     async def session(self, user_id: uuid.UUID) -> Grant:
         """A new session of `user_id` (a refresh family), as a login opens."""
@@ -179,6 +181,7 @@ class GatewaySystem:
             "GATEWAY_INSTANCE_ID": instance_id,
             "JWT_SECRET": self.settings.jwt_secret,
             "WORKER_HEALTH_URLS": ",".join(f"{name}={url}" for name, url in self.worker_health.items()),
+            **self.extra_gateway_env,
         }
 
     def common_env(self) -> dict[str, str]:
@@ -259,7 +262,7 @@ async def wait_delivery_assigned(gateways: list[Gateway], partitions: int, timeo
 @asynccontextmanager
 async def gateway_system(
     prefix: str, log_dir: Path, jwt_secret: str, database_url: str, *,
-    gateways: int = 2, partitions: int = 4,
+    gateways: int = 2, partitions: int = 4, gateway_env: dict[str, str] | None = None,
 ) -> AsyncIterator[GatewaySystem]:
     """Topics, one streams worker, one projections worker and `gateways` gateways (`gw-a`,
     `gw-b`, ...), all started at once; stopped (SIGTERM) on exit."""
@@ -276,7 +279,9 @@ async def gateway_system(
     http = aiohttp.ClientSession()
     redis = aioredis.from_url(settings.redis_url)
     refresh_tokens = RefreshTokenStore(redis, settings.refresh_token_ttl_seconds, prefix=key_prefix(prefix))
-    system = GatewaySystem(settings, log_dir, producer, bus, watermarks, http, refresh_tokens)
+    system = GatewaySystem(
+        settings, log_dir, producer, bus, watermarks, http, refresh_tokens, extra_gateway_env=dict(gateway_env or {})
+    )
     try:
         streams, streams_port = system.launch_worker("streams", "streams")
         projections, projections_port = system.launch_worker("projections", "projections")
@@ -301,13 +306,16 @@ async def gateway_system(
 
 @asynccontextmanager
 async def module_system(
-    name: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str
+    name: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str,
+    gateway_env: dict[str, str] | None = None,
 ) -> AsyncIterator[GatewaySystem]:
     """A system of one test module's own: topics under `<topic_prefix><name>.`, a clone of the
     template database, and its processes' logs in a temporary folder named `name`."""
     log_dir = tmp_path_factory.mktemp(name)
     async with cloned_database(template_database) as database_url:
-        async with gateway_system(f"{topic_prefix}{name}.", log_dir, jwt_secret, database_url) as system:
+        async with gateway_system(
+            f"{topic_prefix}{name}.", log_dir, jwt_secret, database_url, gateway_env=gateway_env
+        ) as system:
             yield system
 
 
