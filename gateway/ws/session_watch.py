@@ -105,6 +105,8 @@ class SessionWatch:
         self._connections: dict[str, Connection] = {}
         self._deadlines = Deadlines()
         self._task: asyncio.Task[None] | None = None
+        self._check_failing = False
+        """Whether the last family check could not reach Redis (its failures are logged once)."""
 
     # --- sockets come, change and go --------------------------------------------------------------
 
@@ -178,11 +180,22 @@ class SessionWatch:
                 self.expire_due()
                 if loop.time() >= next_check:
                     next_check = loop.time() + self._check_s
-                    await self.check_families()
-            except (RedisError, OSError) as error:
-                log.warning("cannot check the sessions of this instance's sockets: %r", error)
+                    await self._checked()
             except Exception:
                 log.exception("session watch: unexpected error; going on")
+
+    async def _checked(self) -> None:
+        """`check_families`, its failures logged once per outage."""
+        try:
+            await self.check_families()
+        except (RedisError, OSError) as error:
+            if not self._check_failing:
+                log.warning("cannot check the sessions of this instance's sockets (closing none meanwhile): %r", error)
+            self._check_failing = True
+            return
+        if self._check_failing:
+            log.info("the sessions of this instance's sockets are checked again")
+        self._check_failing = False
 
     def _of_user(self, user_id: str) -> Iterable[Connection]:
         return [c for c in self._connections.values() if c.user_id == user_id]

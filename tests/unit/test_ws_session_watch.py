@@ -8,6 +8,9 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from gateway.tokens import AccessClaims
 from gateway.ws.connections import Connection, OutgoingQueue
 from gateway.ws.routing import ALL_SESSIONS, Route
@@ -38,6 +41,11 @@ class Families:
         ids = set(session_ids)
         self.asked.append(ids)
         return ids & self.alive
+
+
+class Unreachable:
+    async def live(self, session_ids: Iterable[str]) -> set[str]:
+        raise RedisConnectionError("Redis is down")
 
 
 def test_keys_come_due_once_in_time_order() -> None:
@@ -151,3 +159,19 @@ async def test_the_family_check_asks_once_for_all_sessions_and_closes_the_dead_o
     assert not alive.closing
     await asyncio.sleep(0)
     assert await watch.check_families() == 0
+
+
+async def test_a_check_that_cannot_reach_redis_closes_nothing_and_the_watch_goes_on() -> None:
+    clock = Clock()
+    watch = SessionWatch(Unreachable(), clock=clock, tick_s=0.01, check_s=0.01)
+    conn, fake = socket_of(watch, ALICE, S1, clock.now + 1)
+    with pytest.raises(RedisConnectionError):
+        await watch.check_families()
+    watch.start()
+    try:
+        await asyncio.sleep(0.1)
+        assert not conn.closing, "an outage is not every session ending"
+        clock.now += 2
+        await closed_for_session(fake)
+    finally:
+        await watch.stop()
