@@ -28,16 +28,18 @@ _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local next_tat = tat + interval
+local next_tat = tat + interval * cost
 local wait = next_tat - interval * burst - now
 if wait > 0.01 then return math.ceil(wait) end
 redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1)
 return 0
 """
-"""KEYS: the user's budget. ARGV: ms per write (1000 / rate), burst. Takes one write, or none:
-returns 0, or the ms until one is free. The key expires once the budget is full again."""
+"""KEYS: the user's budget. ARGV: ms per write (1000 / rate), burst, cost (writes taken, at most
+burst). Takes them all, or none: returns 0, or the ms until they are free. The key expires once
+the budget is full again."""
 
 REFUSED = Counter("gateway_writes_rate_limited_total", "Writes refused for being over their user's write budget", ["via"])
 
@@ -49,9 +51,11 @@ class WriteBudget:
         self._burst = burst
         self._take = redis.register_script(_TAKE)
 
-    async def take(self, user_id: str) -> int:
-        """Spend one write of `user_id`: 0 if it was there, else the ms until one will be."""
-        return int(await self._take(keys=[self._prefix + user_id], args=[self._interval_ms, self._burst]))
+    async def take(self, user_id: str, cost: int = 1) -> int:
+        """Spend `cost` writes of `user_id` (at most the burst): 0 if they were there, else the ms
+        until they will be."""
+        cost = max(1, min(cost, self._burst))
+        return int(await self._take(keys=[self._prefix + user_id], args=[self._interval_ms, self._burst, cost]))
 
 
 WRITE_BUDGET = web.AppKey("write_budget", WriteBudget)
@@ -64,9 +68,20 @@ async def limits_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def spend_write(request: web.Request, user_id: str) -> None:
-    """Take one write from the user's budget, or raise 429 `rate_limited` with `Retry-After`."""
-    wait_ms = await request.app[WRITE_BUDGET].take(user_id)
+GROUP_MEMBERS_PER_WRITE = 50
+"""A group's creation sends the whole Chat, member list included, to every member (contract
+v1.1), so its bytes grow with the square of its size: 500 members write ~17 MB, what about eleven
+4,000-character sends to that group write. It is charged one write per 50 members, plus one."""
+
+
+def group_create_cost(members: int) -> int:
+    """How many writes creating a group of `members` (the creator included) takes."""
+    return 1 + members // GROUP_MEMBERS_PER_WRITE
+
+
+async def spend_write(request: web.Request, user_id: str, cost: int = 1) -> None:
+    """Take `cost` writes from the user's budget, or raise 429 `rate_limited` with `Retry-After`."""
+    wait_ms = await request.app[WRITE_BUDGET].take(user_id, cost)
     if wait_ms:
         REFUSED.labels("rest").inc()
         raise rate_limited(math.ceil(wait_ms / 1000), "too many writes: slow down")

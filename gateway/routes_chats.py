@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway import read_store
 from gateway.errors import invalid_request, not_found, parse_body
 from gateway.identity import caller, path_uuid
+from gateway.limits import group_create_cost
 from gateway.resources import PG_POOL, SETTINGS
 from gateway.validation import query
 from gateway.writes import write
@@ -45,7 +46,8 @@ async def create_chat(request: web.Request) -> web.Response:
     key = request.app[SETTINGS].chat_id_key.encode()
     chat_id = direct_chat_id(key, user_id, others[0]) if body.type == "direct" else uuid.uuid4()
     command = CreateChat(chat_id=chat_id, type=body.type, title=body.title, member_ids=others)
-    reply = await write(request, topics.CHAT_COMMANDS, str(chat_id), command, user_id)
+    cost = group_create_cost(len(others) + 1) if body.type == "group" else 1
+    reply = await write(request, topics.CHAT_COMMANDS, str(chat_id), command, user_id, cost=cost)
     chat = await visible_chat(request, user_id, chat_id)
     return web.json_response({"chat": chat}, status=200 if reply.duplicate else 201)
 

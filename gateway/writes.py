@@ -32,15 +32,15 @@ def refusal(reply: Reply) -> ApiError:
 
 
 async def write(
-    request: web.Request, topic: topics.TopicSpec, key: str, body: Body, actor: uuid.UUID | None
+    request: web.Request, topic: topics.TopicSpec, key: str, body: Body, actor: uuid.UUID | None, *, cost: int = 1
 ) -> Reply:
     """The accepted reply of a command (its events projected), or the refusal as an ApiError.
 
-    A user's write first takes one unit of their write budget (429 `rate_limited` without one);
-    an anonymous one (registration) is throttled by its own route.
+    A user's write first takes `cost` units of their write budget (429 `rate_limited` without
+    them); an anonymous one (registration) is throttled by its own route.
     """
     if actor is not None:
-        await spend_write(request, str(actor))
+        await spend_write(request, str(actor), cost)
     try:
         reply = await request.app[COMMAND_BUS].ask(topic, key, body, actor)
     except CommandTimeout:

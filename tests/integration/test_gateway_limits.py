@@ -33,6 +33,18 @@ async def test_a_budget_allows_its_burst_then_says_when_the_next_write_is_due(
     assert await budget.take(str(uuid.uuid4())) == 0, "another user's budget is their own"
 
 
+async def test_a_write_of_several_units_takes_them_all_or_none(
+    redis: aioredis.Redis, redis_prefix: str, user: str
+) -> None:
+    """A big group's creation costs several writes (`group_create_cost`): it needs them all at once."""
+    budget = WriteBudget(redis, redis_prefix, rate_per_s=10.0, burst=10)
+    assert await budget.take(user, cost=7) == 0
+    wait_ms = await budget.take(user, cost=7)
+    assert 300 < wait_ms <= 400, "3 of 10 left: 4 more, 100 ms each, are due before 7 can be taken"
+    assert await budget.take(user, cost=3) == 0, "the refused take spent nothing"
+    assert await budget.take(user) > 0
+
+
 async def test_instances_share_one_budget_under_concurrency(redis: aioredis.Redis, redis_prefix: str, user: str) -> None:
     """Two gateways' budgets over one Redis: 100 concurrent writes, exactly the burst let through."""
     a = WriteBudget(redis, redis_prefix, rate_per_s=0.01, burst=20)

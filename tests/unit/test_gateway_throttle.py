@@ -161,3 +161,7 @@ def test_a_user_back_within_the_refill_keeps_their_bucket_however_long_they_stay
     drain(buckets.get("u"))
     buckets.left("w")
     assert drain(buckets.get("u")) == 0, "emptied while connected, it is not replaced by a full one"
+
+
+def test_a_group_costs_one_write_per_fifty_members_plus_one() -> None:
+    assert [group_create_cost(n) for n in (2, 49, 50, 500)] == [1, 1, 2, 11]
