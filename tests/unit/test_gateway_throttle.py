@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.limits import group_create_cost
 from gateway.throttle import TokenBucket, UserBuckets, address_group, fold_username
 
 
