@@ -1,9 +1,9 @@
 """Read-your-writes (contract, "Consistency") without polling.
 
 A write's reply names where its events landed (topic, partition, offset). Projections commit, in
-the same transaction as their rows, `pg_notify('projection_progress',
-'<projection>:<topic>:<partition>:<next_offset>')`. This module LISTENs on one connection, keeps
-the highest `next_offset` seen per (topic, partition), and wakes the requests waiting for it.
+the same transaction as their rows, a NOTIFY of their progress (`schemas.progress`). This module
+LISTENs on one connection, keeps the highest `next_offset` seen per (topic, partition), and
+wakes the requests waiting for it.
 A write is answered once every one of its events is in the read models, so the caller's next read
 sees it, whichever gateway instance serves it; if they are not there within `WAIT_LIMIT_S`, the
 write is answered 503 `unavailable` instead (an ack promises read-your-writes).
@@ -29,10 +29,10 @@ from prometheus_client import Counter, Histogram
 from gateway import read_store
 from gateway.healing import Backoff, ConnectionState
 from schemas.commands import Position, Reply
+from schemas.progress import CHANNEL, ProjectionProgress
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "projection_progress"
 WAIT_LIMIT_S = 10.0
 """How long a durable write waits for the read models before it is answered 503 `unavailable`
 (the client retries with the same `client_msg_id`, which is deduplicated)."""
@@ -133,8 +133,8 @@ class ProjectionWatermarks:
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         try:
-            _, topic, partition, next_offset = payload.rsplit(":", 3)
-            self._advance((topic, int(partition)), int(next_offset))
+            progress = ProjectionProgress.decode(payload)
+            self._advance((progress.topic, progress.partition), progress.next_offset)
         except ValueError:
             log.warning("ignored a malformed %s notification: %r", CHANNEL, payload)
 

@@ -4,8 +4,8 @@ Shared by the Faust agents and the rebuild. Per (projection, topic, partition) t
 `projection_offsets` holds `next_offset`: it is locked (`SELECT ... FOR UPDATE`) before the rows
 are written and moved after them in the same transaction, so a record at an offset below it was
 applied already and is skipped, and a batch delivered twice (at-least-once) changes nothing.
-Each move is announced on the channel `projection_progress` with the payload
-`<projection>:<topic>:<partition>:<next_offset>`, sent by PostgreSQL at commit.
+Each move is announced as a `schemas.progress.ProjectionProgress` on its channel, sent by
+PostgreSQL at commit.
 
 A record that is no event of this projection (malformed, of an unknown type, unstorable) is
 logged, counted and skipped; its offset still advances, so it never stops its partition.
@@ -22,10 +22,10 @@ import asyncpg
 from projections.metrics import APPLIED_EVENTS, BAD_RECORDS
 from projections.model import Params, Projection, Record, UnexpectedEvent
 from schemas.events import BadRecord, UnknownEventType, decode_event
+from schemas.progress import CHANNEL, PAYLOAD_SQL
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "projection_progress"
 BIGINT = range(-(2**63), 2**63)
 
 ENSURE_OFFSETS = """
@@ -47,7 +47,7 @@ WITH moved AS (
       AND n.next_offset > o.next_offset
     RETURNING o.projection, o.topic, o.partition, o.next_offset
 )
-SELECT pg_notify('{NOTIFY_CHANNEL}', concat_ws(':', projection, topic, partition, next_offset))
+SELECT pg_notify('{CHANNEL}', {PAYLOAD_SQL})
 FROM moved
 """
 
@@ -76,10 +76,6 @@ class OffsetGap(Exception):
         self.partition = partition
         self.expected = expected
         self.first = first
-
-
-def notify_payload(projection: str, topic: str, partition: int, next_offset: int) -> str:
-    return f"{projection}:{topic}:{partition}:{next_offset}"
 
 
 def new_records(records: Sequence[Record], stored: dict[int, int]) -> tuple[list[Record], dict[int, int]]:

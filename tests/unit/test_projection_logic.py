@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from projections.__main__ import rebuild_arguments
-from projections.apply import OffsetGap, Skipped, check_contiguous, new_records, notify_payload, storable, to_params
+from projections.apply import OffsetGap, Skipped, check_contiguous, new_records, storable, to_params
 from projections.catalogue import PROJECTIONS, selected
 from projections.checksum import checksum_query, read_model_tables
 from projections.messages import MESSAGES
@@ -18,6 +18,7 @@ from projections.model import Record, Table
 from projections.rebuild import shares
 from projections.retry import GaveUp, with_retries
 from projections.runtime import PartitionLag, lag_json
+from schemas.progress import ProjectionProgress
 from projections.topic_reader import Span
 from projections.users import USERS
 from schemas.events import MessageSent, Payload, UserRegistered, encode_event, new_event
@@ -55,7 +56,9 @@ def test_a_hole_before_the_first_new_record_of_a_partition_is_a_gap() -> None:
 
 
 def test_the_notify_payload_names_projection_topic_partition_and_next_offset() -> None:
-    assert notify_payload("messages", "prod.message.events", 3, 1200) == "messages:prod.message.events:3:1200"
+    progress = ProjectionProgress("messages", "prod.message.events", 3, 1200)
+    assert progress.encode() == "messages:prod.message.events:3:1200"
+    assert ProjectionProgress.decode(progress.encode()) == progress
 
 
 def test_postgresql_cannot_store_a_nul_in_text_nor_an_integer_beyond_bigint() -> None:
