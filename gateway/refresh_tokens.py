@@ -27,13 +27,14 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.errors import ApiError, invalid_token
+from schemas.codec import as_str
 
 DEFAULT_PREFIX = "auth:refresh:"
 TOKEN_BYTES = 32
@@ -156,7 +157,7 @@ class RefreshTokenStore:
             keys=[self._token_key(token), self._token_key(successor)],
             args=[self._prefix, self._ttl_ms, _now_ms() + self._ttl_ms],
         )
-        outcome = [_text(part) for part in reply]
+        outcome = [as_str(part) for part in reply]
         if outcome[0] == "reused":
             raise FamilyReused(EndedSession(UUID(outcome[1]), outcome[2]))
         if outcome[0] != "rotated":
@@ -174,13 +175,13 @@ class RefreshTokenStore:
         user, family = await self._redis.hmget(self._token_key(token), ["user", "family"])
         async with self._redis.pipeline(transaction=True) as pipe:
             if user is not None and family is not None:
-                pipe.delete(self._family_key(_text(family)))
-                pipe.zrem(self._user_key(_text(user)), _text(family))
+                pipe.delete(self._family_key(as_str(family)))
+                pipe.zrem(self._user_key(as_str(user)), as_str(family))
             pipe.delete(self._token_key(token))
             await pipe.execute()
         if user is None or family is None:
             return None
-        return EndedSession(UUID(_text(user)), _text(family))
+        return EndedSession(UUID(as_str(user)), as_str(family))
 
     async def end(self, user_id: UUID, session_id: str) -> None:
         """The session `session_id` of `user_id` ends: every token of its family dies."""
@@ -192,7 +193,7 @@ class RefreshTokenStore:
     async def end_user(self, user_id: UUID) -> list[str]:
         """Every session of `user_id` ends (every refresh token of theirs dies); their ids."""
         families = await self._end_user(keys=[self._user_key(str(user_id))], args=[self._prefix])
-        return [_text(family) for family in families]
+        return [as_str(family) for family in families]
 
     async def live(self, session_ids: Iterable[str]) -> set[str]:
         """Those of `session_ids` whose family still lives.
@@ -242,8 +243,3 @@ def _now_ms() -> int:
 
 def _plausible(token: str) -> bool:
     return 0 < len(token) <= MAX_TOKEN_LENGTH
-
-
-def _text(value: Any) -> str:
-    """Redis replies are bytes unless the client decodes them; accept both."""
-    return value.decode() if isinstance(value, bytes) else str(value)

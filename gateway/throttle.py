@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import redis.asyncio as aioredis
 
 from gateway.errors import rate_limited
+from schemas.models import fold_username
 
 MAX_FAILURES_PER_USERNAME = 5
 """Five wrong passwords for one account in a window: more than typos, too few for guessing."""
@@ -127,7 +128,8 @@ class LoginThrottle:
         await self._counters.give_back([self._username_key(username), self._address_key(address)])
 
     def _username_key(self, username: str) -> str:
-        return f"{self._prefix}user:{fold_username(username)}"
+        """Whitespace around a typed name is no new name to guess at: it counts with the name."""
+        return f"{self._prefix}user:{fold_username(username.strip())}"
 
     def _address_key(self, address: str) -> str:
         return f"{self._prefix}addr:{address_group(address)}"
@@ -146,11 +148,6 @@ class RegisterThrottle:
         """Count a registration attempt of `address`, or raise 429 `rate_limited`."""
         key = f"{self._prefix}addr:{address_group(address)}"
         await self._counters.reserve([key], [self._limit], "too many registrations from this address, try again later")
-
-
-def fold_username(username: str) -> str:
-    """Usernames are case-insensitive (contract v1, Auth): `Alice` and `alice` share one counter."""
-    return username.strip().lower()
 
 
 def address_group(address: str) -> str:

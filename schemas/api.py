@@ -3,13 +3,14 @@ the field that is wrong."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
-from schemas.models import ChatType
+from schemas.models import ChatType, fold_username
 from schemas.text import PG_BIGINT_MAX, Clean
 
 USERNAME_PATTERN = r"^[a-z0-9_.]{3,32}$"
@@ -35,9 +36,7 @@ class RegisterBody(Body):
     @field_validator("username")
     @classmethod
     def fold(cls, value: str) -> str:
-        import re
-
-        folded = value.casefold()
+        folded = fold_username(value)
         if not re.fullmatch(USERNAME_PATTERN, folded):
             raise ValueError("3 to 32 of a-z, 0-9, _ and . (case-insensitive)")
         return folded

@@ -1,4 +1,5 @@
-"""JSON (de)serialization with orjson, the one codec of every topic, frame and body."""
+"""JSON (de)serialization with orjson, the one codec of every topic, frame and body; and text
+from a client that may answer bytes."""
 
 from __future__ import annotations
 
@@ -17,3 +18,8 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
+
+
+def as_str(value: object) -> str:
+    """`value` as text: bytes are UTF-8 (Redis replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

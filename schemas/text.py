@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
 PG_BIGINT_MAX = 2**63 - 1
 """`seq` is a PostgreSQL bigint: a larger number names nothing, and must not reach a query."""
@@ -19,4 +19,3 @@ def no_nul(value: str) -> str:
 
 
 Clean = AfterValidator(no_nul)
-SeqBound = Field(le=PG_BIGINT_MAX)

@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 
 from gateway.healing import Backoff, ConnectionState
 from gateway.ws.metrics import ROUTED
+from schemas.codec import as_str
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class UserChannels:
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message["type"]
-        channel = _text(message["channel"])
+        channel = as_str(message["channel"])
         if kind == "subscribe" and channel == self._own_channel:
             self._own_channel_confirmed()
         elif kind == "subscribe":
@@ -236,7 +237,3 @@ class UserChannels:
                 return
             ROUTED.inc()
             self._receiver(route)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -28,6 +28,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from schemas.codec import as_str
+
 HEARTBEAT_S = 10.0
 SESSION_TTL_S = 30.0
 """Three heartbeats: one late or lost renewal does not make anyone look offline."""
@@ -181,7 +183,7 @@ class SessionStore:
             return []
         expires = self._now_ms() + self._ttl_ms
         missing = await self._renew(keys=[self.index_key], args=[expires, self._ttl_ms, self._prefix + "sessions:", *pairs])
-        texts = [_text(v) for v in missing]
+        texts = [as_str(v) for v in missing]
         return [Session(texts[i], texts[i + 1].rpartition("|")[2]) for i in range(0, len(texts), 2)]
 
     async def sweep(self, batch: int = SWEEP_BATCH) -> list[str]:
@@ -191,7 +193,7 @@ class SessionStore:
             removed, users = await self._sweep(
                 keys=[self.index_key], args=[self._now_ms(), batch, self._prefix + "sessions:"]
             )
-            offline += [_text(u) for u in users]
+            offline += [as_str(u) for u in users]
             if int(removed) < batch:
                 return offline
 
@@ -206,7 +208,3 @@ class SessionStore:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
