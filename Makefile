@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test stop bench chaos setup services services-down migrate topics env unit typecheck clean
+.PHONY: run test lint stop bench chaos setup services services-down migrate topics env unit typecheck clean
 
 run: setup
 	scripts/system up
@@ -29,6 +29,12 @@ chaos: $(STAMP) env
 
 unit: $(STAMP) env
 	$(PY) -m pytest -q tests/unit
+
+# Lint, formatting and types of every Python file (configured in pyproject.toml); `make test` runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
