@@ -1,9 +1,10 @@
 """`/docs`: the OpenAPI spec of the REST surface and a Swagger UI page to read and try it.
 
-The spec files are the ones in the repository's `docs/` folder, served as they are (the YAML is
-the source, `docs/swagger.json` is generated from it). Swagger UI's assets come from the
-`swagger-ui-bundle` package and are served by the gateway itself under `/docs/static/`, so the
-page works without any CDN. None of these routes asks for a token.
+The spec files and the public contract (`docs/contract.md`, which the specs' descriptions name)
+are the ones in the repository's `docs/` folder, served as they are (the YAML is the source,
+`docs/swagger.json` is generated from it), so a client of a running gateway needs no clone.
+Swagger UI's assets come from the `swagger-ui-bundle` package and are served by the gateway
+itself under `/docs/static/`, so the page works without any CDN. None of these routes asks for a token.
 
 The page holds no inline script or style (the code that starts Swagger UI is `/docs/swagger-init.js`),
 so its Content-Security-Policy (`PAGE_CSP`) allows nothing but the gateway's own origin, plus
@@ -29,6 +30,7 @@ SPEC_FILES = {
     "swagger.json": "application/json",
     "swagger.yaml": "application/yaml",
     "asyncapi.yaml": "application/yaml",
+    "contract.md": "text/markdown",
 }
 """The files of `docs/` served under `/docs/`, with their media types."""
 

@@ -44,6 +44,7 @@ async def test_the_spec_files_are_served_as_they_are(client: TestClient[web.Requ
         ("swagger.json", "application/json"),
         ("swagger.yaml", "application/yaml"),
         ("asyncapi.yaml", "application/yaml"),
+        ("contract.md", "text/markdown"),
     ]:
         response = await client.get(f"/docs/{name}")
         assert response.status == 200 and response.content_type == media_type, name
