@@ -16,9 +16,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable
 from typing import Any
 
 from bench import profile, scenarios

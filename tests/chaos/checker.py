@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.chaos.load import ChatClient, Key, Send, SocketLog, Sightings, parse_time
+from tests.chaos.load import ChatClient, Key, Send, Sightings, SocketLog, parse_time
 
 OPEN_GRACE_S = 0.25
 """The gateway subscribes a socket to its user's channel before answering 101; a message decided

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import cast
 
 from tests.chaos.checker import Counters, Message, check, recovery
-from tests.chaos.load import Ack, ChatClient, Send, SocketLog, Sightings
+from tests.chaos.load import Ack, ChatClient, Send, Sightings, SocketLog
 
 CHAT = "c1"
 T0 = 1_000_000.0
@@ -25,7 +25,7 @@ class FakeClient:
 
 def message(seq: int, cmid: str, at: float, sender: str = "u2") -> Message:
     return {"id": f"m{seq}", "chat_id": CHAT, "seq": seq, "sender_id": sender, "client_msg_id": cmid,
-            "created_at": datetime.fromtimestamp(at, timezone.utc).isoformat()}
+            "created_at": datetime.fromtimestamp(at, UTC).isoformat()}
 
 
 def acked_send(seq: int, cmid: str, connection: int = 1) -> Send:

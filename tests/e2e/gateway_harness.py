@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer

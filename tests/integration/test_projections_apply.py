@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 
 from projections.apply import OffsetGap, apply_records
 from projections.catalogue import PROJECTIONS
-from projections.checksum import checksums
 from projections.chats import CHATS
+from projections.checksum import checksums
 from projections.messages import MESSAGES
 from projections.model import Projection, Record
 from projections.rebuild import reset

@@ -95,7 +95,7 @@ class EventLog:
     def create_chat(self, creator: uuid.UUID, others: list[uuid.UUID], title: str | None = None) -> uuid.UUID:
         chat = self.new_id()
         kind: ChatType = "direct" if title is None and len(others) == 1 else "group"
-        members: dict[uuid.UUID, Role] = {creator: "owner" if kind == "group" else "member", **{u: "member" for u in others}}
+        members: dict[uuid.UUID, Role] = {creator: "owner" if kind == "group" else "member", **dict.fromkeys(others, "member")}
         payload = ChatCreated(
             chat_id=chat, type=kind, title=title, created_by=creator,
             members=[Member(user_id=u, role=r) for u, r in members.items()],

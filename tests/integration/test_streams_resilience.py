@@ -15,8 +15,8 @@ from gateway.commands import CommandTimeout
 from schemas import topics
 from schemas.commands import CreateChat, SendMessage
 from schemas.events import Event
-from tests.integration.streams_harness import StreamsSystem, streams_system
 from tests.e2e.workers import start_worker, worker_env
+from tests.integration.streams_harness import StreamsSystem, streams_system
 from tests.kafka_tools import eventually, read_events, read_topic
 
 pytestmark = pytest.mark.integration

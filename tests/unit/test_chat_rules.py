@@ -10,7 +10,16 @@ import pytest
 
 from schemas import codec
 from schemas.commands import (
-    AddMember, Body, Command, CreateChat, DeleteMessage, EditMessage, MarkRead, Origin, RemoveMember, SendMessage,
+    AddMember,
+    Body,
+    Command,
+    CreateChat,
+    DeleteMessage,
+    EditMessage,
+    MarkRead,
+    Origin,
+    RemoveMember,
+    SendMessage,
 )
 from schemas.models import direct_chat_id
 from streams.chat_rules import Decision, decide, evolve

@@ -18,10 +18,10 @@ from projections.model import Record, Table
 from projections.rebuild import shares
 from projections.retry import GaveUp, with_retries
 from projections.runtime import PartitionLag, lag_json
-from schemas.progress import ProjectionProgress
 from projections.topic_reader import Span
 from projections.users import USERS
 from schemas.events import MessageSent, Payload, UserRegistered, encode_event, new_event
+from schemas.progress import ProjectionProgress
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from gateway.ws.routing import Route
 from gateway.ws.connections import (
     SLOW_CLOSE_CODE,
     Connection,
@@ -14,6 +13,7 @@ from gateway.ws.connections import (
     OutgoingQueue,
     QueueClosed,
 )
+from gateway.ws.routing import Route
 
 
 class FakeSocket:
