@@ -4,6 +4,7 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml requirements.lock ./
 COPY config config
+COPY runtime runtime
 COPY schemas schemas
 COPY streams streams
 COPY projections projections

@@ -6,7 +6,7 @@ import socket
 
 from aiohttp import web
 
-from config.gc_pauses import freeze_survivors, measure_gc_pauses
+from runtime.gc_pauses import freeze_survivors, measure_gc_pauses
 from config.settings import GatewaySettings
 from gateway import consistency, health, limits, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx

@@ -19,7 +19,7 @@ from faust.web import Request, Response, View
 from mode.types.signals import BaseSignalT
 
 from config.settings import WorkerSettings, load
-from config.worker import make_app
+from runtime.faust_app import make_app
 from projections.catalogue import PROJECTIONS
 from projections.model import Projection, Record
 from projections.runtime import Runtime

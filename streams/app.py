@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config.settings import StreamsSettings, load
-from config.worker import make_app
+from runtime.faust_app import make_app
 from streams import chat_agent, user_agent
 
 settings = load(StreamsSettings)

@@ -7,7 +7,7 @@ import weakref
 
 from prometheus_client import REGISTRY
 
-from config.gc_pauses import FreezeSchedule, measure_gc_pauses
+from runtime.gc_pauses import FreezeSchedule, measure_gc_pauses
 
 
 class Node:

@@ -10,7 +10,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from config.kafka import client_options
 from config.settings import CommonSettings, load
-from config.worker import broker_credentials
+from runtime.faust_app import broker_credentials
 
 PASSWORD = "Zq3-_kP8sL0aTn4wXc7RbV2m"
 

@@ -17,7 +17,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from config.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
+from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from config.kafka import replication_of
 from config.operator_auth import operator_auth
 from config.settings import CommonSettings, WorkerSettings

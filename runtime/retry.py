@@ -1,0 +1,66 @@
+"""The one retry policy of the workers: a bounded number of attempts, pauses growing
+exponentially with full jitter (each pause drawn uniformly below its ceiling, so that workers
+that failed together do not retry together), one warning per failed attempt, and `GaveUp` when
+every attempt failed. The caller then stops its worker deliberately (exit 70: cannot append to
+Kafka; 75: cannot write PostgreSQL), never skips the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_PAUSE_S = 10.0
+"""No single pause is longer: a worker waits for a restarted dependency, not for an outage."""
+
+
+class GaveUp(Exception):
+    """The work failed on every attempt."""
+
+
+async def retrying(
+    work: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    attempts: int,
+    first_pause_s: float,
+    retry_on: tuple[type[BaseException], ...],
+) -> T:
+    """The result of `work()`, tried up to `attempts` times while it raises one of `retry_on`.
+
+    The pause after the n-th failure is drawn from [0, first_pause_s * 2**(n-1)] (at most
+    `MAX_PAUSE_S`): on average half of the doubling schedule it replaces.
+    """
+
+    def warn(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        pause = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s: attempt %d of %d failed (%r), retrying in %.2fs", what, state.attempt_number, attempts, error, pause
+        )
+
+    retry = AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=first_pause_s, max=MAX_PAUSE_S),
+        retry=retry_if_exception_type(retry_on),
+        before_sleep=warn,
+    )
+    try:
+        return await retry(work)
+    except RetryError as error:
+        last = error.last_attempt.exception()
+        raise GaveUp(f"{what}: failed {attempts} times, last: {last!r}") from last
