@@ -13,6 +13,7 @@ stays short of it, which is what the missing-delivery checker is there to see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
@@ -306,10 +307,8 @@ class ChatClient:
                 await self.pause(backoff(0, CONNECT_BACKOFF_S))
 
     async def pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.finished.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def open_socket(self) -> tuple[aiohttp.ClientWebSocketResponse, SocketLog] | None:
         try:

@@ -311,11 +311,11 @@ async def module_system(
     """A system of one test module's own: topics under `<topic_prefix><name>.`, a clone of the
     template database, and its processes' logs in a temporary folder named `name`."""
     log_dir = tmp_path_factory.mktemp(name)
-    async with cloned_database(template_database) as database_url:
-        async with gateway_system(
-            f"{topic_prefix}{name}.", log_dir, jwt_secret, database_url, gateway_env=gateway_env
-        ) as system:
-            yield system
+    async with (
+        cloned_database(template_database) as database_url,
+        gateway_system(f"{topic_prefix}{name}.", log_dir, jwt_secret, database_url, gateway_env=gateway_env) as system,
+    ):
+        yield system
 
 
 def small_receive_buffer(size: int) -> Callable[[Any], socket.socket]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -33,7 +34,8 @@ async def test_bench_smoke_runs_every_scenario(
         try:
             wait_http(gateway, f"http://127.0.0.1:{port}/healthz", timeout=60)
             out = tmp_path / "bench.json"
-            done = subprocess.run(
+            done = await asyncio.to_thread(
+                subprocess.run,
                 [sys.executable, "-m", "bench", "--smoke", "--no-start", "--no-rebuild",
                  "--base-url", f"http://127.0.0.1:{port}", "--database-url", database_url,
                  "--gateway-pid", str(gateway.popen.pid), "--json", str(out)],

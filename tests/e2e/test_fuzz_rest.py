@@ -221,10 +221,12 @@ BEYOND_INT64 = 2**64
 
 async def answer(target: FuzzTarget, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {target.token}"}
-    async with ClientSession() as http:
-        async with http.request(method, target.gateway.base + path, headers=headers, **kwargs) as response:
-            body = await response.json() if response.content_type == "application/json" else None
-            return response.status, body
+    async with (
+        ClientSession() as http,
+        http.request(method, target.gateway.base + path, headers=headers, **kwargs) as response,
+    ):
+        body = await response.json() if response.content_type == "application/json" else None
+        return response.status, body
 
 
 @pytest.mark.parametrize("value", [PG_BIGINT_MAX + 1, BEYOND_INT64])

@@ -90,20 +90,22 @@ async def target(
 ) -> AsyncIterator[Target]:
     """A user with a group chat holding one message of theirs, and one socket of that user."""
     log_dir = tmp_path_factory.mktemp("fuzzws")
-    async with running_gateway("fuzzws", topic_prefix, template_database, log_dir, jwt_secret) as gateway:
-        async with aiohttp.ClientSession() as http:
-            base = gateway.base
-            _, token = await registered_user(http, base)
-            other_id, _ = await registered_user(http, base)
-            body = {"type": "group", "title": "fuzz", "member_ids": [other_id]}
-            chat = (await call(http, "POST", f"{base}/api/v1/chats", token, json=body))["chat"]
-            path = f"{base}/api/v1/chats/{chat['id']}/messages"
-            message = (await call(http, "POST", path, token, json={"text": "hi", "client_msg_id": "m1"}))["message"]
-            target = Target(gateway, http, token, str(chat["id"]), str(message["id"]))
-            await target.open_socket()
-            yield target
-            if target.socket is not None:
-                await target.socket.close()
+    async with (
+        running_gateway("fuzzws", topic_prefix, template_database, log_dir, jwt_secret) as gateway,
+        aiohttp.ClientSession() as http,
+    ):
+        base = gateway.base
+        _, token = await registered_user(http, base)
+        other_id, _ = await registered_user(http, base)
+        body = {"type": "group", "title": "fuzz", "member_ids": [other_id]}
+        chat = (await call(http, "POST", f"{base}/api/v1/chats", token, json=body))["chat"]
+        path = f"{base}/api/v1/chats/{chat['id']}/messages"
+        message = (await call(http, "POST", path, token, json={"text": "hi", "client_msg_id": "m1"}))["message"]
+        target = Target(gateway, http, token, str(chat["id"]), str(message["id"]))
+        await target.open_socket()
+        yield target
+        if target.socket is not None:
+            await target.socket.close()
 
 
 # --- strategies -----------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ async def test_socket_writes_spend_the_budget_across_a_reconnect_and_rest(system
     for n in range(WRITE_BURST):
         client_msg_id = f"w{n}"
         await socket.send(send_frame(chat, client_msg_id))
-        await socket.expect("message.ack", lambda f: bool(f["client_msg_id"] == client_msg_id))
+        await socket.expect("message.ack", lambda f: bool(f["client_msg_id"] == client_msg_id))  # noqa: B023 awaited in this turn
     await socket.close()
     again = await system.connect(a, alice)
     await again.send(send_frame(chat, "after-reconnect"))
@@ -212,6 +212,6 @@ async def test_the_eleventh_socket_anywhere_is_refused_before_the_upgrade(system
             eleventh = await system.connect(b, user)
             break
         except aiohttp.WSServerHandshakeError as refused:
-            assert refused.status == 429 and asyncio.get_running_loop().time() < deadline
+            assert refused.status == 429 and asyncio.get_running_loop().time() < deadline  # noqa: PT017 retried until the deadline
             await asyncio.sleep(0.05)
     await asyncio.gather(*(s.close() for s in [*sockets[1:], eleventh]))

@@ -34,7 +34,8 @@ BACK_TIMEOUT_S = 120.0
 
 def system(env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SYSTEM, *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+        [SYSTEM, *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+        check=False,
     )
 
 

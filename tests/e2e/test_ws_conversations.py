@@ -5,6 +5,7 @@ instance gets every frame on both. Tests run in file order; the last one stops a
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
@@ -42,6 +43,10 @@ def send(chat_id: uuid.UUID, text: str, client_msg_id: str | None = None) -> dic
 
 def is_message(client_msg_id: str) -> Callable[[Frame], bool]:
     return lambda f: f["message"]["client_msg_id"] == client_msg_id
+
+
+def is_ack(client_msg_id: str) -> Callable[[Frame], bool]:
+    return lambda f: f["client_msg_id"] == client_msg_id
 
 
 async def close_all(*clients: Client) -> None:
@@ -104,9 +109,10 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(system: Gat
         ("[1, 2]", "invalid_request", None),
         ('{"chat_id": "x"}', "invalid_request", None),
         ('{"type": "message.shout", "client_msg_id": "u1"}', "unknown_type", "u1"),
-        ('{"type": "message.send", "chat_id": "%s", "client_msg_id": "t1", "text": ""}' % chat, "invalid_request", "t1"),
-        ('{"type": "message.send", "chat_id": "%s", "client_msg_id": "t2", "text": "%s"}' % (chat, "x" * 4001), "invalid_request", "t2"),
-        ('{"type": "read", "chat_id": "%s", "seq": "3"}' % chat, "invalid_request", None),
+        (json.dumps({"type": "message.send", "chat_id": chat, "client_msg_id": "t1", "text": ""}), "invalid_request", "t1"),
+        (json.dumps({"type": "message.send", "chat_id": chat, "client_msg_id": "t2", "text": "x" * 4001}),
+         "invalid_request", "t2"),
+        (json.dumps({"type": "read", "chat_id": chat, "seq": "3"}), "invalid_request", None),
     ]
     for text, code, ref in cases:
         await client.send_raw(text)
@@ -372,13 +378,13 @@ async def test_after_redis_drops_the_pubsub_connections_every_socket_gets_every_
     resyncs_before = a_gw.metric("gateway_ws_resyncs_total")
     redis = aioredis.from_url(system.settings.redis_url)
     try:
-        assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+        assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2  # type: ignore[no-untyped-call]
     finally:
         await redis.aclose()
     sent = [cid() for _ in range(10)]
     for client_msg_id in sent:
         await alice.send(send(chat, "during the drop", client_msg_id))
-    acks = [await alice.expect("message.ack", lambda f, c=c: f["client_msg_id"] == c) for c in sent]
+    acks = [await alice.expect("message.ack", is_ack(c)) for c in sent]
     got = [(await bob.expect("message.new", is_message(c), timeout=15))["message"] for c in sent]
     assert [m["seq"] for m in got] == [a["message"]["seq"] for a in acks]
     assert [m["seq"] for m in got] == sorted(m["seq"] for m in got)
@@ -430,7 +436,7 @@ async def test_a_lost_listen_connection_is_reopened_and_writes_stay_fast(system:
     for i in range(5):
         started = time.monotonic()
         await alice.send(send(chat, f"after the drop {i}", f"drop-{i}"))
-        await alice.expect("message.ack", lambda f, i=i: f["client_msg_id"] == f"drop-{i}")
+        await alice.expect("message.ack", is_ack(f"drop-{i}"))
         assert time.monotonic() - started < 3.0, "a write waited for a LISTEN that was gone"
     reopened = 'gateway_reconnects_total{connection="projection_progress_listener"}'
     await until_true(lambda: system.gateways[0].metric(reopened) > reopened_before)

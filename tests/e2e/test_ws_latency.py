@@ -73,7 +73,7 @@ async def read_until_done(client: Client, acks: int, news: int, timings: Timings
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def report(name: str, seconds: list[float]) -> str:

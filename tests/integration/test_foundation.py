@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -58,7 +59,7 @@ async def test_topics_are_created_once_with_their_partitions_and_retention() -> 
         described = await admin.describe_topics([settings.topic(t.name) for t in topics.ALL])
         assert {len(d["partitions"]) for d in described} == {3}
         resources = [ConfigResource(ConfigResourceType.TOPIC, settings.topic(t.name)) for t in topics.EVENT_TOPICS]
-        responses = await admin.describe_configs(resources)
+        responses: list[Any] = await admin.describe_configs(resources)  # protocol responses built at run time
         retention = {
             res[3]: {entry[0]: entry[1] for entry in res[4]}["retention.ms"]
             for response in responses

@@ -9,6 +9,7 @@ The cluster runs in a temporary data folder on free ports, never on the shared b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -75,10 +76,8 @@ class Cluster:
     def kill_what_is_left(self) -> None:
         """The last resort when `down` failed: no JVM of this test may outlive it."""
         for pid_file in self.data_dir.glob("kafka/node*/kafka.pid"):
-            try:
+            with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(pid_file.read_text()), 9)
-            except (ValueError, ProcessLookupError):
-                pass
 
 
 def cluster_env(data_dir: Path) -> dict[str, str]:
@@ -144,7 +143,8 @@ async def started_admin(settings: CommonSettings) -> AIOKafkaAdminClient:
 
 async def min_insync_of(admin: AIOKafkaAdminClient, topic: str) -> str | None:
     """None until the broker that answers knows the new topic."""
-    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    # aiokafka builds its protocol responses at run time: their fields are unknown to mypy.
+    responses: list[Any] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     entries = {entry[0]: entry[1] for response in responses for res in response.resources for entry in res[4]}
     value = entries.get("min.insync.replicas")
     return None if value is None else str(value)

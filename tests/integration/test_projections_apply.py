@@ -110,6 +110,7 @@ async def test_adding_a_member_twice_keeps_the_first_join_and_takes_the_new_role
     log.add_member(chat, bob, "admin")
     await apply_log(conn, CHATS, log)
     row = await conn.fetchrow("SELECT role, joined_at FROM chat_members WHERE user_id = $1", bob)
+    assert row is not None
     assert (row["role"], row["joined_at"]) == ("admin", T0 + timedelta(milliseconds=2))
 
 
@@ -134,6 +135,7 @@ async def test_messages_sent_move_activity_and_unread_counts(conn: asyncpg.Conne
     assert rows[0]["id"] == first and rows[0]["created_at"] == T0 + timedelta(milliseconds=2)
     assert all(r["edited_at"] is None and not r["deleted"] for r in rows)
     activity = await conn.fetchrow("SELECT * FROM chat_activity")
+    assert activity is not None
     assert dict(activity) == {
         "chat_id": chat, "last_seq": 3, "last_message_id": last, "last_activity_at": T0 + timedelta(milliseconds=4)
     }

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -70,7 +71,7 @@ def cluster_folder(data: Path) -> Path:
 
 async def refused(url: str, passfile: Path, **override: str) -> bool:
     parts = urlsplit(url)
-    options = {"host": parts.hostname, "port": parts.port, "user": parts.username, "database": parts.path[1:]}
+    options: dict[str, Any] = {"host": parts.hostname, "port": parts.port, "user": parts.username, "database": parts.path[1:]}
     try:
         connection = await asyncpg.connect(**{**options, **override}, passfile=str(passfile))
     except REFUSED:

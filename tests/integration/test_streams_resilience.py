@@ -121,6 +121,11 @@ async def test_two_workers_and_a_rebalance_mid_flow_give_the_same_result(topic_p
         assert len([e for e in events if e.type == "message.sent"]) == 1200
 
 
+def read_url(url: str) -> str:
+    with urllib.request.urlopen(url) as response:
+        return str(response.read().decode())
+
+
 async def test_malformed_and_unknown_records_are_skipped_counted_and_followed(topic_prefix: str, tmp_path: Path, jwt_secret: str) -> None:
     async with streams_system(f"{topic_prefix}bad.", tmp_path, jwt_secret, partitions=1) as system:
         worker = system.start_worker()
@@ -131,8 +136,7 @@ async def test_malformed_and_unknown_records_are_skipped_counted_and_followed(to
         await system.producer.send_and_wait(topic, b'{"command_id": "x", "body": {"kind": "chat.explode"}}', key=str(chat_id).encode())
         message = await send_until_acked(system, chat_id, alice, "after")
         assert message["seq"] == 1
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.env['port']}/metrics") as response:
-            metrics = response.read().decode()
+        metrics = await asyncio.to_thread(read_url, f"http://127.0.0.1:{worker.env['port']}/metrics")
         counted = [line for line in metrics.splitlines() if line.startswith("streams_bad_records_total{") and topic in line]
         assert counted and float(counted[0].rsplit(" ", 1)[1]) == 2.0
         assert "skipped record" in worker.log()

@@ -27,7 +27,7 @@ async def test_a_dropped_pubsub_connection_is_reopened_resubscribed_and_reported
     try:
         assert channels.state.health() == "up"
         await channels.acquire("alice")
-        assert await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+        assert await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1  # type: ignore[no-untyped-call]
         await asyncio.wait_for(reopened.wait(), 10)
         assert channels.state.health() == "up"
         for _ in range(50):  # subscribed again: a frame published now reaches the listener

@@ -23,7 +23,8 @@ from schemas.commands import (
 )
 from schemas.models import direct_chat_id
 from streams.chat_rules import Decision, decide, evolve
-from streams.memory_store import MemoryChatStore
+from streams.chat_state import ChatState
+from tests.memory_chat_store import MemoryChatStore
 
 ALICE, BOB, CAROL, DAVE = (uuid.uuid4() for _ in range(4))
 KEY = b"a test key of the direct chats' ids, 32+ bytes"
@@ -48,15 +49,19 @@ def group() -> tuple[MemoryChatStore, uuid.UUID]:
     return store, chat_id
 
 
+def chat_of(store: MemoryChatStore, chat_id: uuid.UUID) -> ChatState:
+    chat = store.get_chat(str(chat_id))
+    assert chat is not None
+    return chat
+
+
 def send(store: MemoryChatStore, chat_id: uuid.UUID, actor: uuid.UUID, cmid: str, text: str = "hi") -> Decision:
     return run(store, actor, SendMessage(chat_id=chat_id, client_msg_id=cmid, text=text))
 
 
 def test_group_creator_is_owner_and_everyone_is_told(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
     store, chat_id = group
-    chat = store.get_chat(str(chat_id))
-    assert chat is not None
-    assert chat["members"] == {str(ALICE): "owner", str(BOB): "member", str(CAROL): "member"}
+    assert chat_of(store, chat_id).members == {str(ALICE): "owner", str(BOB): "member", str(CAROL): "member"}
 
 
 def test_direct_chat_is_one_per_pair() -> None:
@@ -86,7 +91,7 @@ def test_seq_is_gapless_and_sends_are_idempotent(group: tuple[MemoryChatStore, u
     assert retry.duplicate and retry.events == []
     assert retry.result["message"]["seq"] == 3 and retry.result["message"]["text"] == "hi"
     redelivered = {str(d.recipient_id) for d in retry.deliveries if d.frame["message"]["seq"] == 3}
-    assert redelivered == set(store.get_chat(str(chat_id))["members"]), (  # type: ignore[index]
+    assert redelivered == set(chat_of(store, chat_id).members), (
         "a repeat delivers the first message again: the first decision may have died before its deliveries left"
     )
     assert send(store, chat_id, CAROL, "m2").result["message"]["seq"] == 6  # same id, other sender
@@ -127,8 +132,7 @@ def test_removal_rules_and_ownership_passes_on(group: tuple[MemoryChatStore, uui
     assert run(store, CAROL, RemoveMember(chat_id=chat_id, user_id=CAROL)).ok  # leaving
     left = run(store, ALICE, RemoveMember(chat_id=chat_id, user_id=ALICE))
     assert left.ok and [e.type for e in left.events] == ["chat.member_removed", "chat.role_changed"]
-    chat = store.get_chat(str(chat_id))
-    assert chat is not None and chat["members"] == {str(BOB): "owner"}
+    assert chat_of(store, chat_id).members == {str(BOB): "owner"}
     assert {d.recipient_id for d in left.deliveries} == {ALICE, BOB}
 
 
@@ -142,7 +146,8 @@ def test_edit_by_sender_only_and_delete_by_sender_or_manager(group: tuple[Memory
     deleted = run(store, ALICE, DeleteMessage(chat_id=chat_id, message_id=message_id))
     assert deleted.ok and deleted.result == {"chat_id": str(chat_id), "message_id": str(message_id), "seq": 1}
     assert run(store, BOB, EditMessage(chat_id=chat_id, message_id=message_id, text="y")).code == "not_found"
-    assert store.get_message(str(message_id))["text"] == ""  # type: ignore[index]
+    stored = store.get_message(str(message_id))
+    assert stored is not None and stored.text == "" and stored.deleted
 
 
 def test_read_marker_is_clamped_to_the_last_message(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
@@ -164,7 +169,7 @@ def test_evolve_is_idempotent_so_replaying_a_tail_is_safe(group: tuple[MemoryCha
 
 
 def test_replaying_events_on_fresh_state_gives_the_same_state(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
-    store, chat_id = group
+    _, chat_id = group
     events = []
     fresh = MemoryChatStore()
     replay_source = MemoryChatStore()
@@ -188,7 +193,7 @@ def test_replaying_a_tail_mends_state_that_a_crash_left_half_written(group: tupl
         evolve(store, event)
     retry = send(store, chat_id, BOB, "a")
     assert retry.duplicate and retry.events == []
-    assert store.get_chat(str(chat_id))["last_seq"] == 1  # type: ignore[index]
+    assert chat_of(store, chat_id).last_seq == 1
 
 
 # --- group size and membership deltas (contract v1.1, "Group size") ------------------------------
@@ -219,7 +224,7 @@ def test_a_removal_tells_everyone_and_the_removed_by_a_delta(group: tuple[Memory
 def test_an_owner_who_leaves_passes_ownership_on_by_a_delta(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
     store, chat_id = group
     frames = frames_by_user(run(store, ALICE, RemoveMember(chat_id=chat_id, user_id=ALICE)))
-    [successor] = [u for u, role in store.get_chat(str(chat_id))["members"].items() if role == "owner"]  # type: ignore[index]
+    [successor] = [u for u, role in chat_of(store, chat_id).members.items() if role == "owner"]
     removed = {"type": "chat.member_removed", "chat_id": str(chat_id), "user_id": str(ALICE)}
     owner = {"type": "chat.member_added", "chat_id": str(chat_id), "user_id": successor, "role": "owner"}
     assert frames == {ALICE: [removed], BOB: [removed, owner], CAROL: [removed, owner]}

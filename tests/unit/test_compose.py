@@ -138,7 +138,7 @@ def test_app_services_are_restarted_whatever_their_exit_code() -> None:
 
 def dockerfile_copies() -> list[tuple[str, str]]:
     """(source, destination) of every COPY of the Dockerfile, relative to its WORKDIR."""
-    copies = []
+    copies: list[tuple[str, str]] = []
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         words = line.split()
         if words and words[0] == "COPY" and not any(w.startswith("--") for w in words):

@@ -39,7 +39,7 @@ def test_the_id_cannot_be_computed_from_the_pair_alone() -> None:
 
 
 def test_no_key_no_id() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="CHAT_ID_KEY"):
         direct_chat_id(b"", A, B)
 
 

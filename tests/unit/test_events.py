@@ -78,5 +78,5 @@ def test_an_unknown_type_is_its_own_error() -> None:
 def test_a_bad_payload_is_malformed() -> None:
     record = orjson.loads(read_marker_event())
     record["payload"]["seq"] = -1
-    with pytest.raises(MalformedRecord, match="bad message.read payload"):
+    with pytest.raises(MalformedRecord, match=r"bad message\.read payload"):
         decode_event(orjson.dumps(record))

@@ -78,7 +78,7 @@ def test_the_sustained_rate_is_the_rate() -> None:
 
 @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
 def test_a_bucket_that_could_never_allow_is_refused(rate: float, burst: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate > 0 and burst >= 1"):
         TokenBucket(rate=rate, burst=burst)
 
 

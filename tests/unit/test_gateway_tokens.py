@@ -85,7 +85,7 @@ def test_a_session_that_is_not_a_family_id_is_invalid(settings: GatewaySettings,
 
 
 def test_a_token_is_only_issued_in_a_session(settings: GatewaySettings) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="refresh family id"):
         issue_access_token(settings, USER, "")
 
 

@@ -9,7 +9,7 @@ def test_backoff_grows_to_its_cap_with_jitter_and_starts_over_after_a_reset() ->
     backoff = Backoff(first=0.1, cap=1.0)
     pauses = [backoff.next_pause() for _ in range(8)]
     ceilings = [min(1.0, 0.1 * 2**i) for i in range(8)]
-    assert all(c / 2 <= p <= c for p, c in zip(pauses, ceilings))
+    assert all(c / 2 <= p <= c for p, c in zip(pauses, ceilings, strict=True))
     assert len({round(backoff.next_pause(), 9) for _ in range(20)}) > 1, "jittered, not one fixed pause"
     backoff.reset()
     assert backoff.next_pause() <= 0.1

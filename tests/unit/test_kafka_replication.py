@@ -19,7 +19,7 @@ def test_replication_follows_the_cluster_size(brokers: int, factor: int, min_ins
 
 
 def test_a_cluster_without_brokers_is_an_error() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one broker"):
         replication_for(0)
 
 

@@ -17,7 +17,7 @@ def test_repository_migrations_are_numbered_in_order() -> None:
 def test_misnamed_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "0001_ok.sql").write_text("SELECT 1;")
     (tmp_path / "second.sql").write_text("SELECT 1;")
-    with pytest.raises(ValueError, match="second.sql"):
+    with pytest.raises(ValueError, match=r"second\.sql"):
         migration_files(tmp_path)
 
 

@@ -128,7 +128,7 @@ def differences(code: Schema, doc: Schema, where: str) -> list[str]:
         elif key == "items":
             found += differences(code.get(key, {}), doc.get(key, {}), f"{where}[]")
         elif key == "oneOf" and len(code.get(key, [])) == len(doc.get(key, [])):
-            for index, (mine, theirs) in enumerate(zip(code[key], doc[key])):
+            for index, (mine, theirs) in enumerate(zip(code[key], doc[key], strict=True)):
                 found += differences(mine, theirs, f"{where}|{index}")
         elif code.get(key, MISSING) != doc.get(key, MISSING):
             found.append(
@@ -337,8 +337,8 @@ def test_operations_document_their_error_answers(spec: dict[str, Any]) -> None:
         needed = ({"401"} if authenticated else set()) | ({"400", "413"} if "requestBody" in operation else set())
         if needed - statuses:
             problems.append(f"{method} {path} lacks {sorted(needed - statuses)}")
-        for status, response in operation["responses"].items():
-            response = deref(response, spec)
+        for status, reference in operation["responses"].items():
+            response = deref(reference, spec)
             if int(status) >= 400 and (method, path, status) not in NOT_ENVELOPED:
                 schema = response["content"]["application/json"]["schema"]
                 if schema != {"$ref": "#/components/schemas/Error"}:

@@ -93,7 +93,7 @@ async def test_closing_a_queue_wakes_its_writer_and_its_waiting_replies() -> Non
 
 
 def test_a_queue_needs_a_sensible_reply_limit() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="reply_limit <= capacity"):
         OutgoingQueue(capacity=2, reply_limit=3)
 
 

@@ -102,7 +102,7 @@ async def closed_for_session(*fakes: FakeSocket) -> None:
 async def test_a_socket_closes_when_its_token_expires_and_an_auth_frame_moves_that() -> None:
     clock = Clock()
     watch = SessionWatch(Families(S1), clock=clock)
-    expiring, expiring_fake = socket_of(watch, ALICE, S1, clock.now + 10)
+    _, expiring_fake = socket_of(watch, ALICE, S1, clock.now + 10)
     extended, extended_fake = socket_of(watch, ALICE, S1, clock.now + 10)
     watch.extend(extended, AccessClaims(uuid.UUID(ALICE), S2, int(clock.now) + 100))
     assert (extended.session_id, extended.expires_at) == (S2, int(clock.now) + 100)
