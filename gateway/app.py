@@ -11,6 +11,7 @@ from config.settings import GatewaySettings
 from gateway import consistency, health, limits, resources, routes_auth, routes_chats, routes_users
 from gateway.commands import command_bus_ctx
 from gateway.errors import error_middleware
+from gateway.usecases.ports import ports_ctx
 from gateway import docs, http_headers
 from gateway import ws
 
@@ -35,6 +36,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         consistency.watermarks_ctx,
         routes_auth.auth_ctx,
         limits.limits_ctx,
+        ports_ctx,
     ])
     for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):
         app.add_routes(table)

@@ -11,6 +11,7 @@ Kafka restarting) into 503 `unavailable` with `Retry-After`, and anything unexpe
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.usecases.refusal import RATE_LIMITED, UNAVAILABLE, Refused
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,19 @@ CODES_BY_STATUS = {
     413: "payload_too_large",
     429: "rate_limited",
 }
+
+STATUS_BY_CODE = {
+    "invalid_request": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "username_taken": 409,
+    "group_full": 409,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+"""The status of a use case's refusal (`Refused`), by its code; any other code is a 409."""
 
 
 class ApiError(Exception):
@@ -159,6 +175,18 @@ def unavailable(message: str, retry_after_seconds: int = UNAVAILABLE_RETRY_AFTER
     return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after_seconds)})
 
 
+def from_refusal(refused: Refused) -> ApiError:
+    """A use case's refusal as the contract's answer: its status from `STATUS_BY_CODE`,
+    `Retry-After` for `rate_limited` and `unavailable`, the field of an `invalid_request`."""
+    if refused.code == RATE_LIMITED:
+        return rate_limited(math.ceil((refused.retry_after_ms or 0) / 1000), refused.message)
+    if refused.code == UNAVAILABLE:
+        return unavailable(refused.message)
+    if refused.field is not None:
+        return invalid_request(refused.field, refused.message)
+    return ApiError(STATUS_BY_CODE.get(refused.code, 409), refused.code, refused.message)
+
+
 def internal_error() -> ApiError:
     return ApiError(500, "internal_error", "internal server error")
 
@@ -221,6 +249,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as error:
         return error_response(error)
+    except Refused as refused:
+        return error_response(from_refusal(refused))
     except web.HTTPException as exception:
         if exception.status < 400:
             raise

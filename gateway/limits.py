@@ -14,14 +14,12 @@ would be a budget an attacker can switch off by making it slow.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import Counter
 
-from gateway.errors import rate_limited
 from gateway.resources import REDIS, SETTINGS
 
 _TAKE = """
@@ -77,11 +75,3 @@ v1.1), so its bytes grow with the square of its size: 500 members write ~17 MB, 
 def group_create_cost(members: int) -> int:
     """How many writes creating a group of `members` (the creator included) takes."""
     return 1 + members // GROUP_MEMBERS_PER_WRITE
-
-
-async def spend_write(request: web.Request, user_id: str, cost: int = 1) -> None:
-    """Take `cost` writes from the user's budget, or raise 429 `rate_limited` with `Retry-After`."""
-    wait_ms = await request.app[WRITE_BUDGET].take(user_id, cost)
-    if wait_ms:
-        REFUSED.labels("rest").inc()
-        raise rate_limited(math.ceil(wait_ms / 1000), "too many writes: slow down")

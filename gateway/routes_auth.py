@@ -14,17 +14,16 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from gateway import read_store
-from gateway.errors import invalid_credentials, parse_body, username_taken
-from gateway.passwords import hash_password, verify_password
+from gateway.errors import invalid_credentials, parse_body
+from gateway.passwords import verify_password
 from gateway.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
 from gateway.resources import PG_POOL, REDIS, SETTINGS
 from gateway.session_end import SESSION_ENDS, SessionEnds
 from gateway.throttle import LoginThrottle, RegisterThrottle
 from gateway.tokens import issue_access_token
-from gateway.writes import write
-from schemas import topics
+from gateway.usecases import accounts
+from gateway.usecases.ports import PORTS
 from schemas.api import LoginBody, RefreshBody, RegisterBody
-from schemas.commands import Register
 from schemas.models import fold_username
 
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
@@ -69,14 +68,8 @@ def token_pair(request: web.Request, user_id: uuid.UUID, session_id: str, refres
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterBody)
     await request.app[REGISTER_THROTTLE].reserve(client_address(request))
-    if await read_store.username_exists(request.app[PG_POOL], body.username):
-        raise username_taken()
-    command = Register(
-        user_id=uuid.uuid4(), username=body.username, display_name=body.display_name or body.username,
-        password_hash=await hash_password(body.password),
-    )
-    reply = await write(request, topics.USER_COMMANDS, body.username, command, None)
-    return web.json_response({"user": reply.result["user"]}, status=201)
+    user = await accounts.register(request.app[PORTS], body.username, body.password, body.display_name)
+    return web.json_response({"user": user}, status=201)
 
 
 @routes.post("/api/v1/auth/login")

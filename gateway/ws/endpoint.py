@@ -77,7 +77,7 @@ async def detach(service: WsService, connection: Connection) -> None:
 
 async def serve(service: WsService, connection: Connection, socket: web.WebSocketResponse) -> None:
     """Read frames until the socket closes (by either side, or by aiohttp for a 1009)."""
-    handler = FrameHandler(service, connection)
+    handler = FrameHandler(service.frames, connection)
     try:
         async for message in socket:
             if message.type is WSMsgType.TEXT:

@@ -23,23 +23,24 @@ import math
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from gateway import read_store
-from gateway.commands import CommandTimeout
-from gateway.consistency import NotProjected
 from gateway.errors import DEPENDENCY_DOWN, ApiError
 from gateway.limits import REFUSED as WRITES_REFUSED
-from gateway.tokens import verify_access_claims
+from gateway.throttle import UserBuckets
+from gateway.usecases import messaging
+from gateway.usecases.ports import Actor, Ports
+from gateway.usecases.refusal import FORBIDDEN, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, Refused
 from gateway.ws.connections import Connection
+from gateway.ws.handshake import SocketAuth
+from gateway.ws.members import TypingRelay
 from gateway.ws.metrics import ACK_SECONDS, ERRORS_OUT, FRAMES_IN
-from gateway.ws.routing import Route
-from gateway.ws.service import WsService
-from schemas import topics
-from schemas.commands import Body, DeleteMessage, EditMessage, MarkRead, Origin, Reply, SendMessage
+from gateway.ws.sync import SyncReader
+from schemas.commands import Origin
 from schemas.frames import (
     INVALID_REQUEST,
     PONG,
@@ -58,11 +59,8 @@ from schemas.frames import (
     error_frame,
     message_deleted_frame,
     message_edited_frame,
-    message_new_frame,
     parse_client_frame,
     read_frame,
-    sync_done_frame,
-    typing_frame,
 )
 
 log = logging.getLogger(__name__)
@@ -70,30 +68,36 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 32
 """Commands and queries running at once for one socket: enough to keep a fast client's pipeline
 full (a send takes a few milliseconds), few enough that one socket cannot hog the gateway."""
-SYNC_PAGE = 200
-"""The read model's page size (the REST maximum), and how many frames a sync queues at a time."""
-
 
 WRITE_FRAMES = (SendFrame, EditFrame, DeleteFrame, ReadFrame, TypingFrame)
 """Frames that take from the user's write budget: each becomes a command or, for `typing`, a
 frame to every member (not stored, but fanned out like a message, so it costs the same)."""
 
 
-class Refusal(Exception):
-    """A frame that was understood but refused: becomes an `error` frame."""
+@dataclass(frozen=True)
+class FrameServices:
+    """What frames use, the same for every socket of this instance."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    ports: Ports
+    """The use cases' (commands, read-your-writes) and the write budget they share with REST."""
+    rates: UserBuckets
+    """Each user's frame bucket on this instance."""
+    history: SyncReader
+    typing: TypingRelay
+    auth: SocketAuth
+    instance_id: str
 
 
 class FrameHandler:
-    def __init__(self, service: WsService, connection: Connection) -> None:
-        self.service = service
+    def __init__(self, services: FrameServices, connection: Connection) -> None:
+        self.services = services
         self.connection = connection
-        self.user_id = uuid.UUID(connection.user_id)
-        self.origin = Origin(instance_id=service.instance_id, connection_id=connection.id)
+        self.actor = Actor(
+            uuid.UUID(connection.user_id),
+            origin=Origin(instance_id=services.instance_id, connection_id=connection.id),
+            prepaid=True,
+        )
+        """Commands come from this socket, and their writes are paid for in the read loop."""
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._write_credit = 0.0
@@ -135,30 +139,19 @@ class FrameHandler:
         started = time.monotonic()
         await self._slots.acquire()
         waited = time.monotonic() - started
-        self.service.bucket(self.connection.user_id).credit(waited)
-        self._write_credit += waited * self.service.settings.write_rate_per_s
+        self.services.rates.get(self.connection.user_id).credit(waited)
+        self._write_credit += waited * self.services.ports.settings.write_rate_per_s
 
     async def authenticate(self, frame: AuthFrame, ref: str | None) -> None:
-        """Move the socket to a fresh token of its user: its session and deadline become the
-        token's. Refused, the socket keeps both: `invalid_token`/`token_expired` for a token that
-        is not valid (as over REST), `forbidden` for a valid token of another user (a socket
-        never changes hands), `unavailable` if its session cannot be checked now."""
+        """Move the socket to a fresh token of its user (`SocketAuth.renew`); refused, it keeps
+        its session and deadline, and `unavailable` if its session cannot be checked now."""
         try:
-            claims = verify_access_claims(self.service.settings, frame.token)
-            if str(claims.user_id) != self.connection.user_id:
-                raise Refusal("forbidden", "the token is another user's: a socket keeps its user")
-            await self.service.watch.require_live(claims)
-        except ApiError as refused:
+            await self.services.auth.renew(self.connection, frame.token)
+        except (ApiError, Refused) as refused:
             await self.error(refused.code, refused.message, ref)
-            return
-        except Refusal as refusal:
-            await self.error(refusal.code, refusal.message, ref)
-            return
         except (RedisError, *DEPENDENCY_DOWN) as error:
             log.warning("socket %s: cannot check a session: %r", self.connection.id, error)
-            await self.error("unavailable", "cannot check the token now; retry", ref)
-            return
-        self.service.watch.extend(self.connection, claims)
+            await self.error(UNAVAILABLE, "cannot check the token now; retry", ref)
 
     async def refuse_binary(self) -> None:
         FRAMES_IN.labels("invalid").inc()
@@ -167,10 +160,10 @@ class FrameHandler:
 
     async def within_rate(self, ref: str | None) -> bool:
         """Take a token from the user's bucket; without one, say so and drop the frame."""
-        bucket = self.service.bucket(self.connection.user_id)
+        bucket = self.services.rates.get(self.connection.user_id)
         if bucket.allow():
             return True
-        await self.error("rate_limited", "too many frames: slow down", ref, math.ceil(bucket.wait_seconds() * 1000))
+        await self.error(RATE_LIMITED, "too many frames: slow down", ref, math.ceil(bucket.wait_seconds() * 1000))
         return False
 
     async def within_budget(self, ref: str | None) -> bool:
@@ -182,10 +175,10 @@ class FrameHandler:
         must reach the deciding agent in the order their frames came, or its sends would be
         sequenced out of order. Without Redis the frame is refused as `unavailable`."""
         try:
-            wait_ms = await self.service.budget.take(self.connection.user_id)
+            wait_ms = await self.services.ports.budget.take(self.connection.user_id)
         except (RedisError, *DEPENDENCY_DOWN) as error:
             log.warning("socket %s: cannot check the write budget: %r", self.connection.id, error)
-            await self.error("unavailable", "the messenger is unavailable, retry later", ref)
+            await self.error(UNAVAILABLE, "the messenger is unavailable, retry later", ref)
             return False
         if not wait_ms:
             return True
@@ -193,7 +186,7 @@ class FrameHandler:
             self._write_credit -= 1
             return True
         WRITES_REFUSED.labels("ws").inc()
-        await self.error("rate_limited", "too many writes: slow down", ref, wait_ms)
+        await self.error(RATE_LIMITED, "too many writes: slow down", ref, wait_ms)
         return False
 
     async def stop(self) -> None:
@@ -213,15 +206,12 @@ class FrameHandler:
     async def _run(self, frame: ClientFrame, ref: str | None) -> None:
         try:
             await self._dispatch(frame)
-        except Refusal as refusal:
-            await self.error(refusal.code, refusal.message, ref)
-        except CommandTimeout:
-            await self.error("unavailable", "no answer in time; it may have been applied: retry the same frame", ref)
-        except NotProjected:
-            await self.error("unavailable", "stored but not readable yet: retry the same frame", ref)
+        except Refused as refused:
+            code = FORBIDDEN if refused.code == NOT_FOUND and names_chat(frame) else refused.code
+            await self.error(code, refused.message, ref, refused.retry_after_ms)
         except (KafkaError, *DEPENDENCY_DOWN) as error:
             log.warning("socket %s: %s failed: %r", self.connection.id, frame.type, error)
-            await self.error("unavailable", "the messenger is unavailable, retry later", ref)
+            await self.error(UNAVAILABLE, "the messenger is unavailable, retry later", ref)
         except Exception:
             log.exception("socket %s: %s failed", self.connection.id, frame.type)
             await self.error("internal_error", "internal error", ref)
@@ -236,100 +226,34 @@ class FrameHandler:
         if isinstance(frame, ReadFrame):
             return self.read(frame)
         if isinstance(frame, TypingFrame):
-            return self.typing(frame)
+            return self.services.typing.relay(self.connection.user_id, frame.chat_id)
         assert isinstance(frame, SyncFrame)
-        return self.sync(frame)
+        return self.services.history.sync(self.connection, frame.chat_id, frame.after_seq)
 
-    # --- commands ---------------------------------------------------------------------------
-
-    async def ask(self, chat_id: uuid.UUID, body: Body, *, chat_named: bool) -> Reply:
-        """The accepted reply to `body`, once projected; `Refusal` with the contract's code else.
-
-        The agent answers `not_found` for a chat the sender is not in; for a frame that names the
-        chat, the contract calls that `forbidden`. For a frame that names a message, `not_found`
-        stays: a message of a chat you are not in does not exist for you.
-        """
-        reply = await self.service.bus.ask(topics.MESSAGE_SEND, str(chat_id), body, self.user_id, origin=self.origin)
-        if not reply.ok:
-            code = reply.code or INVALID_REQUEST
-            if code == "not_found" and chat_named:
-                code = "forbidden"
-            raise Refusal(code, reply.message or code.replace("_", " "))
-        await self.service.watermarks.require_reply(reply, self.service.pool)
-        return reply
+    # --- commands: the answer here takes the place of the frame the agent skips for this socket ---
 
     async def send(self, frame: SendFrame) -> None:
         started = time.perf_counter()
-        body = SendMessage(chat_id=frame.chat_id, client_msg_id=frame.client_msg_id, text=frame.text)
         self.connection.note_send(frame.client_msg_id)
-        reply = await self.ask(frame.chat_id, body, chat_named=True)
-        await self.connection.reply(encode_frame(ack_frame(frame.client_msg_id, reply.result["message"])))
+        sent = await messaging.send_message(self.services.ports, self.actor, frame.chat_id, frame.client_msg_id, frame.text)
+        await self.connection.reply(encode_frame(ack_frame(frame.client_msg_id, sent.message)))
         ACK_SECONDS.observe(time.perf_counter() - started)
 
     async def edit(self, frame: EditFrame) -> None:
-        chat_id = await self.chat_of(frame.message_id)
-        reply = await self.ask(chat_id, EditMessage(chat_id=chat_id, message_id=frame.message_id, text=frame.text), chat_named=False)
-        await self.connection.reply(encode_frame(message_edited_frame(reply.result["message"])))
+        message = await messaging.edit_message(self.services.ports, self.actor, frame.message_id, frame.text)
+        await self.connection.reply(encode_frame(message_edited_frame(message)))
 
     async def delete(self, frame: DeleteFrame) -> None:
-        chat_id = await self.chat_of(frame.message_id)
-        reply = await self.ask(chat_id, DeleteMessage(chat_id=chat_id, message_id=frame.message_id), chat_named=False)
-        r = reply.result
-        await self.connection.reply(encode_frame(message_deleted_frame(r["chat_id"], r["message_id"], r["seq"])))
+        deleted = await messaging.delete_message(self.services.ports, self.actor, frame.message_id)
+        await self.connection.reply(encode_frame(message_deleted_frame(deleted.chat_id, deleted.message_id, deleted.seq)))
 
     async def read(self, frame: ReadFrame) -> None:
-        reply = await self.ask(frame.chat_id, MarkRead(chat_id=frame.chat_id, seq=frame.seq), chat_named=True)
-        seq = reply.result["seq"]
+        seq = await messaging.mark_read(self.services.ports, self.actor, frame.chat_id, frame.seq)
         await self.connection.reply(encode_frame(read_frame(str(frame.chat_id), self.connection.user_id, seq)))
 
-    async def chat_of(self, message_id: uuid.UUID) -> uuid.UUID:
-        message = await read_store.message_by_id(self.service.pool, message_id)
-        if message is None:
-            raise Refusal("not_found", "no such message")
-        return uuid.UUID(message["chat_id"])
 
-    # --- not stored -------------------------------------------------------------------------
-
-    async def typing(self, frame: TypingFrame) -> None:
-        me = self.connection.user_id
-        members = await self.service.members.members(frame.chat_id, must_include=me)
-        if me not in members:
-            raise Refusal("forbidden", "not a member of this chat")
-        text = encode_frame(typing_frame(str(frame.chat_id), me))
-        await self.service.channels.publish(Route(m, text) for m in members if m != me)
-
-    async def sync(self, frame: SyncFrame) -> None:
-        """Every message after `after_seq`, in order and in pages, then `sync.done`.
-
-        Live pushes are held meanwhile and let through after it, so that none comes out of
-        order or twice: the socket was given everything of the chat up to the last page.
-        """
-        pool = self.service.pool
-        if not await read_store.is_member(pool, frame.chat_id, self.user_id):
-            raise Refusal("forbidden", "not a member of this chat")
-        self.connection.hold()
-        try:
-            last_seq = await self.send_pages(frame.chat_id, frame.after_seq)
-        finally:
-            self.connection.release()
-        if last_seq == frame.after_seq:
-            last_seq = await self.latest_seq(frame.chat_id)
-        await self.connection.reply(encode_frame(sync_done_frame(str(frame.chat_id), last_seq)))
-
-    async def send_pages(self, chat_id: uuid.UUID, after_seq: int) -> int:
-        """Reply with every message after `after_seq`; the last seq sent (`after_seq` if none)."""
-        last_seq = after_seq
-        while True:
-            page = await read_store.messages_page(self.service.pool, chat_id, before=None, after=last_seq, limit=SYNC_PAGE)
-            for message in page:
-                await self.connection.reply(encode_frame(message_new_frame(message)))
-            if page:
-                last_seq = page[-1]["seq"]
-                self.connection.note_given(str(chat_id), last_seq)
-            if len(page) < SYNC_PAGE:
-                return last_seq
-
-    async def latest_seq(self, chat_id: uuid.UUID) -> int:
-        """The chat's last seq (0 for none): what a client that asked past the end should know."""
-        latest = await read_store.messages_page(self.service.pool, chat_id, before=None, after=None, limit=1)
-        return int(latest[-1]["seq"]) if latest else 0
+def names_chat(frame: ClientFrame) -> bool:
+    """Whether the frame names its chat (a send, a read): the agent's `not_found` for a chat the
+    sender is not in is `forbidden` then (contract v1, "WebSocket"). For a frame that names a
+    message, `not_found` stays: a message of a chat you are not in does not exist for you."""
+    return isinstance(frame, (SendFrame, ReadFrame))

@@ -14,6 +14,9 @@ from aiohttp import hdrs, web
 from config.settings import GatewaySettings
 from gateway.errors import forbidden, invalid_token, unauthenticated
 from gateway.tokens import AccessClaims, verify_access_claims
+from gateway.usecases.refusal import FORBIDDEN, Refused
+from gateway.ws.connections import Connection
+from gateway.ws.session_watch import SessionWatch
 
 BEARER = "bearer "
 
@@ -41,3 +44,21 @@ def access_token(request: web.Request) -> str:
 def authenticate(request: web.Request, settings: GatewaySettings) -> AccessClaims:
     """Whom, in which session and until when the request's access token speaks for (401 otherwise)."""
     return verify_access_claims(settings, access_token(request))
+
+
+class SocketAuth:
+    """`auth` frames (v1.1): a socket moves to a fresh token of its user."""
+
+    def __init__(self, settings: GatewaySettings, watch: SessionWatch) -> None:
+        self._settings = settings
+        self._watch = watch
+
+    async def renew(self, connection: Connection, token: str) -> None:
+        """The socket's session and deadline become the token's. Refused, it keeps both:
+        `ApiError` `invalid_token`/`token_expired` for a token that is not valid (as over REST),
+        `Refused` `forbidden` for a valid token of another user (a socket never changes hands)."""
+        claims = verify_access_claims(self._settings, token)
+        if str(claims.user_id) != connection.user_id:
+            raise Refused(FORBIDDEN, "the token is another user's: a socket keeps its user")
+        await self._watch.require_live(claims)
+        self._watch.extend(connection, claims)

@@ -1,4 +1,4 @@
-"""A short-lived cache of chat members, for `typing` frames.
+"""`typing` frames, relayed to the chat's other members through a short-lived cache of members.
 
 Typing frames come often (a client may send one every few seconds per open chat) and are worth
 little: a frame routed to a member who left a few seconds ago, or missed by one who just joined,
@@ -16,6 +16,9 @@ from collections.abc import Callable
 import asyncpg
 
 from gateway import read_store
+from gateway.usecases.refusal import FORBIDDEN, Refused
+from gateway.ws.routing import Route, UserChannels
+from schemas.frames import encode_frame, typing_frame
 
 TTL_S = 5.0
 """Long enough that a burst of typing frames costs one query, short enough to follow joins."""
@@ -48,3 +51,19 @@ class MembersCache:
         while len(self._chats) > self._max:
             self._chats.popitem(last=False)
         return members
+
+
+class TypingRelay:
+    """Not stored, not decided: a `typing` frame goes from one member straight to the others."""
+
+    def __init__(self, members: MembersCache, channels: UserChannels) -> None:
+        self._members = members
+        self._channels = channels
+
+    async def relay(self, user_id: str, chat_id: uuid.UUID) -> None:
+        """Tell the other members of `chat_id` that `user_id` types; `forbidden` for a non-member."""
+        members = await self._members.members(chat_id, must_include=user_id)
+        if user_id not in members:
+            raise Refused(FORBIDDEN, "not a member of this chat")
+        text = encode_frame(typing_frame(str(chat_id), user_id))
+        await self._channels.publish(Route(m, text) for m in members if m != user_id)

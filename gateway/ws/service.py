@@ -11,26 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import asyncpg
 from aiohttp import web
 
 from config.settings import GatewaySettings
-from gateway.commands import COMMAND_BUS, CommandBus
-from gateway.consistency import WATERMARKS, ProjectionWatermarks
-from gateway.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
 from gateway.refresh_tokens import REFRESH_TOKENS
-from gateway.limits import WRITE_BUDGET, WriteBudget
-from gateway.throttle import TokenBucket, UserBuckets
+from gateway.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
+from gateway.throttle import UserBuckets
+from gateway.usecases.ports import PORTS
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
 from gateway.ws.delivery import DeliveryConsumer
-from gateway.ws.members import MembersCache
+from gateway.ws.handlers import FrameServices
+from gateway.ws.handshake import SocketAuth
+from gateway.ws.members import MembersCache, TypingRelay
 from gateway.ws.presence import Presence
 from gateway.ws.resync import Resyncer
 from gateway.ws.routing import Route, UserChannels
 from gateway.ws.session_watch import SessionWatch
 from gateway.ws.sessions import Session, SessionStore
+from gateway.ws.sync import SyncReader
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +47,14 @@ GOING_AWAY_REASON = "going away"
 @dataclass
 class WsService:
     settings: GatewaySettings
-    instance_id: str
-    pool: asyncpg.Pool
-    bus: CommandBus
-    watermarks: ProjectionWatermarks
     registry: ConnectionRegistry
     channels: UserChannels
     presence: Presence
-    members: MembersCache
     delivery: DeliveryConsumer
     resyncer: Resyncer
     watch: SessionWatch
-    budget: WriteBudget
-    buckets: UserBuckets = field(default_factory=lambda: UserBuckets(FRAME_RATE_PER_S, FRAME_BURST))
+    frames: FrameServices
+    """What every socket's `FrameHandler` is given."""
     stopping: bool = False
 
     async def attach(self, connection: Connection) -> bool:
@@ -68,7 +63,7 @@ class WsService:
         of. True if the user just came online (announce it once the socket is open).
         `TooManySessions` if the user already holds `MAX_SOCKETS_PER_USER` sockets anywhere."""
         self.registry.add(connection)
-        self.buckets.arrived(connection.user_id)
+        self.frames.rates.arrived(connection.user_id)
         self.watch.track(connection)
         await self.channels.acquire(connection.user_id)
         return await self.presence.record(Session(connection.user_id, connection.id), self.settings.max_sockets_per_user)
@@ -76,13 +71,9 @@ class WsService:
     async def detach(self, connection: Connection) -> None:
         self.watch.forget(connection)
         if self.registry.remove(connection):
-            self.buckets.left(connection.user_id)
+            self.frames.rates.left(connection.user_id)
         await self.channels.release(connection.user_id)
         await self.presence.closed(Session(connection.user_id, connection.id))
-
-    def bucket(self, user_id: str) -> TokenBucket:
-        """The user's frame bucket here, the same across their reconnects (`UserBuckets`)."""
-        return self.buckets.get(user_id)
 
     async def shutdown(self) -> None:
         """Close every socket with 1001 and stop consuming; each close is bounded, all run at once."""
@@ -104,7 +95,7 @@ WS = web.AppKey("ws", WsService)
 
 
 async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
-    """A cleanup_ctx: registered after the resources, commands bus and watermarks it uses."""
+    """A cleanup_ctx: registered after the resources and the use cases' ports it uses."""
     settings = app[SETTINGS]
     registry = ConnectionRegistry()
     resyncer = Resyncer(app[PG_POOL], registry)
@@ -124,11 +115,14 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     await delivery.start()
     presence.start()
     watch.start()
+    frames = FrameServices(
+        ports=app[PORTS], rates=UserBuckets(FRAME_RATE_PER_S, FRAME_BURST), history=SyncReader(app[PG_POOL]),
+        typing=TypingRelay(MembersCache(app[PG_POOL]), channels), auth=SocketAuth(settings, watch),
+        instance_id=app[INSTANCE_ID],
+    )
     app[WS] = WsService(
-        settings=settings, instance_id=app[INSTANCE_ID], pool=app[PG_POOL], bus=app[COMMAND_BUS],
-        watermarks=app[WATERMARKS], registry=registry, channels=channels, presence=presence,
-        members=MembersCache(app[PG_POOL]), delivery=delivery, resyncer=resyncer, watch=watch,
-        budget=app[WRITE_BUDGET],
+        settings=settings, registry=registry, channels=channels, presence=presence,
+        delivery=delivery, resyncer=resyncer, watch=watch, frames=frames,
     )
     try:
         yield
