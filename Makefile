@@ -63,7 +63,7 @@ migrate: $(STAMP) services
 	$(PY) -m projections migrate
 
 topics: $(STAMP) services
-	$(PY) -m streams.topics create
+	$(PY) -m streams create-topics
 
 # Run as root, PostgreSQL's cluster lives outside .data (in the folder .data/postgres.location names).
 clean: stop

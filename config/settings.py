@@ -12,6 +12,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.logs import LogFormat
 from config.operator_auth import OPERATOR_TOKEN_MIN_LENGTH, is_loopback
 from config.weak_secrets import weakness
 from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
@@ -41,6 +42,8 @@ class CommonSettings(BaseSettings):
     """How many members a group holds, its creator included (the chat agent refuses more with
     `group_full`; the gateway refuses a longer `member_ids` with 400)."""
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: LogFormat = "json"
+    """`json`: one JSON object per line with the ids in context (`config.logs`); `text` for a terminal."""
 
     @property
     def broker_list(self) -> list[str]:

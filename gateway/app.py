@@ -12,7 +12,7 @@ from gateway import consistency, health, limits, resources, routes_auth, routes_
 from gateway.commands import command_bus_ctx
 from gateway.errors import error_middleware
 from gateway.usecases.ports import ports_ctx
-from gateway import docs, http_headers
+from gateway import access_log, docs, http_headers
 from gateway import ws
 
 MAX_BODY_BYTES = 64 * 1024
@@ -43,6 +43,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(docs.routes)
     ws.setup(app)
     http_headers.setup(app)
+    access_log.setup(app)
     app.on_startup.append(freeze_startup_objects)
     return app
 

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from config.kafka import replication_of
+from config.logs import configure, faust_logging_config
 from config.operator_auth import operator_auth
 from config.settings import CommonSettings, WorkerSettings
 
@@ -50,7 +51,7 @@ class App(faust.App):
 
 def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App:
     """A Faust app whose consumer group is `{TOPIC_PREFIX}{name}`."""
-    logging.basicConfig(level=settings.log_level)
+    configure(settings.log_format, settings.log_level)  # until the worker sets up its own logging
     measure_gc_pauses()
     datadir = Path(settings.worker_data_dir) / settings.topic(name)
     datadir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         broker_heartbeat_interval=HEARTBEAT_S,
         web_enabled=True,
         web_application_options={"middlewares": [operator_auth(settings.operator_token)]},
+        logging_config=faust_logging_config(settings.log_format),
     )
     options.update(overrides)
     app = App(settings.topic(name), settings, **options)

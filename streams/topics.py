@@ -1,6 +1,5 @@
-"""Creation of the system's topics on the broker, from the catalogue in `schemas.topics`.
-
-    python -m streams.topics create   # idempotent: existing topics are left as they are
+"""Creation of the system's topics on the broker, from the catalogue in `schemas.topics`
+(`python -m streams create-topics`; idempotent: existing topics are left as they are).
 
 Replication follows the cluster's size (`config.kafka`); the commands and the events, the topics
 whose loss no one could repair, also carry their `min.insync.replicas` explicitly.
@@ -8,14 +7,13 @@ whose loss no one could repair, also carry their `min.insync.replicas` explicitl
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
+from typing import Any, cast
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from config.kafka import Replication, client_options, cluster_replication
-from config.settings import CommonSettings, load
+from config.settings import CommonSettings
 from schemas.topics import ALL, CHAT_COMMANDS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -44,23 +42,10 @@ async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] =
     finally:
         await admin.close()
     created = []
-    for name, code, message in response.topic_errors:
+    for name, code, message in cast(Any, response).topic_errors:  # aiokafka builds it at run time
         if code == 0:
             created.append(name)
         elif code != TOPIC_ALREADY_EXISTS:
             raise RuntimeError(f"cannot create topic {name}: {message} (error {code})")
     return created
 
-
-def main(argv: list[str]) -> int:
-    if argv[1:] != ["create"]:
-        print("usage: python -m streams.topics create", file=sys.stderr)
-        return 2
-    settings = load(CommonSettings)
-    created = asyncio.run(create_topics(settings))
-    print(f"topics: {len(created)} created, {len(ALL) - len(created)} already there")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))

@@ -209,7 +209,7 @@ class PrivateStack:
 
     def prepare_schema_and_topics(self) -> None:
         self.run(sys.executable, "-m", "projections", "migrate", timeout=120)
-        self.run(sys.executable, "-m", "streams.topics", "create", timeout=120)
+        self.run(sys.executable, "-m", "streams", "create-topics", timeout=120)
 
     def pg_bin(self) -> Path:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
