@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from config.kafka import client_options, cluster_replication
+from config.logs import bind
 from config.settings import GatewaySettings
 from gateway.healing import Backoff, ConnectionState
 from schemas import topics
@@ -113,6 +114,7 @@ class CommandBus:
             command_id=uuid.uuid4(), correlation_id=correlation_id, actor_id=actor_id,
             reply_to=self.reply_topic, issued_at=datetime.now(UTC), origin=origin, body=body,
         )
+        bind(command_id=command.command_id, correlation_id=correlation_id)  # the rest of the request or frame
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.waiting[correlation_id] = future
         try:

@@ -6,6 +6,7 @@ import uuid
 
 from aiohttp import web
 
+from config.logs import bind
 from gateway.errors import not_found, unauthenticated
 from gateway.resources import SETTINGS
 from gateway.tokens import verify_access_token
@@ -24,7 +25,9 @@ def caller(request: web.Request) -> uuid.UUID:
     token = bearer_token(request)
     if token is None:
         raise unauthenticated()
-    return verify_access_token(request.app[SETTINGS], token)
+    user_id = verify_access_token(request.app[SETTINGS], token)
+    bind(user_id=user_id)  # on every line of the request, its access line included
+    return user_id
 
 
 def path_uuid(request: web.Request, name: str) -> uuid.UUID:

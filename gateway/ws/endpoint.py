@@ -8,6 +8,7 @@ import math
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
+from config.logs import bind
 from gateway.errors import ApiError, rate_limited, unavailable
 from gateway.resources import SETTINGS
 from gateway.ws.connections import CLOSE_GRACE_S, Connection
@@ -30,6 +31,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     check_origin(request, settings)
     claims = authenticate(request, settings)
+    bind(user_id=claims.user_id)  # every line of the socket's life, and its access line at the close
     service = request.app[WS]
     if service.stopping:
         raise unavailable("this gateway is stopping; connect again")
