@@ -10,6 +10,7 @@ import pytest
 
 from schemas import topics
 from schemas.commands import CreateChat, Register, SendMessage
+from schemas.events import UserRegistered
 from tests.integration.streams_harness import StreamsSystem, streams_system
 from tests.kafka_tools import read_events
 
@@ -46,9 +47,9 @@ async def test_twenty_concurrent_registrations_of_one_name_give_one_user(system:
     winners = [r for r in results if r[1]]
     assert len(winners) == 1
     assert {r[2] for r in results if not r[1]} == {"username_taken"}
-    registered = [e for e in await read_events(system.settings, system.settings.topic("user.events"))
-                  if e.type == "user.registered" and e.payload.username == name.casefold()]  # type: ignore[attr-defined]
-    assert [e.payload.user_id for e in registered] == [winners[0][0]]  # type: ignore[attr-defined]
+    events = await read_events(system.settings, system.settings.topic("user.events"))
+    registered = [e.payload for e in events if isinstance(e.payload, UserRegistered) and e.payload.username == name.casefold()]
+    assert [p.user_id for p in registered] == [winners[0][0]]
 
 
 async def test_a_thousand_concurrent_sends_get_seq_one_to_a_thousand(system: StreamsSystem) -> None:
