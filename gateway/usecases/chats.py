@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import read_store
-from gateway.limits import group_create_cost
+from gateway.infra import read_store
+from gateway.infra.limits import group_create_cost
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import INVALID_REQUEST, NOT_FOUND, Refused
@@ -41,7 +41,7 @@ async def create_chat(
 ) -> ChatWritten:
     """A group (a new id), or the direct chat of the actor and one other user (an id derived from
     the two, so that creating it again is a repeat). A group takes more of the write budget the
-    more members it has (`gateway.limits.group_create_cost`)."""
+    more members it has (`gateway.infra.limits.group_create_cost`)."""
     others = sorted({m for m in member_ids if m != actor.user_id}, key=str)
     if type_ == "direct" and len(others) != 1:
         raise Refused(INVALID_REQUEST, "a direct chat has exactly one other member", field="member_ids")

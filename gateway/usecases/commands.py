@@ -7,9 +7,9 @@ sees its commands in order.
 
 from __future__ import annotations
 
-from gateway.commands import CommandTimeout
-from gateway.consistency import NotProjected
-from gateway.limits import REFUSED as WRITES_REFUSED
+from gateway.infra.command_bus import CommandTimeout
+from gateway.infra.consistency import NotProjected
+from gateway.infra.limits import REFUSED as WRITES_REFUSED
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import CONFLICT, RATE_LIMITED, Refused, unavailable
 from schemas import topics

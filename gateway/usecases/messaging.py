@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import read_store
+from gateway.infra import read_store
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import NOT_FOUND, Refused

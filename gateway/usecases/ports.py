@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from config.settings import GatewaySettings
-from gateway import read_store
-from gateway.commands import COMMAND_BUS, CommandBus
-from gateway.consistency import WATERMARKS, ProjectionWatermarks
-from gateway.limits import WRITE_BUDGET, WriteBudget
-from gateway.resources import PG_POOL, SETTINGS
+from gateway.infra import read_store
+from gateway.infra.command_bus import COMMAND_BUS, CommandBus
+from gateway.infra.consistency import WATERMARKS, ProjectionWatermarks
+from gateway.infra.limits import WRITE_BUDGET, WriteBudget
+from gateway.infra.resources import PG_POOL, SETTINGS
 from schemas.commands import Origin
 
 

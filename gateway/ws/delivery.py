@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
-from gateway.healing import Backoff, ConnectionState
+from gateway.infra.healing import Backoff, ConnectionState
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
 from schemas import topics

@@ -29,9 +29,9 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from gateway.errors import DEPENDENCY_DOWN, ApiError
-from gateway.limits import REFUSED as WRITES_REFUSED
-from gateway.throttle import UserBuckets
+from gateway.rest.errors import DEPENDENCY_DOWN, ApiError
+from gateway.infra.limits import REFUSED as WRITES_REFUSED
+from gateway.ws.frame_rate import UserBuckets
 from gateway.usecases import messaging
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import FORBIDDEN, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, Refused

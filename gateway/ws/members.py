@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from gateway import read_store
+from gateway.infra import read_store
 from gateway.usecases.refusal import FORBIDDEN, Refused
 from gateway.ws.routing import Route, UserChannels
 from schemas.frames import encode_frame, typing_frame

@@ -14,7 +14,7 @@ import uuid
 import asyncpg
 from redis.exceptions import RedisError
 
-from gateway import read_store
+from gateway.infra import read_store
 from gateway.ws.metrics import PRESENCE_CHANGES
 from gateway.ws.routing import Route, UserChannels
 from gateway.ws.sessions import HEARTBEAT_S, Session, SessionStore

@@ -29,8 +29,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway import read_store
-from gateway.errors import DEPENDENCY_DOWN
+from gateway.infra import read_store
+from gateway.rest.errors import DEPENDENCY_DOWN
 from gateway.ws.connections import SLOW_CLOSE_CODE, Connection, ConnectionRegistry
 from gateway.ws.metrics import RESYNCED, RESYNCS
 from gateway.ws.routing import Route

@@ -10,7 +10,7 @@ publisher, and written as it is to every socket; a frame text never holds a raw 
 A `message.new` names its chat and `seq` in the header (and, to its sender, its `client_msg_id`),
 so that each socket drops a repeat, or its own message, without decoding the frame; a "resync" message asks the user's sockets to be made whole from
 the read models (`gateway.ws.resync`), for deliveries the publisher could not push; a "session
-end" message (`gateway.session_end`) carries a session id (or `*`: all of them) whose sockets
+end" message (`gateway.auth.session_end`) carries a session id (or `*`: all of them) whose sockets
 close with 4001.
 
 Subscribing is confirmed before a socket is answered: `acquire` returns once Redis has taken the
@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from gateway.healing import Backoff, ConnectionState
+from gateway.infra.healing import Backoff, ConnectionState
 from gateway.ws.metrics import ROUTED
 from schemas.codec import as_str
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from config.settings import GatewaySettings
-from gateway.refresh_tokens import REFRESH_TOKENS
-from gateway.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
-from gateway.throttle import UserBuckets
+from gateway.auth.refresh_tokens import REFRESH_TOKENS
+from gateway.infra.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
+from gateway.ws.frame_rate import UserBuckets
 from gateway.usecases.ports import PORTS
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
 from gateway.ws.delivery import DeliveryConsumer
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 FRAME_RATE_PER_S = 40.0
 FRAME_BURST = 80
 """Per user and instance, every frame counted, malformed ones too, before anything else is done
-with it; the writes among them also take from the user's write budget in Redis (`gateway.limits`),
+with it; the writes among them also take from the user's write budget in Redis (`gateway.infra.limits`),
 shared with REST and every instance. A person types far slower; a client that sends 20 to 25
 messages a second (the benchmark's busiest pairs), plus its read and typing frames, stays under it
 with room to catch up after a stall (two seconds of burst); a runaway loop does not."""

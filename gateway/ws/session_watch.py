@@ -7,7 +7,7 @@ the handshake's, then each `auth` frame's (a fresh token of the same user moves 
 things close it:
 
 - its deadline (`exp`) passes: checked every `EXPIRY_TICK_S`;
-- a "session end" message on its user's channel names its session (`gateway.session_end`);
+- a "session end" message on its user's channel names its session (`gateway.auth.session_end`);
 - its session's family is gone from Redis: checked every `FAMILY_CHECK_S` for all the sessions of
   this instance's sockets in one pipelined round trip. This is the net under pub/sub, whose
   messages can be lost while an instance reconnects to Redis, and under the races between a
@@ -28,8 +28,8 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from gateway.errors import invalid_token, token_expired
-from gateway.tokens import AccessClaims
+from gateway.rest.errors import invalid_token, token_expired
+from gateway.auth.tokens import AccessClaims
 from gateway.ws.connections import Connection
 from gateway.ws.metrics import SESSION_CLOSES
 from gateway.ws.routing import ALL_SESSIONS, Route
@@ -86,7 +86,7 @@ class Deadlines:
 
 
 class LiveSessions(Protocol):
-    """What the watch needs of `gateway.refresh_tokens.RefreshTokenStore`."""
+    """What the watch needs of `gateway.auth.refresh_tokens.RefreshTokenStore`."""
 
     async def live(self, session_ids: Iterable[str]) -> set[str]: ...
 

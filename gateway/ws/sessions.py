@@ -16,7 +16,7 @@ A crashed instance's sessions expire on their own, and whichever instance sweeps
 the users who went offline with them.
 
 The scripts name keys they compute (one user's set from the index), so they assume one Redis
-(not a cluster), as `gateway.refresh_tokens` does.
+(not a cluster), as `gateway.auth.refresh_tokens` does.
 """
 
 from __future__ import annotations

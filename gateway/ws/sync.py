@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from gateway import read_store
+from gateway.infra import read_store
 from gateway.usecases.refusal import FORBIDDEN, Refused
 from gateway.ws.connections import Connection
 from schemas.frames import encode_frame, message_new_frame, sync_done_frame

@@ -32,10 +32,10 @@ from aiokafka import AIOKafkaProducer
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
-from gateway.commands import CommandBus
-from gateway.consistency import ProjectionWatermarks
-from gateway.refresh_tokens import Grant, RefreshTokenStore, key_prefix
-from gateway.tokens import issue_access_token
+from gateway.infra.command_bus import CommandBus
+from gateway.infra.consistency import ProjectionWatermarks
+from gateway.auth.refresh_tokens import Grant, RefreshTokenStore, key_prefix
+from gateway.auth.tokens import issue_access_token
 from schemas import topics
 from schemas.commands import CreateChat
 from schemas.models import direct_chat_id

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 
-from gateway.throttle import MAX_FAILURES_PER_USERNAME
+from gateway.auth.throttle import MAX_FAILURES_PER_USERNAME
 from tests.e2e.gateway_harness import Client, Frame, Gateway, GatewaySystem, module_system
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.consistency import APPLICATION_NAME, PING_INTERVAL_S
+from gateway.infra.consistency import APPLICATION_NAME, PING_INTERVAL_S
 from schemas import codec, topics
 from schemas.commands import AddMember, Delivery, RemoveMember
 from tests.e2e.gateway_harness import Client, Frame, GatewaySystem, module_system, small_receive_buffer
@@ -72,7 +72,7 @@ async def test_a_bad_or_missing_token_is_refused_with_401_before_the_upgrade(sys
 
 
 async def test_an_expired_token_is_refused_with_401(system: GatewaySystem) -> None:
-    from gateway.tokens import issue_access_token
+    from gateway.auth.tokens import issue_access_token
 
     token, _ = issue_access_token(system.settings, uuid.uuid4(), uuid.uuid4().hex, now=time.time() - 3600)
     async with system.http.get(system.gateways[0].ws_url, params={"token": token}) as response:

@@ -16,7 +16,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.session_end import SessionEnds
+from gateway.auth.session_end import SessionEnds
 from gateway.ws.session_watch import FAMILY_CHECK_S
 from schemas.frames import SESSION_ENDED_CLOSE_CODE, SESSION_ENDED_REASON
 from tests.e2e.gateway_harness import Client, Gateway, GatewaySystem, module_system
@@ -180,7 +180,7 @@ async def test_an_auth_frame_with_another_users_or_a_bad_token_is_refused_and_th
 
 
 async def test_ending_one_session_or_all_of_a_users_closes_theirs_and_no_one_elses(system: GatewaySystem) -> None:
-    """`gateway.session_end`, as erasure will call it: one session, then every session of a user."""
+    """`gateway.auth.session_end`, as erasure will call it: one session, then every session of a user."""
     alice, bob = uuid.uuid4(), uuid.uuid4()
     one, other = await system.session(alice), await system.session(alice)
     gw_a, gw_b = system.gateways

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
-from gateway.commands import CommandBus
+from gateway.infra.command_bus import CommandBus
 from streams.topics import create_topics
 from tests.processes import Process, free_port, start, wait_http
 

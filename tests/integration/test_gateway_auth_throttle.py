@@ -8,8 +8,8 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.errors import ApiError
-from gateway.throttle import (
+from gateway.rest.errors import ApiError
+from gateway.auth.throttle import (
     MAX_FAILURES_PER_ADDRESS,
     MAX_FAILURES_PER_USERNAME,
     WINDOW_SECONDS,

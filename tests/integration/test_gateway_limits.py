@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.limits import WriteBudget
+from gateway.infra.limits import WriteBudget
 from gateway.ws.sessions import Session, SessionStore, TooManySessions
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.commands import CommandTimeout
+from gateway.infra.command_bus import CommandTimeout
 from schemas import topics
 from schemas.commands import CreateChat, SendMessage
 from schemas.events import Event

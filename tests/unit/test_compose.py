@@ -10,7 +10,7 @@ import yaml
 
 import gateway
 from config.settings import GatewaySettings, WorkerSettings
-from gateway.docs import DOCS_DIR, SPEC_FILES
+from gateway.rest.docs import DOCS_DIR, SPEC_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {n.upper() for n in set(GatewaySettings.model_fields) | set(WorkerSettings.model_fields)}

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway import errors
-from gateway.errors import ApiError, error_middleware, parse_body
+from gateway.rest import errors
+from gateway.rest.errors import ApiError, error_middleware, parse_body
 
 MAX_BODY = 1024
 
@@ -173,7 +173,7 @@ async def test_a_body_over_the_limit_is_payload_too_large(client: Client) -> Non
 async def test_an_unexpected_exception_is_a_logged_500_without_details(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="gateway.errors"):
+    with caplog.at_level(logging.ERROR, logger="gateway.rest.errors"):
         response = await client.get("/boom")
     raw = await response.read()
     assert await error_of(response, 500) == {"code": "internal_error", "message": "internal server error"}

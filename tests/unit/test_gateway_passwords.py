@@ -8,7 +8,7 @@ import time
 import pytest
 from argon2 import PasswordHasher
 
-from gateway.passwords import hash_password, needs_rehash, verify_password
+from gateway.auth.passwords import hash_password, needs_rehash, verify_password
 
 PASSWORD = "correct horse battery staple"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as redis
 
-from gateway.limits import group_create_cost
-from gateway.throttle import LoginThrottle, TokenBucket, UserBuckets, address_group
+from gateway.infra.limits import group_create_cost
+from gateway.auth.throttle import LoginThrottle, address_group
+from gateway.ws.frame_rate import TokenBucket, UserBuckets
 
 
 class FakeClock:

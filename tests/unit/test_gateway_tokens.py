@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from config.settings import GatewaySettings
-from gateway.errors import ApiError
-from gateway.tokens import (
+from gateway.rest.errors import ApiError
+from gateway.auth.tokens import (
     LEEWAY_SECONDS,
     REQUIRED_CLAIMS,
     AccessClaims,

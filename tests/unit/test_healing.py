@@ -1,8 +1,8 @@
-"""The gateway's shared reconnect policy and connection states (gateway.healing)."""
+"""The gateway's shared reconnect policy and connection states (gateway.infra.healing)."""
 
 from __future__ import annotations
 
-from gateway.healing import RECONNECTS, Backoff, ConnectionState
+from gateway.infra.healing import RECONNECTS, Backoff, ConnectionState
 
 
 def test_backoff_grows_to_its_cap_with_jitter_and_starts_over_after_a_reset() -> None:

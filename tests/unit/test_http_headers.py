@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway import docs, http_headers
-from gateway.errors import error_middleware, unauthenticated
+from gateway.rest import docs, http_headers
+from gateway.rest.errors import error_middleware, unauthenticated
 
 Client = TestClient[web.Request, web.Application]
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway import docs
-from gateway.errors import error_middleware
+from gateway.rest import docs
+from gateway.rest.errors import error_middleware
 
 ROOT = Path(__file__).resolve().parents[2]
 

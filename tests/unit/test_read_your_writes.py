@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.consistency import ProjectionWatermarks
+from gateway.infra.consistency import ProjectionWatermarks
 from schemas.commands import Position
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.tokens import AccessClaims
+from gateway.auth.tokens import AccessClaims
 from gateway.ws.connections import Connection, OutgoingQueue
 from gateway.ws.routing import ALL_SESSIONS, Route
 from gateway.ws.session_watch import Deadlines, SessionWatch

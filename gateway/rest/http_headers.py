@@ -2,7 +2,7 @@
 
 They are added in aiohttp's `on_response_prepare` signal rather than in a middleware: a signal
 sees every response the application sends, the ones a handler prepares itself (the WebSocket's
-upgrade, a file) and the error envelopes of `gateway.errors` included, while a middleware could
+upgrade, a file) and the error envelopes of `gateway.rest.errors` included, while a middleware could
 not add a header to a response that was already prepared.
 
 - `X-Content-Type-Options: nosniff`: a JSON body is never run as a script or a page.
@@ -11,7 +11,7 @@ not add a header to a response that was already prepared.
   (clickjacking of Swagger UI's "Try it out").
 - `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'`: what a JSON answer
   rendered as a document may load (nothing). A handler that serves a page sets its own policy
-  (`gateway.docs.PAGE_CSP`), which this module leaves as it is.
+  (`gateway.rest.docs.PAGE_CSP`), which this module leaves as it is.
 - `Cache-Control: no-store`: no answer (tokens from login and refresh, profiles, messages) is kept
   by a browser or a proxy. A handler may set its own (Swagger UI's static files do).
 - `Server: messenger`: not aiohttp's version (aiohttp only fills in `Server` when it is missing).

@@ -26,8 +26,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from gateway import read_store
-from gateway.healing import Backoff, ConnectionState
+from gateway.infra import read_store
+from gateway.infra.healing import Backoff, ConnectionState
 from schemas.commands import Position, Reply
 from schemas.progress import CHANNEL, ProjectionProgress
 
@@ -208,7 +208,7 @@ WATERMARKS = web.AppKey("watermarks", ProjectionWatermarks)
 
 
 async def watermarks_ctx(app: web.Application) -> AsyncIterator[None]:
-    from gateway.resources import SETTINGS
+    from gateway.infra.resources import SETTINGS
 
     watermarks = ProjectionWatermarks(app[SETTINGS].database_url)
     await watermarks.start()

@@ -1,7 +1,7 @@
 """Refresh tokens: opaque, server-side, rotated on every use, with reuse detection by family.
 
 A login starts a *family*, which is the session: its id is the `sid` of every access token issued
-with it (`gateway.tokens`), and sockets close when it ends. Each refresh retires the presented token (kept as `used`) and hands out
+with it (`gateway.auth.tokens`), and sockets close when it ends. Each refresh retires the presented token (kept as `used`) and hands out
 the next one of the same family. A retired token presented again means two parties hold the chain
 (the client and a thief, and we cannot tell which is which), so the whole family dies: the newest
 token too. Access tokens already issued live until they expire (contract v1, Auth).
@@ -33,7 +33,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.errors import ApiError, invalid_token
+from gateway.rest.errors import ApiError, invalid_token
 from schemas.codec import as_str
 
 DEFAULT_PREFIX = "auth:refresh:"

@@ -7,7 +7,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import from_validation_error
+from gateway.rest.errors import from_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,7 +1,7 @@
 """`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth").
 
 Each login opens a session (a refresh family); its access tokens carry its id, and when it ends
-(logout, the reuse of a retired refresh token) its sockets close everywhere (`gateway.session_end`).
+(logout, the reuse of a retired refresh token) its sockets close everywhere (`gateway.auth.session_end`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
-from gateway import read_store
-from gateway.errors import invalid_credentials, parse_body
-from gateway.passwords import verify_password
-from gateway.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
-from gateway.resources import PG_POOL, REDIS, SETTINGS
-from gateway.session_end import SESSION_ENDS, SessionEnds
-from gateway.throttle import LoginThrottle, RegisterThrottle
-from gateway.tokens import issue_access_token
+from gateway.infra import read_store
+from gateway.rest.errors import invalid_credentials, parse_body
+from gateway.auth.passwords import verify_password
+from gateway.auth.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
+from gateway.infra.resources import PG_POOL, REDIS, SETTINGS
+from gateway.auth.session_end import SESSION_ENDS, SessionEnds
+from gateway.auth.throttle import LoginThrottle, RegisterThrottle
+from gateway.auth.tokens import issue_access_token
 from gateway.usecases import accounts
 from gateway.usecases.ports import PORTS
 from schemas.api import LoginBody, RefreshBody, RegisterBody

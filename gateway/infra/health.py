@@ -3,7 +3,7 @@
 
 Three groups, each part `up` or `down: <reason>`: the services it talks to (Kafka, PostgreSQL,
 Redis, each probed), its own long-lived connections (the projection-progress LISTEN, the per-user
-pub/sub, the delivery consumer: each kept open by its owner, see `gateway.healing`) and the
+pub/sub, the delivery consumer: each kept open by its owner, see `gateway.infra.healing`) and the
 workers named in `WORKER_HEALTH_URLS` (their `/healthz`). Any part down makes the answer 503, so
 a load balancer or supervisor stops sending clients to an instance that would only time out.
 """
@@ -17,9 +17,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.commands import COMMAND_BUS
-from gateway.consistency import WATERMARKS
-from gateway.resources import PG_POOL, PRODUCER, REDIS, SETTINGS
+from gateway.infra.command_bus import COMMAND_BUS
+from gateway.infra.consistency import WATERMARKS
+from gateway.infra.resources import PG_POOL, PRODUCER, REDIS, SETTINGS
 from gateway.ws.service import WS
 
 CHECK_TIMEOUT_S = 2.0

@@ -18,9 +18,9 @@ from pathlib import Path
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from gateway.errors import not_found
+from gateway.rest.errors import not_found
 
-DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 ASSETS_DIR = Path(str(swagger_ui_path))
 STATIC_PREFIX = "/docs/static"
 SPEC_URL = "/docs/swagger.json"

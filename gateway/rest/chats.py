@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import read_store
-from gateway.errors import not_found, parse_body
-from gateway.identity import caller, path_uuid
-from gateway.resources import SETTINGS
+from gateway.infra import read_store
+from gateway.rest.errors import not_found, parse_body
+from gateway.auth.identity import caller, path_uuid
+from gateway.infra.resources import SETTINGS
 from gateway.usecases import chats, messaging
 from gateway.usecases.ports import PORTS, Actor
-from gateway.validation import query
+from gateway.rest.validation import query
 from schemas.api import MAX_GROUP_MEMBERS_CONTEXT, AddMemberBody, CreateChatBody, MessagePage, PostMessageBody
 
 routes = web.RouteTableDef()

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import Counter
 
-from gateway.resources import REDIS, SETTINGS
+from gateway.infra.resources import REDIS, SETTINGS
 
 _TAKE = """
 local t = redis.call('TIME')

@@ -1,7 +1,7 @@
 """Ending sessions, and telling every gateway instance so (contract v1.1, "Sockets follow their
 session").
 
-A session is a refresh-token family (`gateway.refresh_tokens`); its id is the `sid` of the
+A session is a refresh-token family (`gateway.auth.refresh_tokens`); its id is the `sid` of the
 access tokens issued with it. It ends at logout, when a retired refresh token is presented again
 (the family is killed), and when its user's account is erased. Ending one is two steps:
 
@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.refresh_tokens import EndedSession, RefreshTokenStore
+from gateway.auth.refresh_tokens import EndedSession, RefreshTokenStore
 from gateway.ws.routing import ALL_SESSIONS, Route, channel_name, encode_message
 
 log = logging.getLogger(__name__)

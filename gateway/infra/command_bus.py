@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from config.kafka import client_options, cluster_replication
 from config.logs import bind
 from config.settings import GatewaySettings
-from gateway.healing import Backoff, ConnectionState
+from gateway.infra.healing import Backoff, ConnectionState
 from schemas import topics
 from schemas.commands import Body, Command, Origin, Reply, encode_command
 
@@ -145,7 +145,7 @@ COMMAND_BUS = web.AppKey("command_bus", CommandBus)
 
 def command_bus_ctx(instance_id: str) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup_ctx that starts the bus once the producer is up (register it after the producer)."""
-    from gateway.resources import PRODUCER, SETTINGS
+    from gateway.infra.resources import PRODUCER, SETTINGS
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus = CommandBus(app[SETTINGS], app[PRODUCER], instance_id)

@@ -4,7 +4,7 @@ The algorithm is pinned on both sides, so a token that names another one (`none`
 secret as a "public key", ...) is refused before its signature is even looked at. Every claim we
 issue is required when verifying: a token without `exp` would otherwise live forever.
 
-`sid` names the token's session: the refresh-token family (`gateway.refresh_tokens`) it was
+`sid` names the token's session: the refresh-token family (`gateway.auth.refresh_tokens`) it was
 issued with, at login or at a refresh (a rotation keeps the family). Sockets follow it: when the
 session ends, the sockets opened with its tokens close. A token without one is refused like any
 token missing a claim (none was ever handed out to clients that could still hold one).
@@ -21,7 +21,7 @@ from uuid import UUID
 
 import jwt
 
-from gateway.errors import ApiError, invalid_token, token_expired
+from gateway.rest.errors import ApiError, invalid_token, token_expired
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "sid", "iat", "exp", "iss", "aud", "jti"]
