@@ -59,7 +59,7 @@ class AccessLog(AbstractAccessLogger):
                 "path": request.path,
                 "status": response.status,
                 "duration_ms": duration_ms,
-                "bytes": response.body_length,
+                "bytes": response.body_length,  # sent, the headers included
             }},
         )
 
