@@ -13,174 +13,130 @@ acknowledged message and writes none twice:
    so what did land is found by deduplication and not written again;
 4. write the tables, send the replies (the acks) and the `message.delivered` records, flush, and
    only then move the checkpoints.
+
+Steps 2 to 4 are the pipeline every agent shares (`streams.pipeline`); this module adds the
+tables, the catch-up (step 1) and the checkpoints.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.structs import RecordMetadata
-from faust.exceptions import ProducerSendError
-from faust.types import EventT, TableT
+from faust.types import TableT
+from faust.types.tuples import RecordMetadata
 
 from config.kafka import client_options
 from config.settings import StreamsSettings
-from schemas import codec, topics
-from schemas.commands import Command, decode_command, encode_delivery
+from schemas import topics
+from schemas.commands import Command
 from schemas.events import BadRecord, Event, decode_event
-from streams.chat_rules import Decision, decide, evolve
-from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for, skip_bad_record
+from streams.chat_rules import decide, evolve
+from streams.chat_state import ChatState, JsonObject, StoredMessage, chat_from_json, message_from_json
+from streams.decision import Decision
+from streams.outbox import Outbox, PendingEvent, skip_bad_record
+from streams.pipeline import Decided, DecidingAgent, run_agent
 
 log = logging.getLogger(__name__)
-
-BATCH_MAX = 500
-BATCH_WITHIN_S = 0.005
-"""A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
-PRODUCE_ATTEMPTS = 5
-EXIT_CANNOT_APPLY = 70
 
 
 @dataclass
 class ChatTables:
-    chats: TableT[str, Any]
-    messages: TableT[str, Any]
-    sent: TableT[str, Any]
-    checkpoints: TableT[str, Any]
+    """The tables hold JSON objects (`streams.chat_state` turns them into state and back)."""
+
+    chats: TableT[str, JsonObject]
+    messages: TableT[str, JsonObject]
+    sent: TableT[str, str]
+    checkpoints: TableT[str, int]
     """`{topic}:{partition}` -> the next offset of that event partition not yet in the tables."""
 
 
 class TableChatStore:
-    """A `ChatStore` over the tables that keeps its writes aside until `commit`."""
+    """A `ChatStore` over the tables that keeps its writes aside (typed) until `commit`."""
 
     def __init__(self, tables: ChatTables, partition: int = 0) -> None:
         self.tables = tables
         self.partition = partition
-        self.writes: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.chats: dict[str, tuple[int, ChatState]] = {}
+        self.messages: dict[str, tuple[int, StoredMessage]] = {}
+        self.sent: dict[str, tuple[int, str]] = {}
+        self.checkpoints: dict[str, tuple[int, int]] = {}
 
-    def _get(self, name: str, key: str) -> Any:
-        if (name, key) in self.writes:
-            return self.writes[(name, key)][1]
-        return getattr(self.tables, name).get(key)
+    def get_chat(self, chat_id: str) -> ChatState | None:
+        if chat_id in self.chats:
+            return self.chats[chat_id][1]
+        stored = self.tables.chats.get(chat_id)
+        return None if stored is None else chat_from_json(stored)
 
-    def _set(self, name: str, key: str, value: Any) -> None:
-        self.writes[(name, key)] = (self.partition, value)
+    def set_chat(self, chat_id: str, chat: ChatState) -> None:
+        self.chats[chat_id] = (self.partition, chat)
 
-    def get_chat(self, chat_id: str) -> dict[str, Any] | None:
-        return self._get("chats", chat_id)  # type: ignore[no-any-return]
+    def get_message(self, message_id: str) -> StoredMessage | None:
+        if message_id in self.messages:
+            return self.messages[message_id][1]
+        stored = self.tables.messages.get(message_id)
+        return None if stored is None else message_from_json(stored)
 
-    def set_chat(self, chat_id: str, chat: dict[str, Any]) -> None:
-        self._set("chats", chat_id, chat)
-
-    def get_message(self, message_id: str) -> dict[str, Any] | None:
-        return self._get("messages", message_id)  # type: ignore[no-any-return]
-
-    def set_message(self, message_id: str, message: dict[str, Any]) -> None:
-        self._set("messages", message_id, message)
+    def set_message(self, message_id: str, message: StoredMessage) -> None:
+        self.messages[message_id] = (self.partition, message)
 
     def get_sent(self, dedupe_key: str) -> str | None:
-        return self._get("sent", dedupe_key)  # type: ignore[no-any-return]
+        if dedupe_key in self.sent:
+            return self.sent[dedupe_key][1]
+        return self.tables.sent.get(dedupe_key)
 
     def set_sent(self, dedupe_key: str, message_id: str) -> None:
-        self._set("sent", dedupe_key, message_id)
+        self.sent[dedupe_key] = (self.partition, message_id)
 
     def set_checkpoint(self, topic: str, partition: int, next_offset: int) -> None:
-        self._set("checkpoints", f"{topic}:{partition}", next_offset)
+        self.checkpoints[f"{topic}:{partition}"] = (self.partition, next_offset)
 
     async def commit(self, outbox: Outbox) -> None:
-        for (name, key), (partition, value) in self.writes.items():
-            await outbox.put(getattr(self.tables, name), partition, key, value)
-        self.writes.clear()
+        for chat_id, (partition, chat) in self.chats.items():
+            await outbox.put(self.tables.chats, partition, chat_id, chat.to_json())
+        for message_id, (partition, message) in self.messages.items():
+            await outbox.put(self.tables.messages, partition, message_id, message.to_json())
+        for key, (partition, message_id) in self.sent.items():
+            await outbox.put(self.tables.sent, partition, key, message_id)
+        for key, (partition, offset) in self.checkpoints.items():
+            await outbox.put(self.tables.checkpoints, partition, key, offset)
+        self.chats, self.messages, self.sent, self.checkpoints = {}, {}, {}, {}
 
 
-@dataclass
-class Decided:
-    command: Command
-    partition: int
-    decision: Decision
-
-
-class ChatDecider:
+class ChatDecider(DecidingAgent[TableChatStore]):
     def __init__(self, app: faust.App, settings: StreamsSettings, tables: ChatTables) -> None:
-        self.app = app
+        super().__init__(app, settings.topic(topics.MESSAGE_DELIVERED.name))
         self.settings = settings
         self.tables = tables
+        self.chat_id_key = settings.chat_id_key.encode()
         self.event_topics = (settings.topic(topics.CHAT_EVENTS.name), settings.topic(topics.MESSAGE_EVENTS.name))
-        self.delivered_topic = settings.topic(topics.MESSAGE_DELIVERED.name)
         self.caught_up: set[int] = set()
 
-    def forget_catch_up(self) -> None:
-        """After a rebalance every partition is caught up again before its next decision."""
+    def new_store(self) -> TableChatStore:
+        return TableChatStore(self.tables)
+
+    def decide(self, store: TableChatStore, command: Command) -> Decision:
+        return decide(store, command, chat_id_key=self.chat_id_key, max_group_members=self.settings.max_group_members)
+
+    def destination(self, decided: Decided, event: Event) -> PendingEvent:
+        """Events of a chat go to its partition of the chat or message events."""
+        chat_topic, message_topic = self.event_topics
+        topic = chat_topic if event.type.startswith("chat.") else message_topic
+        return PendingEvent(topic, str(event.aggregate_id).encode(), decided.partition, event)
+
+    def forget_preparation(self) -> None:
+        """Every partition is caught up again before its next decision."""
         self.caught_up.clear()
 
-    async def process(self, batch: Sequence[EventT[bytes]]) -> None:
-        commands = parse_commands(batch)
-        if not commands:
-            return
-        partitions = {p for p, _ in commands}
-        for attempt in range(1, PRODUCE_ATTEMPTS + 1):
-            try:
-                await self.catch_up(partitions)
-                store = TableChatStore(self.tables)
-                decided = decide_all(store, commands, self.settings)
-                metadata = await produce_durable(self.app, self.pending_events(decided))
-                break
-            except (KafkaError, ProducerSendError) as error:
-                log.warning("appending events failed (attempt %d): %r", attempt, error)
-                self.forget_catch_up()
-                await asyncio.sleep(0.2 * 2**attempt)
-        else:
-            log.critical("cannot append events after %d attempts; stopping the worker", PRODUCE_ATTEMPTS)
-            os._exit(EXIT_CANNOT_APPLY)
-        outbox = Outbox(self.app)
-        await store.commit(outbox)
-        await self.answer(outbox, decided, metadata)
-        await outbox.wait()
-        await self.move_checkpoints(outbox, metadata)
+    async def prepare(self, partitions: set[int]) -> None:
+        await self.catch_up(partitions)
 
-    def pending_events(self, decided: list[Decided]) -> list[PendingEvent]:
-        chat_topic, message_topic = self.event_topics
-        return [
-            PendingEvent(
-                chat_topic if event.type.startswith("chat.") else message_topic,
-                str(event.aggregate_id).encode(), d.partition, event,
-            )
-            for d in decided
-            for event in d.decision.events
-        ]
-
-    async def answer(self, outbox: Outbox, decided: list[Decided], metadata: list[RecordMetadata]) -> None:
-        """Replies (with where each event landed) and one delivery record per recipient."""
-        landed = iter(metadata)
-        for d in decided:
-            mine = [next(landed) for _ in d.decision.events]
-            decision = d.decision
-            reply = reply_for(
-                d.command, decision.ok, code=decision.code, message=decision.message,
-                duplicate=decision.duplicate, result=decision.result, metadata=mine,
-            )
-            await outbox.reply(d.command, reply)
-            frame: dict[str, Any] | None = None
-            frame_json = b""
-            for delivery in decision.deliveries:
-                if delivery.frame is not frame:  # a frame's recipients come one after another
-                    frame, frame_json = delivery.frame, codec.dumps(delivery.frame)
-                recipient = str(delivery.recipient_id)
-                await outbox.send(
-                    self.delivered_topic, recipient.encode(),
-                    encode_delivery(recipient, frame_json, delivery.skip_connection),
-                )
-
-    async def move_checkpoints(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
-        """Sent once the batch's table writes are durable, and not awaited: a checkpoint that is
-        lost only makes the next catch-up replay a little more (`evolve` is idempotent)."""
+    async def after_batch(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
+        """Move the checkpoints, once the batch's table writes are durable, and without waiting:
+        a checkpoint that is lost only makes the next catch-up replay a little more (`evolve` is
+        idempotent)."""
         latest: dict[tuple[str, int], int] = {}
         for m in metadata:
             latest[(m.topic, m.partition)] = max(latest.get((m.topic, m.partition), 0), m.offset + 1)
@@ -241,27 +197,6 @@ async def read_range(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
     return events
 
 
-def parse_commands(batch: Sequence[EventT[bytes]]) -> list[tuple[int, Command]]:
-    commands = []
-    for event in batch:
-        message = event.message
-        try:
-            commands.append((message.partition, decode_command(message.value or b"")))
-        except ValueError as error:
-            skip_bad_record(message.topic, message.partition, message.offset, "malformed", error)
-    return commands
-
-
-def decide_all(store: TableChatStore, commands: list[tuple[int, Command]], settings: StreamsSettings) -> list[Decided]:
-    decided = []
-    key = settings.chat_id_key.encode()
-    for partition, command in commands:
-        store.partition = partition
-        decision = decide(store, command, chat_id_key=key, max_group_members=settings.max_group_members)
-        decided.append(Decided(command, partition, decision))
-    return decided
-
-
 def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
     """Declare the chat agent and its tables on `app`."""
     partitions = settings.topic_partitions
@@ -276,14 +211,5 @@ def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
         settings.topic(topics.CHAT_COMMANDS.name), settings.topic(topics.MESSAGE_SEND.name),
         key_serializer="raw", value_serializer="raw", partitions=partitions,
     )
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def on_assigned(sender: faust.App, assigned: Any, **_: Any) -> None:
-        decider.forget_catch_up()
-
-    @app.agent(source, name="chat_decider", concurrency=1)
-    async def chat_decider(stream: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await decider.process(batch)
-
+    run_agent(app, decider, "chat_decider", source)
     return decider

@@ -7,28 +7,33 @@ added member, and everyone on create, gets the whole Chat (`chat.updated`). A gr
 `max_group_members`: so one add writes bytes linear in the group's size, and a create at most
 `max_group_members`² (contract v1.1, "Group size").
 
-`decide` applies the events it returns to `state` itself, so that the next command of the same
-batch sees them. `evolve` is idempotent (an event applied twice changes nothing), because after a
-crash the agent replays the tail of the event topics over state that may already hold it.
+The state is typed (`streams.chat_state`): a `ChatState` per chat, a `StoredMessage` per message,
+and the message id of each (chat, sender, client_msg_id) sent. `decide` applies the events it
+returns to the store itself, so that the next command of the same batch sees them. `evolve` is
+idempotent (an event applied twice changes nothing), because after a crash the agent replays the
+tail of the event topics over state that may already hold it.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from schemas.api import GROUP_MEMBERS_DEFAULT
 from schemas.commands import (
     AddMember,
     Command,
     CreateChat,
-    Delivery,
     DeleteMessage,
+    Delivery,
     EditMessage,
     MarkRead,
+    Register,
     RemoveMember,
     SendMessage,
+    UpdateProfile,
 )
 from schemas.events import (
     ChatCreated,
@@ -44,7 +49,6 @@ from schemas.events import (
     event_id_for,
     new_event,
 )
-from schemas.api import GROUP_MEMBERS_DEFAULT
 from schemas.frames import (
     chat_member_added_frame,
     chat_member_removed_frame,
@@ -54,36 +58,25 @@ from schemas.frames import (
     message_new_frame,
     read_frame,
 )
-from schemas.models import Chat, Member, Message, direct_chat_id
+from schemas.models import Chat, Member, Message, Role, direct_chat_id
+from streams.chat_state import ChatState, StoredMessage
+from streams.decision import Decision, refuse
+
+__all__ = ["ChatStore", "Decision", "decide", "evolve"]
 
 MESSAGE_NAMESPACE = uuid.UUID("a3d0c8a4-51f4-4c38-8f4e-3e6b93f0e2aa")
 MANAGERS = ("owner", "admin")
 
 
 class ChatStore(Protocol):
-    """The state the rules read and write: three maps of plain JSON values, keyed by strings."""
+    """The state the rules read and write: three maps keyed by strings."""
 
-    def get_chat(self, chat_id: str) -> dict[str, Any] | None: ...
-    def set_chat(self, chat_id: str, chat: dict[str, Any]) -> None: ...
-    def get_message(self, message_id: str) -> dict[str, Any] | None: ...
-    def set_message(self, message_id: str, message: dict[str, Any]) -> None: ...
+    def get_chat(self, chat_id: str) -> ChatState | None: ...
+    def set_chat(self, chat_id: str, chat: ChatState) -> None: ...
+    def get_message(self, message_id: str) -> StoredMessage | None: ...
+    def set_message(self, message_id: str, message: StoredMessage) -> None: ...
     def get_sent(self, dedupe_key: str) -> str | None: ...
     def set_sent(self, dedupe_key: str, message_id: str) -> None: ...
-
-
-@dataclass
-class Decision:
-    ok: bool
-    code: str | None = None
-    message: str | None = None
-    duplicate: bool = False
-    result: dict[str, Any] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    deliveries: list[Delivery] = field(default_factory=list)
-
-
-def refuse(code: str, message: str) -> Decision:
-    return Decision(ok=False, code=code, message=message)
 
 
 def dedupe_key(chat_id: uuid.UUID | str, sender_id: uuid.UUID | str, client_msg_id: str) -> str:
@@ -97,19 +90,19 @@ def message_id_for(chat_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: str)
 
 # --- views of state as the contract's resources -----------------------------------------------
 
-def chat_view(chat_id: str, chat: dict[str, Any]) -> dict[str, Any]:
+def chat_view(chat_id: str, chat: ChatState) -> dict[str, Any]:
     """The contract's Chat as far as the decider knows it (the gateway adds last_message, unread)."""
     return Chat(
         id=uuid.UUID(chat_id),
-        type=chat["type"],
-        title=chat["title"],
-        created_at=chat["created_at"],
-        members=[Member(user_id=uuid.UUID(u), role=r) for u, r in chat["members"].items()],
+        type=chat.type,
+        title=chat.title,
+        created_at=datetime.fromisoformat(chat.created_at),
+        members=[Member(user_id=uuid.UUID(u), role=r) for u, r in chat.members.items()],
     ).model_dump(mode="json")
 
 
-def message_view(message: dict[str, Any]) -> dict[str, Any]:
-    return Message.model_validate(message).model_dump(mode="json")
+def message_view(message: StoredMessage) -> dict[str, Any]:
+    return Message.model_validate(message.to_json()).model_dump(mode="json")
 
 
 # --- evolve -----------------------------------------------------------------------------------
@@ -120,10 +113,10 @@ def evolve(store: ChatStore, event: Event) -> None:
     at = event.occurred_at.isoformat()
     if isinstance(p, ChatCreated):
         if store.get_chat(str(p.chat_id)) is None:
-            store.set_chat(str(p.chat_id), {
-                "type": p.type, "title": p.title, "created_at": at, "created_by": str(p.created_by),
-                "members": {str(m.user_id): m.role for m in p.members}, "last_seq": 0,
-            })
+            store.set_chat(str(p.chat_id), ChatState(
+                type=p.type, title=p.title, created_at=at, created_by=str(p.created_by),
+                members={str(m.user_id): m.role for m in p.members}, last_seq=0,
+            ))
     elif isinstance(p, (MemberAdded, RoleChanged, MemberRemoved)):
         _evolve_membership(store, p)
     elif isinstance(p, MessageSent):
@@ -132,9 +125,9 @@ def evolve(store: ChatStore, event: Event) -> None:
         message = store.get_message(str(p.message_id))
         if message is not None:
             if isinstance(p, MessageEdited):
-                message = {**message, "text": p.text, "edited_at": at}
+                message = replace(message, text=p.text, edited_at=at)
             else:
-                message = {**message, "text": "", "deleted": True}
+                message = replace(message, text="", deleted=True)
             store.set_message(str(p.message_id), message)
 
 
@@ -142,12 +135,12 @@ def _evolve_membership(store: ChatStore, p: MemberAdded | RoleChanged | MemberRe
     chat = store.get_chat(str(p.chat_id))
     if chat is None:
         return
-    members = dict(chat["members"])
+    members = dict(chat.members)
     if isinstance(p, MemberRemoved):
         members.pop(str(p.user_id), None)
     else:
         members[str(p.user_id)] = p.role
-    store.set_chat(str(p.chat_id), {**chat, "members": members})
+    store.set_chat(str(p.chat_id), replace(chat, members=members))
 
 
 def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
@@ -156,14 +149,13 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
     chat = store.get_chat(str(p.chat_id))
     if chat is None:
         return
-    if p.seq > chat["last_seq"]:
-        store.set_chat(str(p.chat_id), {**chat, "last_seq": p.seq})
+    if p.seq > chat.last_seq:
+        store.set_chat(str(p.chat_id), replace(chat, last_seq=p.seq))
     if store.get_message(str(p.message_id)) is None:
-        store.set_message(str(p.message_id), {
-            "id": str(p.message_id), "chat_id": str(p.chat_id), "seq": p.seq,
-            "sender_id": str(p.sender_id), "text": p.text, "client_msg_id": p.client_msg_id,
-            "created_at": at, "edited_at": None, "deleted": False,
-        })
+        store.set_message(str(p.message_id), StoredMessage(
+            id=str(p.message_id), chat_id=str(p.chat_id), seq=p.seq, sender_id=str(p.sender_id),
+            text=p.text, client_msg_id=p.client_msg_id, created_at=at,
+        ))
     key = dedupe_key(p.chat_id, p.sender_id, p.client_msg_id)
     if store.get_sent(key) is None:
         store.set_sent(key, str(p.message_id))
@@ -182,9 +174,11 @@ def decide(
     emit = _Emitter(store, command, now or datetime.now(UTC))
     if isinstance(body, CreateChat):
         return _create(store, command.actor_id, body, emit, max_group_members, chat_id_key)
-    chat = store.get_chat(str(body.chat_id))  # type: ignore[union-attr]
+    if isinstance(body, (Register, UpdateProfile)):
+        return refuse("invalid_request", f"{body.kind} is not a chat command")
+    chat = store.get_chat(str(body.chat_id))
     actor = str(command.actor_id)
-    if chat is None or actor not in chat["members"]:
+    if chat is None or actor not in chat.members:
         return refuse("not_found", "no such chat")
     if isinstance(body, AddMember):
         return _add_member(chat, actor, body, emit, max_group_members)
@@ -194,9 +188,7 @@ def decide(
         return _send(store, chat, actor, body, emit)
     if isinstance(body, (EditMessage, DeleteMessage)):
         return _change_message(store, chat, actor, body, emit)
-    if isinstance(body, MarkRead):
-        return _read(chat, actor, body, emit)
-    return refuse("invalid_request", f"{body.kind} is not a chat command")
+    return _read(chat, actor, body, emit)
 
 
 class _Emitter:
@@ -227,6 +219,12 @@ class _Emitter:
             self.decision.deliveries.append(
                 Delivery.model_construct(recipient_id=uuid.UUID(user), frame=frame, skip_connection=skip))
 
+    def stored_message(self, message_id: uuid.UUID) -> StoredMessage:
+        """A message this command's events just wrote."""
+        message = self.store.get_message(str(message_id))
+        assert message is not None
+        return message
+
     def chat_result(self, chat_id: str) -> dict[str, Any]:
         """The chat as it now is, as the command's result (the reply is one record, whatever
         the group's size)."""
@@ -255,7 +253,7 @@ def _create(
         members = [Member(user_id=actor, role="owner")] + [Member(user_id=u, role="member") for u in sorted(others, key=str)]
     existing = store.get_chat(str(body.chat_id))
     if existing is not None:
-        if str(actor) not in existing["members"] or (body.type == "group" and existing["created_by"] != str(actor)):
+        if str(actor) not in existing.members or (body.type == "group" and existing.created_by != str(actor)):
             return refuse("conflict", "a chat with this id exists")
         return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), existing)})
     if len(members) > max_members:
@@ -267,51 +265,51 @@ def _create(
 
 
 def _add_member(
-    chat: dict[str, Any], actor: str, body: AddMember, emit: _Emitter, max_members: int
+    chat: ChatState, actor: str, body: AddMember, emit: _Emitter, max_members: int
 ) -> Decision:
     """The members before the add get the delta; the added member the whole chat."""
-    if chat["type"] != "group":
+    if chat.type != "group":
         return refuse("forbidden", "members are added to group chats only")
-    if chat["members"][actor] not in MANAGERS:
+    if chat.role_of(actor) not in MANAGERS:
         return refuse("forbidden", "only the owner or an admin adds members")
     added = str(body.user_id)
-    if added in chat["members"]:
+    if added in chat.members:
         return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), chat)})
-    if len(chat["members"]) >= max_members:
+    if len(chat.members) >= max_members:
         return group_full(max_members)
     chat_id = str(body.chat_id)
-    role = "member"
+    role: Role = "member"
     emit(body.chat_id, MemberAdded(chat_id=body.chat_id, user_id=body.user_id, role=role, added_by=uuid.UUID(actor)))
-    emit.deliver(list(chat["members"]), chat_member_added_frame(chat_id, added, role))
+    emit.deliver(list(chat.members), chat_member_added_frame(chat_id, added, role))
     emit.deliver([added], chat_updated_frame(emit.chat_result(chat_id)))
     return emit.decision
 
 
-def _remove_member(chat: dict[str, Any], actor: str, body: RemoveMember, emit: _Emitter) -> Decision:
+def _remove_member(chat: ChatState, actor: str, body: RemoveMember, emit: _Emitter) -> Decision:
     target = str(body.user_id)
     leaving = target == actor
-    if chat["type"] != "group":
+    if chat.type != "group":
         return refuse("forbidden", "members of a direct chat cannot be removed")
-    if target not in chat["members"]:
+    if target not in chat.members:
         return refuse("not_found", "no such member")
-    if not leaving and (chat["members"][actor] not in MANAGERS or chat["members"][target] == "owner"):
+    if not leaving and (chat.role_of(actor) not in MANAGERS or chat.role_of(target) == "owner"):
         return refuse("forbidden", "only the owner or an admin removes members, and not the owner")
     chat_id = str(body.chat_id)
     emit(body.chat_id, MemberRemoved(
         chat_id=body.chat_id, user_id=body.user_id, removed_by=uuid.UUID(actor),
         reason="left" if leaving else "removed",
     ))
-    rest = [m for m in chat["members"] if m != target]
-    emit.deliver(rest + [target], chat_member_removed_frame(chat_id, target))
+    rest = [m for m in chat.members if m != target]
+    emit.deliver([*rest, target], chat_member_removed_frame(chat_id, target))
     successor = _successor(chat, target)
-    if chat["members"][target] == "owner" and successor:
+    if chat.role_of(target) == "owner" and successor:
         emit(body.chat_id, RoleChanged(chat_id=body.chat_id, user_id=uuid.UUID(successor), role="owner"))
         emit.deliver(rest, chat_member_added_frame(chat_id, successor, "owner"))
     emit.chat_result(chat_id)
     return emit.decision
 
 
-def _sent_again(store: ChatStore, chat: dict[str, Any], message_id: str, emit: _Emitter) -> Decision:
+def _sent_again(store: ChatStore, chat: ChatState, message_id: str, emit: _Emitter) -> Decision:
     """A send decided before: the first message, and its `message.new` delivered again.
 
     The first decision's events may be durable while its deliveries never left (the worker was
@@ -321,71 +319,71 @@ def _sent_again(store: ChatStore, chat: dict[str, Any], message_id: str, emit: _
     first = store.get_message(message_id)
     assert first is not None
     message = message_view(first)
-    if not first.get("deleted"):
-        emit.deliver(list(chat["members"]), message_new_frame(message))
+    if not first.deleted:
+        emit.deliver(list(chat.members), message_new_frame(message))
     emit.decision.duplicate = True
     emit.decision.result = {"message": message}
     return emit.decision
 
 
-def _successor(chat: dict[str, Any], leaving: str) -> str | None:
+def _successor(chat: ChatState, leaving: str) -> str | None:
     """Who owns a group when its owner leaves: the first admin, else the first member (by join order)."""
-    rest: list[tuple[str, str]] = [(u, r) for u, r in chat["members"].items() if u != leaving]
+    rest = [(u, r) for u, r in chat.members.items() if u != leaving]
     for user, role in rest:
         if role == "admin":
             return user
     return rest[0][0] if rest else None
 
 
-def _send(store: ChatStore, chat: dict[str, Any], actor: str, body: SendMessage, emit: _Emitter) -> Decision:
+def _send(store: ChatStore, chat: ChatState, actor: str, body: SendMessage, emit: _Emitter) -> Decision:
     known = store.get_sent(dedupe_key(body.chat_id, actor, body.client_msg_id))
     if known is not None:
         return _sent_again(store, chat, known, emit)
     sender = uuid.UUID(actor)
     message_id = message_id_for(body.chat_id, sender, body.client_msg_id)
-    members = list(chat["members"])
+    members = list(chat.members)
     emit(body.chat_id, MessageSent(
-        message_id=message_id, chat_id=body.chat_id, seq=chat["last_seq"] + 1, sender_id=sender,
+        message_id=message_id, chat_id=body.chat_id, seq=chat.last_seq + 1, sender_id=sender,
         text=body.text, client_msg_id=body.client_msg_id, recipients=[uuid.UUID(m) for m in members],
     ))
-    message = message_view(emit.store.get_message(str(message_id)) or {})
+    message = message_view(emit.stored_message(message_id))
     emit.deliver(members, message_new_frame(message))
     emit.decision.result = {"message": message}
     return emit.decision
 
 
 def _change_message(
-    store: ChatStore, chat: dict[str, Any], actor: str, body: EditMessage | DeleteMessage, emit: _Emitter
+    store: ChatStore, chat: ChatState, actor: str, body: EditMessage | DeleteMessage, emit: _Emitter
 ) -> Decision:
     message = store.get_message(str(body.message_id))
-    if message is None or message["chat_id"] != str(body.chat_id):
+    if message is None or message.chat_id != str(body.chat_id):
         return refuse("not_found", "no such message")
-    if message["deleted"]:
+    if message.deleted:
         return refuse("not_found", "the message was deleted")
-    is_sender = message["sender_id"] == actor
-    members = list(chat["members"])
+    is_sender = message.sender_id == actor
+    members = list(chat.members)
     if isinstance(body, EditMessage):
         if not is_sender:
             return refuse("forbidden", "only the sender edits a message")
-        emit(body.chat_id, MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message["seq"], text=body.text))
-        view = message_view(store.get_message(str(body.message_id)) or {})
+        emit(body.chat_id, MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, text=body.text))
+        view = message_view(emit.stored_message(body.message_id))
         emit.deliver(members, message_edited_frame(view))
         emit.decision.result = {"message": view}
         return emit.decision
-    may_moderate = chat["type"] == "group" and chat["members"][actor] in MANAGERS
+    may_moderate = chat.type == "group" and chat.role_of(actor) in MANAGERS
     if not (is_sender or may_moderate):
         return refuse("forbidden", "only the sender or a group owner/admin deletes a message")
-    emit(body.chat_id, MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message["seq"], deleted_by=uuid.UUID(actor)))
-    frame = message_deleted_frame(str(body.chat_id), str(body.message_id), message["seq"])
+    emit(body.chat_id, MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, deleted_by=uuid.UUID(actor)))
+    frame = message_deleted_frame(str(body.chat_id), str(body.message_id), message.seq)
     emit.deliver(members, frame)
     emit.decision.result = {k: v for k, v in frame.items() if k != "type"}
     return emit.decision
 
 
-def _read(chat: dict[str, Any], actor: str, body: MarkRead, emit: _Emitter) -> Decision:
-    seq = min(body.seq, chat["last_seq"])
+def _read(chat: ChatState, actor: str, body: MarkRead, emit: _Emitter) -> Decision:
+    seq = min(body.seq, chat.last_seq)
     emit(body.chat_id, ReadMarkerMoved(chat_id=body.chat_id, user_id=uuid.UUID(actor), seq=seq))
     frame = read_frame(str(body.chat_id), actor, seq)
-    emit.deliver(list(chat["members"]), frame)
+    emit.deliver(list(chat.members), frame)
     emit.decision.result = {"chat_id": str(body.chat_id), "seq": seq}
     return emit.decision

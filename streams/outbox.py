@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.types import TableT
-from aiokafka.structs import RecordMetadata
+from faust.types.tuples import RecordMetadata
 from prometheus_client import Counter
 
 from schemas import codec
@@ -69,8 +69,9 @@ class Outbox:
         """Set a table key and write its changelog to `partition` (the key's chat or name)."""
         table.data[key] = value
         changelog = table.changelog_topic
-        key_bytes, _ = changelog.prepare_key(key, getattr(table, "key_serializer"))
-        value_bytes, _ = changelog.prepare_value(value, getattr(table, "value_serializer"))
+        # `TableT` does not declare the serializers every `Table` has.
+        key_bytes, _ = changelog.prepare_key(key, getattr(table, "key_serializer"))  # noqa: B009
+        value_bytes, _ = changelog.prepare_value(value, getattr(table, "value_serializer"))  # noqa: B009
         await self.send(changelog.get_topic_name(), key_bytes, value_bytes, partition)
 
     async def wait(self) -> None:

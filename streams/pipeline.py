@@ -1,0 +1,177 @@
+"""The one way an agent decides: consume a batch of commands, decide each against the state (plus
+what earlier commands of the batch decided), append the events and wait until the broker has them
+all (acks=all), then write the state's tables, reply, deliver, and flush.
+
+A crash before the events are durable loses only unacknowledged commands (clients retry); a crash
+after it is repaired by deciding the commands again: event ids derive from the commands, so what
+did land is found again, not written twice. If the append fails, the batch is decided anew
+(`prepare` runs again first) with the workers' retry policy; when it still fails the worker
+stops with exit code 70 and its supervisor restarts it (an agent that raised would have its
+records acked and skipped by Faust).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar, cast
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+from faust.types import EventT
+from faust.types.tuples import RecordMetadata
+
+from runtime.retry import GaveUp, retrying
+from schemas import codec
+from schemas.commands import Command, decode_command, encode_delivery
+from schemas.events import Event
+from streams.decision import Decision
+from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for, skip_bad_record
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.005
+"""A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
+APPEND_ATTEMPTS = 5
+FIRST_APPEND_PAUSE_S = 1.0
+"""The ceiling of the first pause, doubled each time: with full jitter 7.5 s of waiting on average
+(at most 15 s) before the worker gives up, longer than a leader's election after a broker died."""
+EXIT_CANNOT_APPEND = 70
+APPEND_ERRORS = (KafkaError, ProducerSendError)
+
+
+class TableStore(Protocol):
+    """An agent's state for one batch: reads the tables, keeps its writes aside until `commit`."""
+
+    partition: int
+    """The partition of the command being decided: the state it writes goes to that partition."""
+
+    async def commit(self, outbox: Outbox) -> None: ...
+
+
+@dataclass
+class Decided:
+    command: Command
+    partition: int
+    decision: Decision
+
+
+Store = TypeVar("Store", bound=TableStore)
+
+
+class DecidingAgent(ABC, Generic[Store]):
+    """One agent's part: its state, its rules and where its events go; the steps are shared."""
+
+    def __init__(self, app: faust.App, delivered_topic: str = "") -> None:
+        self.app = app
+        self.delivered_topic = delivered_topic
+        """`message.delivered` (with its prefix) for an agent that delivers frames."""
+
+    @abstractmethod
+    def new_store(self) -> Store: ...
+
+    @abstractmethod
+    def decide(self, store: Store, command: Command) -> Decision: ...
+
+    @abstractmethod
+    def destination(self, decided: Decided, event: Event) -> PendingEvent:
+        """Where `event` is appended: its topic, key and partition."""
+
+    async def prepare(self, partitions: set[int]) -> None:
+        """Before deciding commands of `partitions` (the chat agent catches up from the log here)."""
+
+    def forget_preparation(self) -> None:
+        """After a rebalance or a failed append: `prepare` runs again before the next decision."""
+
+    async def after_batch(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
+        """Once the batch's table writes, replies and deliveries are durable."""
+
+    async def process(self, batch: Sequence[EventT[bytes]]) -> None:
+        commands = parse_commands(batch)
+        if not commands:
+            return
+        try:
+            store, decided, metadata = await retrying(
+                lambda: self.decide_and_append(commands), what="appending events",
+                attempts=APPEND_ATTEMPTS, first_pause_s=FIRST_APPEND_PAUSE_S, retry_on=APPEND_ERRORS,
+            )
+        except GaveUp as error:
+            log.critical("cannot append events (%s); stopping the worker", error)
+            os._exit(EXIT_CANNOT_APPEND)
+        outbox = Outbox(self.app)
+        await store.commit(outbox)
+        await self.answer(outbox, decided, metadata)
+        await outbox.wait()
+        await self.after_batch(outbox, metadata)
+
+    async def decide_and_append(
+        self, commands: list[tuple[int, Command]]
+    ) -> tuple[Store, list[Decided], list[RecordMetadata]]:
+        try:
+            await self.prepare({p for p, _ in commands})
+            store = self.new_store()
+            decided = []
+            for partition, command in commands:
+                store.partition = partition
+                decided.append(Decided(command, partition, self.decide(store, command)))
+            pending = [self.destination(d, event) for d in decided for event in d.decision.events]
+            return store, decided, await produce_durable(self.app, pending)
+        except APPEND_ERRORS:
+            self.forget_preparation()
+            raise
+
+    async def answer(self, outbox: Outbox, decided: list[Decided], metadata: list[RecordMetadata]) -> None:
+        """Replies (with where each event landed) and one delivery record per recipient."""
+        landed = iter(metadata)
+        for d in decided:
+            decision = d.decision
+            mine = [next(landed) for _ in decision.events]
+            reply = reply_for(
+                d.command, decision.ok, code=decision.code, message=decision.message,
+                duplicate=decision.duplicate, result=decision.result, metadata=mine,
+            )
+            await outbox.reply(d.command, reply)
+            await self.deliver(outbox, decision)
+
+    async def deliver(self, outbox: Outbox, decision: Decision) -> None:
+        """Each frame is encoded once: a frame's recipients come one after another."""
+        frame: object = None
+        frame_json = b""
+        for delivery in decision.deliveries:
+            if delivery.frame is not frame:
+                frame, frame_json = delivery.frame, codec.dumps(delivery.frame)
+            recipient = str(delivery.recipient_id)
+            await outbox.send(
+                self.delivered_topic, recipient.encode(),
+                encode_delivery(recipient, frame_json, delivery.skip_connection),
+            )
+
+
+def parse_commands(batch: Sequence[EventT[bytes]]) -> list[tuple[int, Command]]:
+    commands = []
+    for event in batch:
+        message = event.message
+        try:
+            commands.append((message.partition, decode_command(message.value or b"")))
+        except ValueError as error:
+            skip_bad_record(message.topic, message.partition, message.offset, "malformed", error)
+    return commands
+
+
+def run_agent(app: faust.App, agent: DecidingAgent[Store], name: str, source: faust.TopicT) -> None:
+    """Declare `agent` on `app`: one at a time (`concurrency=1`, faust-streaming #606), in batches."""
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: object, /, *_: object, signal: object, **__: object) -> None:
+        agent.forget_preparation()
+
+    async def decide(stream: faust.StreamT[bytes]) -> None:
+        async for batch in cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await agent.process(batch)
+
+    app.agent(source, name=name, concurrency=1)(decide)
