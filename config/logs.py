@@ -29,22 +29,23 @@ from typing import Any, Literal
 
 LogFormat = Literal["json", "text"]
 
-_CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("log_context", default=MappingProxyType({}))
+_CONTEXT: ContextVar[Mapping[str, object]] = ContextVar("log_context", default=MappingProxyType({}))
 """The ids of what the current task is handling. The mapping is replaced, never changed in place."""
 
 BASE_KEYS = ("time", "level", "logger", "message")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-def log_context() -> Mapping[str, str]:
+def log_context() -> Mapping[str, object]:
     """The ids every line logged now would carry."""
     return _CONTEXT.get()
 
 
 def bind(**ids: object) -> None:
     """Add ids to the context of the current task, for the rest of it (a request, a frame) and the
-    tasks it starts from now on. `None` values are left out."""
-    _CONTEXT.set({**_CONTEXT.get(), **{name: str(value) for name, value in ids.items() if value is not None}})
+    tasks it starts from now on. `None` values are left out; others are written as JSON (a UUID as
+    its string, a list of ids as a list)."""
+    _CONTEXT.set({**_CONTEXT.get(), **{name: value for name, value in ids.items() if value is not None}})
 
 
 @contextmanager

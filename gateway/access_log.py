@@ -43,7 +43,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
     request_id = log_context().get("request_id")
-    if request_id:
+    if isinstance(request_id, str):
         response.headers[REQUEST_ID_HEADER] = request_id
 
 

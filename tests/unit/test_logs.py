@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,15 @@ def test_the_ids_in_context_are_on_every_line_of_the_scope_only(output: tuple[lo
     assert "request_id" not in outside
 
 
+def test_ids_keep_their_json_shape(output: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = output
+    command_id = uuid.uuid4()
+    with log_scope(command_id=command_id, correlation_ids=["k-1", "k-2"]):
+        logger.info("appending events failed")
+    [line] = lines(stream)
+    assert line["command_id"] == str(command_id) and line["correlation_ids"] == ["k-1", "k-2"]
+
+
 def test_a_line_adds_its_own_fields_but_cannot_replace_the_base_keys(
     output: tuple[logging.Logger, io.StringIO],
 ) -> None:
@@ -87,7 +97,7 @@ async def test_what_a_task_binds_stays_in_that_task() -> None:
     """A request or a frame is a task: what it binds reaches the tasks it starts, not its siblings
     or the task that started it."""
 
-    async def handle(request_id: str) -> dict[str, str]:
+    async def handle(request_id: str) -> dict[str, object]:
         bind(request_id=request_id)
         await asyncio.sleep(0)
         inner = asyncio.create_task(asyncio.sleep(0, result=dict(log_context())))
