@@ -1,0 +1,104 @@
+"""The gateway's request id and access line (`gateway.access_log`), on a small aiohttp app served as
+`python -m gateway` serves the real one (the same middleware, signal and access logger)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from config.logs import JsonFormatter, bind
+from gateway import access_log
+from gateway.access_log import ACCESS_LOGGER, REQUEST_ID_HEADER, AccessLog
+from gateway.rest.errors import error_middleware, unauthenticated
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl"
+USER_ID = "7d4c3f5e-0000-4000-8000-000000000001"
+
+routes = web.RouteTableDef()
+handler_log = logging.getLogger("gateway.tests")
+
+
+@routes.get("/api/v1/ws")
+async def socket_like(request: web.Request) -> web.Response:
+    if request.query.get("token") != TOKEN:
+        raise unauthenticated()
+    bind(user_id=USER_ID)
+    handler_log.warning("handling it")
+    return web.json_response({"ok": True})
+
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Client, io.StringIO]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    loggers = [ACCESS_LOGGER, handler_log]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    app = web.Application(middlewares=[error_middleware])
+    app.add_routes(routes)
+    access_log.setup(app)
+    server = TestServer(app)
+    await server.start_server(access_log_class=AccessLog, access_log=ACCESS_LOGGER)
+    try:
+        async with TestClient(server) as client:
+            yield client, stream
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_one_access_line_per_request_with_the_request_id_and_the_user(served: tuple[Client, io.StringIO]) -> None:
+    client, stream = served
+    response = await client.get("/api/v1/ws", params={"token": TOKEN}, headers={REQUEST_ID_HEADER: "req-42.a:b"})
+    assert response.status == 200
+    assert response.headers[REQUEST_ID_HEADER] == "req-42.a:b"
+    body = await response.read()
+    handled, access = lines(stream)
+    assert handled["message"] == "handling it" and handled["request_id"] == "req-42.a:b"
+    assert access["logger"] == "gateway.access"
+    assert {k: access[k] for k in ("method", "path", "status", "request_id", "user_id")} == {
+        "method": "GET", "path": "/api/v1/ws", "status": 200, "request_id": "req-42.a:b", "user_id": USER_ID,
+    }
+    assert access["bytes"] > len(body) and access["duration_ms"] >= 0, "bytes sent, the headers included"
+
+
+async def test_the_token_query_parameter_never_reaches_a_log(served: tuple[Client, io.StringIO]) -> None:
+    client, stream = served
+    await client.get("/api/v1/ws", params={"token": TOKEN})
+    await client.get("/api/v1/ws", params={"token": TOKEN + "x", "other": "1"})
+    assert len(lines(stream)) == 3
+    assert "token" not in stream.getvalue() and TOKEN not in stream.getvalue()
+
+
+@pytest.mark.parametrize("given", ["", "a b", "x" * 129, "id;forged=1", "<script>"])
+async def test_an_insane_request_id_is_replaced_by_a_new_one(served: tuple[Client, io.StringIO], given: str) -> None:
+    client, stream = served
+    response = await client.get("/api/v1/ws", headers={REQUEST_ID_HEADER: given} if given else {})
+    assert response.status == 401, "an error envelope carries the id too"
+    request_id = response.headers[REQUEST_ID_HEADER]
+    assert request_id != given and len(request_id) == 32
+    [access] = lines(stream)
+    assert access["request_id"] == request_id and access["status"] == 401 and "user_id" not in access
+
+
+async def test_each_request_gets_its_own_id(served: tuple[Client, io.StringIO]) -> None:
+    client, stream = served
+    ids = [(await client.get("/nowhere")).headers[REQUEST_ID_HEADER] for _ in range(3)]
+    assert len(set(ids)) == 3
+    assert [line["request_id"] for line in lines(stream)] == ids
