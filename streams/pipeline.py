@@ -25,6 +25,7 @@ from faust.exceptions import ProducerSendError
 from faust.types import EventT
 from faust.types.tuples import RecordMetadata
 
+from config.logs import log_scope
 from runtime.retry import GaveUp, retrying
 from schemas import codec
 from schemas.commands import Command, decode_command, encode_delivery
@@ -95,6 +96,11 @@ class DecidingAgent(ABC, Generic[Store]):
         commands = parse_commands(batch)
         if not commands:
             return
+        with log_scope(correlation_ids=[command.correlation_id for _, command in commands]):
+            await self.process_commands(commands)
+
+    async def process_commands(self, commands: list[tuple[int, Command]]) -> None:
+        """Every line logged meanwhile (a failed append, the exit) names the batch's commands."""
         try:
             store, decided, metadata = await retrying(
                 lambda: self.decide_and_append(commands), what="appending events",
