@@ -1,8 +1,11 @@
-"""The one retry policy of the workers: a bounded number of attempts, pauses growing
-exponentially with full jitter (each pause drawn uniformly below its ceiling, so that workers
+"""The one retry policy of every process: pauses growing exponentially with full jitter (each pause drawn uniformly below its ceiling, so that workers
 that failed together do not retry together), one warning per failed attempt, and `GaveUp` when
 every attempt failed. The caller then stops its worker deliberately (exit 70: cannot append to
 Kafka; 75: cannot write PostgreSQL), never skips the work.
+
+`retrying` makes a bounded number of attempts (the workers' appends and writes); `Backoff` paces
+a loop that runs for the life of its process and retries for as long as it takes (the gateway's
+consumers and listeners), with the same pauses.
 """
 
 from __future__ import annotations
@@ -64,3 +67,26 @@ async def retrying(
     except RetryError as error:
         last = error.last_attempt.exception()
         raise GaveUp(f"{what}: failed {attempts} times, last: {last!r}") from last
+
+
+class Backoff:
+    """The pauses of a loop that retries for as long as it takes (a consumer, a listener): the
+    same full-jitter exponential pauses as `retrying` (tenacity's `wait_random_exponential`),
+    started over by `reset()` once the loop succeeds again.
+
+    Not an `AsyncRetrying` around each poll: that costs ~20 us a call, on paths that run once per
+    message; this costs nothing until something fails.
+    """
+
+    def __init__(self, first_pause_s: float, max_pause_s: float = MAX_PAUSE_S) -> None:
+        self._wait = wait_random_exponential(multiplier=first_pause_s, max=max_pause_s)
+        self._state = RetryCallState(AsyncRetrying(), None, (), {})
+
+    def next_pause(self) -> float:
+        """The pause after one more failure: drawn from [0, first * 2**(failures - 1)], at most the cap."""
+        pause = self._wait(self._state)
+        self._state.attempt_number += 1
+        return pause
+
+    def reset(self) -> None:
+        self._state.attempt_number = 1

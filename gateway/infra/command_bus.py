@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,7 +27,7 @@ from aiokafka.errors import KafkaError
 from config.kafka import client_options, cluster_replication
 from config.logs import bind
 from config.settings import GatewaySettings
-from gateway.infra.healing import Backoff, ConnectionState
+from gateway.infra.healing import ConnectionState, reconnect_backoff
 from schemas import topics
 from schemas.commands import Body, Command, Origin, Reply, encode_command
 
@@ -79,7 +80,7 @@ class CommandBus:
         with backoff (aiokafka reconnects), never the end of this task, or every command would
         time out from then on."""
         assert self.consumer is not None
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         while True:
             try:
                 batches = await self.consumer.getmany(timeout_ms=1000, max_records=1000)
@@ -132,7 +133,7 @@ async def create_reply_topic(settings: GatewaySettings, name: str) -> None:
     try:
         config = {"retention.ms": str(topics.GATEWAY_REPLIES.retention_ms)}
         replication = await cluster_replication(admin, settings.broker_list)
-        response = await admin.create_topics([NewTopic(name, 1, replication.factor, topic_configs=config)])
+        response: Any = await admin.create_topics([NewTopic(name, 1, replication.factor, topic_configs=config)])
         for topic, code, message in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise RuntimeError(f"cannot create reply topic {topic}: {message}")

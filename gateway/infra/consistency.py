@@ -27,7 +27,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from gateway.infra import read_store
-from gateway.infra.healing import Backoff, ConnectionState
+from gateway.infra.healing import ConnectionState, reconnect_backoff
 from schemas.commands import Position, Reply
 from schemas.progress import CHANNEL, ProjectionProgress
 
@@ -103,7 +103,7 @@ class ProjectionWatermarks:
 
     async def _keep(self) -> None:
         """Reopen the connection whenever it is lost, for the life of the gateway."""
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         while True:
             try:
                 await asyncio.wait_for(self._lost.wait(), PING_INTERVAL_S)
@@ -131,9 +131,9 @@ class ProjectionWatermarks:
             return False
         return True
 
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
         try:
-            progress = ProjectionProgress.decode(payload)
+            progress = ProjectionProgress.decode(str(payload))
             self._advance((progress.topic, progress.partition), progress.next_offset)
         except ValueError:
             log.warning("ignored a malformed %s notification: %r", CHANNEL, payload)

@@ -1,5 +1,6 @@
-"""How the gateway's long-lived connections heal: one backoff policy, one metric and one log line
-per lost and regained connection (design: "Healing").
+"""How the gateway's long-lived connections heal: one backoff policy (`runtime.retry.Backoff`,
+the one retry policy of every process), one metric and one log line per lost and regained
+connection (design: "Healing").
 
 Each connection has an owner (the LISTEN of `consistency`, the pub/sub of `ws.routing`, the
 delivery consumer of `ws.delivery`) that notices its death and reopens it; this module is what
@@ -9,10 +10,11 @@ they share, so that every reconnect looks the same in `/metrics`, in the log and
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 from prometheus_client import Counter, Gauge
+
+from runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +27,9 @@ MAX_PAUSE_S = 5.0
 seconds at most, so that recovery never waits long after the server is back."""
 
 
-class Backoff:
-    """Exponential pauses with full jitter (AWS's "Exponential Backoff and Jitter"): many
-    gateways that lost the same server do not all knock again at the same instant."""
-
-    def __init__(self, first: float = FIRST_PAUSE_S, cap: float = MAX_PAUSE_S) -> None:
-        self.first = first
-        self.cap = cap
-        self.attempt = 0
-
-    def next_pause(self) -> float:
-        ceiling = min(self.cap, self.first * 2**self.attempt)
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
+def reconnect_backoff() -> Backoff:
+    """The pauses of one connection's reconnect loop (`runtime.retry.Backoff`, the one retry policy)."""
+    return Backoff(FIRST_PAUSE_S, MAX_PAUSE_S)
 
 
 class ConnectionState:

@@ -53,10 +53,6 @@ async def credentials(db: Pool, username: str) -> tuple[dict[str, Any], str] | N
     return user_json(row), row["password_hash"]
 
 
-async def username_exists(db: Pool, username: str) -> bool:
-    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)", username))
-
-
 async def existing_user_ids(db: Pool, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     rows = await db.fetch("SELECT id FROM users WHERE id = ANY($1::uuid[])", user_ids)
     return {r["id"] for r in rows}

@@ -146,10 +146,6 @@ def conflict(code: str = "conflict", message: str = "conflict") -> ApiError:
     return ApiError(409, code, message)
 
 
-def username_taken() -> ApiError:
-    return conflict("username_taken", "username already taken")
-
-
 def payload_too_large(message: str = "request body too large") -> ApiError:
     return ApiError(413, "payload_too_large", message)
 

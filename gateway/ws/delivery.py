@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
-from gateway.infra.healing import Backoff, ConnectionState
+from gateway.infra.healing import ConnectionState, reconnect_backoff
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
 from schemas import topics
@@ -135,7 +135,7 @@ class DeliveryConsumer:
             DELIVERY_PARTITIONS.set(0)
 
     async def _run(self) -> None:
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_MAX)
@@ -159,7 +159,7 @@ class DeliveryConsumer:
         """Publish every record's route; while Redis cannot take them, retry with backoff."""
         oldest_ms = (time.time() - MAX_AGE_S) * 1000
         routes = without_repeated_resyncs(route_of(record, oldest_ms) for record in records)
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         while True:
             try:
                 DELIVERIES.labels("published").inc(await self._channels.publish(routes))

@@ -31,11 +31,6 @@ class TokenBucket:
         self._tokens = float(burst)
         self._updated = clock()
 
-    @property
-    def refill_seconds(self) -> float:
-        """How long an empty bucket takes to fill up: a bucket idle that long is as good as new."""
-        return self._burst / self._rate
-
     def allow(self) -> bool:
         """Take one token if there is one."""
         self._refill()

@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from gateway.infra.healing import Backoff, ConnectionState
+from gateway.infra.healing import ConnectionState, reconnect_backoff
 from gateway.ws.metrics import ROUTED
 from schemas.codec import as_str
 
@@ -183,7 +183,7 @@ class UserChannels:
         stop pushing frames while looking healthy. Reads block without a timeout: a read with
         one costs a timer per message, which showed in the profile of a busy group."""
         assert self._pubsub is not None
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         while True:
             try:
                 if not self._pubsub.subscribed:

@@ -44,7 +44,7 @@ async def register(request: web.Request) -> web.Response:
 
 @routes.get("/taken")
 async def taken(request: web.Request) -> web.Response:
-    raise errors.username_taken()
+    raise errors.conflict("username_taken", "username already taken")
 
 
 @routes.get("/slow-down")
@@ -201,7 +201,7 @@ def test_rate_limited_never_says_retry_after_zero() -> None:
         (errors.forbidden(), 403, "forbidden"),
         (errors.not_found(), 404, "not_found"),
         (errors.conflict(), 409, "conflict"),
-        (errors.username_taken(), 409, "username_taken"),
+        (errors.conflict("username_taken", "username already taken"), 409, "username_taken"),
         (errors.payload_too_large(), 413, "payload_too_large"),
         (errors.rate_limited(5), 429, "rate_limited"),
     ],
