@@ -95,6 +95,16 @@ def test_an_unknown_command_exits_2_with_one_line(name: str, capsys: pytest.Capt
     assert "No such command 'no-such-command'" in line
 
 
+def test_rebuild_takes_only_known_projections() -> None:
+    def only(*args: str) -> object:
+        return projections_cli.rebuild.make_context("rebuild", list(args)).params["only"]
+
+    assert only("--only", "users", "--only", "chats") == ("users", "chats")
+    assert only() == (), "none named: all of them"
+    with pytest.raises(click.BadParameter):
+        only("--only", "nothing")
+
+
 def test_a_bad_value_exits_2_with_one_line_naming_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
     assert projections_cli.main(["rebuild", "--only", "messagez"]) == 2
     [line] = capsys.readouterr().err.splitlines()

@@ -9,7 +9,6 @@ import asyncpg
 import orjson
 import pytest
 
-from projections.__main__ import rebuild_arguments
 from projections.apply import OffsetGap, Skipped, check_contiguous, new_records, storable, to_params
 from projections.catalogue import PROJECTIONS, selected
 from projections.checksum import checksum_query, read_model_tables
@@ -124,13 +123,6 @@ def test_the_lag_report_sums_partitions_and_projections() -> None:
 
 def test_a_span_counts_the_offsets_it_covers() -> None:
     assert Span(3, 10).size == 7 and Span(5, 5).size == 0 and Span(6, 2).size == 0
-
-
-def test_rebuild_takes_only_known_projections() -> None:
-    assert rebuild_arguments(["--only", "users", "--only", "chats"]).only == ["users", "chats"]
-    assert rebuild_arguments([]).only is None
-    with pytest.raises(SystemExit):
-        rebuild_arguments(["--only", "nothing"])
 
 
 async def test_database_errors_are_retried_a_bounded_number_of_times() -> None:
