@@ -18,11 +18,12 @@ from faust.types import EventT, StreamT
 from faust.web import Request, Response, View
 from mode.types.signals import BaseSignalT
 
+from config.logs import log_scope
 from config.settings import WorkerSettings, load
-from runtime.faust_app import make_app
 from projections.catalogue import PROJECTIONS
 from projections.model import Projection, Record
 from projections.runtime import Runtime
+from runtime.faust_app import make_app
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ def records_of(events: Sequence[EventT[bytes]]) -> list[Record]:
     return [Record(e.message.partition, e.message.offset, e.message.value) for e in events]
 
 
+def offset_spans(records: Sequence[Record]) -> dict[int, list[int]]:
+    """Partition -> [first, last] offset of a batch: where the lines logged while applying it point."""
+    spans: dict[int, list[int]] = {}
+    for record in records:
+        span = spans.setdefault(record.partition, [record.offset, record.offset])
+        span[1] = record.offset
+    return spans
+
+
 EXIT_CANNOT_APPLY = 75
 """EX_TEMPFAIL: the worker may be started again once PostgreSQL is back."""
 
@@ -74,10 +84,12 @@ def add_agent(projection: Projection) -> None:
     async def project(stream: StreamT[bytes]) -> None:
         batches = cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN)
         async for events in batches:
-            try:
-                await runtime.apply(projection, records_of(events))
-            except Exception as error:  # GaveUp, or anything unforeseen: never ack what was not applied
-                stop_worker(projection, error)
+            records = records_of(events)
+            with log_scope(projection=projection.name, offsets=offset_spans(records)):
+                try:
+                    await runtime.apply(projection, records)
+                except Exception as error:  # GaveUp, or anything unforeseen: never ack what was not applied
+                    stop_worker(projection, error)
 
     project.__qualname__ = project.__name__ = f"{projection.name}_projection"
     app.agent(event_topic(projection), name=f"projections.{projection.name}", concurrency=1)(project)
