@@ -6,18 +6,17 @@ import socket
 
 from aiohttp import web
 
-from runtime.gc_pauses import freeze_survivors, measure_gc_pauses
 from config.settings import GatewaySettings
+from gateway import access_log, ws
 from gateway.auth import routes as routes_auth
 from gateway.infra import consistency, health, limits, resources
-from gateway.rest import chats as routes_chats
-from gateway.rest import users as routes_users
 from gateway.infra.command_bus import command_bus_ctx
+from gateway.rest import chats as routes_chats
+from gateway.rest import docs, http_headers
+from gateway.rest import users as routes_users
 from gateway.rest.errors import error_middleware
 from gateway.usecases.ports import ports_ctx
-from gateway import access_log
-from gateway.rest import docs, http_headers
-from gateway import ws
+from runtime.gc_pauses import freeze_survivors, measure_gc_pauses
 
 MAX_BODY_BYTES = 64 * 1024
 

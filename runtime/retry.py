@@ -1,6 +1,6 @@
-"""The one retry policy of every process: pauses growing exponentially with full jitter (each pause drawn uniformly below its ceiling, so that workers
-that failed together do not retry together), one warning per failed attempt, and `GaveUp` when
-every attempt failed. The caller then stops its worker deliberately (exit 70: cannot append to
+"""The one retry policy of every process: pauses growing exponentially with full jitter (each
+pause drawn uniformly below its ceiling, so that processes that failed together do not retry
+together), one warning per failed attempt, and `GaveUp` when every attempt failed. The caller then stops its worker deliberately (exit 70: cannot append to
 Kafka; 75: cannot write PostgreSQL), never skips the work.
 
 `retrying` makes a bounded number of attempts (the workers' appends and writes); `Backoff` paces

@@ -7,9 +7,9 @@ import uuid
 from aiohttp import web
 
 from config.logs import bind
-from gateway.rest.errors import not_found, unauthenticated
-from gateway.infra.resources import SETTINGS
 from gateway.auth.tokens import verify_access_token
+from gateway.infra.resources import SETTINGS
+from gateway.rest.errors import not_found, unauthenticated
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -36,7 +36,8 @@ _hasher = PasswordHasher(
     type=Type.ID,
 )
 _executor = ThreadPoolExecutor(max_workers=HASHING_THREADS, thread_name_prefix="argon2")
-_dummy_hash: str | None = None
+_dummy_hashes: list[str] = []
+"""The dummy hash once made (the first, should two be made at once)."""
 
 
 async def hash_password(password: str) -> str:
@@ -75,7 +76,6 @@ def _verify(encoded_hash: str, password: str) -> bool:
 
 async def _dummy() -> str:
     """A hash of a random password with today's parameters, made once on first need."""
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = await hash_password(secrets.token_urlsafe(16))
-    return _dummy_hash
+    if not _dummy_hashes:
+        _dummy_hashes.append(await hash_password(secrets.token_urlsafe(16)))
+    return _dummy_hashes[0]

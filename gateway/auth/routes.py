@@ -13,14 +13,14 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
-from gateway.infra import read_store
-from gateway.rest.errors import invalid_credentials, parse_body
 from gateway.auth.passwords import verify_password
 from gateway.auth.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
-from gateway.infra.resources import PG_POOL, REDIS, SETTINGS
 from gateway.auth.session_end import SESSION_ENDS, SessionEnds
 from gateway.auth.throttle import LoginThrottle, RegisterThrottle
 from gateway.auth.tokens import issue_access_token
+from gateway.infra import read_store
+from gateway.infra.resources import PG_POOL, REDIS, SETTINGS
+from gateway.rest.errors import invalid_credentials, parse_body
 from gateway.usecases import accounts
 from gateway.usecases.ports import PORTS
 from schemas.api import LoginBody, RefreshBody, RegisterBody

@@ -163,7 +163,7 @@ class ProjectionWatermarks:
         if not pending:
             return True
         with RYW_WAIT.time():
-            done, not_done = await asyncio.wait(pending, timeout=timeout)
+            _, not_done = await asyncio.wait(pending, timeout=timeout)
         for future in not_done:
             future.cancel()
         if not_done:

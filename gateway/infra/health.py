@@ -37,9 +37,9 @@ async def _check(probe: Callable[[], Awaitable[object]]) -> str:
 
 async def _services(app: web.Application) -> dict[str, str]:
     kafka, postgres, redis = await asyncio.gather(
-        _check(lambda: app[PRODUCER].client.fetch_all_metadata()),
+        _check(app[PRODUCER].client.fetch_all_metadata),
         _check(lambda: app[PG_POOL].fetchval("SELECT 1")),
-        _check(lambda: app[REDIS].ping()),
+        _check(app[REDIS].ping),
     )
     return {"kafka": kafka, "postgresql": postgres, "redis": redis}
 
@@ -71,7 +71,7 @@ async def _workers(app: web.Application) -> dict[str, str]:
     timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         states = await asyncio.gather(*(_worker(session, url) for url in named.values()))
-    return dict(zip(named, states))
+    return dict(zip(named, states, strict=True))
 
 
 @routes.get("/healthz")

@@ -16,7 +16,6 @@ import asyncpg
 from schemas.models import Chat, Member, Message, User
 
 
-
 class Pool(Protocol):
     """What the reads need of an asyncpg pool or connection."""
 
@@ -113,7 +112,7 @@ def chat_json(row: asyncpg.Record) -> dict[str, Any]:
         members = orjson.loads(members)
     last = None
     if row["lm_id"] is not None:
-        last = Message.model_validate({k[3:]: row[k] for k in row.keys() if k.startswith("lm_")})
+        last = Message.model_validate({k[3:]: row[k] for k in row.keys() if k.startswith("lm_")})  # noqa: SIM118 (a Record iterates its values)
     return Chat(
         id=row["id"], type=row["type"], title=row["title"], created_at=row["created_at"],
         members=[Member.model_validate(m) for m in members or []],

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from config.kafka import client_options
 from config.settings import GatewaySettings

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.infra import read_store
-from gateway.rest.errors import not_found, parse_body
 from gateway.auth.identity import caller, path_uuid
+from gateway.infra import read_store
 from gateway.infra.resources import SETTINGS
+from gateway.rest.errors import not_found, parse_body
+from gateway.rest.validation import query
 from gateway.usecases import chats, messaging
 from gateway.usecases.ports import PORTS, Actor
-from gateway.rest.validation import query
 from schemas.api import MAX_GROUP_MEMBERS_CONTEXT, AddMemberBody, CreateChatBody, MessagePage, PostMessageBody
 
 routes = web.RouteTableDef()

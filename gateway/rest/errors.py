@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 from aiohttp import web
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiohttp.typedefs import Handler
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth.identity import caller, path_uuid
 from gateway.infra import read_store
 from gateway.rest.errors import parse_body
-from gateway.auth.identity import caller, path_uuid
+from gateway.rest.validation import query
 from gateway.usecases import accounts
 from gateway.usecases.ports import PORTS, Actor
-from gateway.rest.validation import query
 from schemas.api import ProfilePatch, UserSearch
 
 routes = web.RouteTableDef()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from gateway.infra import read_store
 from gateway.auth.passwords import hash_password
+from gateway.infra import read_store
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import NOT_FOUND, Refused

@@ -23,6 +23,7 @@ are held and then let through the same check, so that the two never interleave o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -214,10 +215,8 @@ class Connection:
 
     async def reply(self, text: str) -> None:
         """Queue a reply to the client's own frame, waiting for room; dropped once closing."""
-        try:
+        with contextlib.suppress(QueueClosed):
             await self.queue.put_reply(text)
-        except QueueClosed:
-            pass
 
     def close_soon(self, code: int, reason: str) -> asyncio.Task[None]:
         """Start closing (once); the returned task ends when the socket is closed or aborted."""

@@ -9,8 +9,8 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from config.logs import bind
-from gateway.rest.errors import ApiError, rate_limited, unavailable
 from gateway.infra.resources import SETTINGS
+from gateway.rest.errors import ApiError, rate_limited, unavailable
 from gateway.ws.connections import CLOSE_GRACE_S, Connection
 from gateway.ws.handlers import FrameHandler
 from gateway.ws.handshake import authenticate, check_origin

@@ -29,13 +29,13 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from gateway.rest.errors import DEPENDENCY_DOWN, ApiError
 from gateway.infra.limits import REFUSED as WRITES_REFUSED
-from gateway.ws.frame_rate import UserBuckets
+from gateway.rest.errors import DEPENDENCY_DOWN, ApiError
 from gateway.usecases import messaging
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import FORBIDDEN, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, Refused
 from gateway.ws.connections import Connection
+from gateway.ws.frame_rate import UserBuckets
 from gateway.ws.handshake import SocketAuth
 from gateway.ws.members import TypingRelay
 from gateway.ws.metrics import ACK_SECONDS, ERRORS_OUT, FRAMES_IN

@@ -12,8 +12,8 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from config.settings import GatewaySettings
-from gateway.rest.errors import forbidden, invalid_token, unauthenticated
 from gateway.auth.tokens import AccessClaims, verify_access_claims
+from gateway.rest.errors import forbidden, invalid_token, unauthenticated
 from gateway.usecases.refusal import FORBIDDEN, Refused
 from gateway.ws.connections import Connection
 from gateway.ws.session_watch import SessionWatch

@@ -25,6 +25,7 @@ so inside a read that never raised (its retry policy), so no exception is a reli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -105,6 +106,7 @@ class UserChannels:
         self._on_reopened = on_reopened
         self.state = ConnectionState(CONNECTION_NAME)
         self._own_confirmed = False
+        self._first_open = asyncio.Event()
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._own_channel = f"{self._prefix}instance:{instance_id}"
@@ -122,9 +124,8 @@ class UserChannels:
         is down, the listener keeps trying and the gateway starts anyway (its health says so)."""
         self._pubsub = self._redis.pubsub()
         self._listener = asyncio.create_task(self._listen(), name="user channels listener")
-        deadline = asyncio.get_running_loop().time() + START_WAIT_S
-        while not self.state.up and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_open.wait(), START_WAIT_S)
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -204,6 +205,7 @@ class UserChannels:
         and that whatever was published meanwhile is lost."""
         if not self._own_confirmed:
             self._own_confirmed = True
+            self._first_open.set()
             self.state.opened()
             return
         if self.state.up:

@@ -18,10 +18,10 @@ from aiohttp import web
 from config.settings import GatewaySettings
 from gateway.auth.refresh_tokens import REFRESH_TOKENS
 from gateway.infra.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
-from gateway.ws.frame_rate import UserBuckets
 from gateway.usecases.ports import PORTS
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
 from gateway.ws.delivery import DeliveryConsumer
+from gateway.ws.frame_rate import UserBuckets
 from gateway.ws.handlers import FrameServices
 from gateway.ws.handshake import SocketAuth
 from gateway.ws.members import MembersCache, TypingRelay

@@ -28,8 +28,8 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from gateway.rest.errors import invalid_token, token_expired
 from gateway.auth.tokens import AccessClaims
+from gateway.rest.errors import invalid_token, token_expired
 from gateway.ws.connections import Connection
 from gateway.ws.metrics import SESSION_CLOSES
 from gateway.ws.routing import ALL_SESSIONS, Route
