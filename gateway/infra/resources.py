@@ -11,9 +11,12 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from prometheus_client import Counter
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
@@ -23,6 +26,18 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 INSTANCE_ID = web.AppKey("instance_id", str)
+
+DEPENDENCY_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
+"""Errors that mean a service is (re)starting or unreachable, not that the request was wrong."""
 
 PG_POOL_MAX = 20
 REDIS_POOL_MAX = 64

@@ -4,7 +4,7 @@ Every non-2xx answer of the gateway has the body
 `{"error": {"code": "<snake_case>", "message": "<human text>", "details"?: {...}}}` (contract v1,
 Errors). Handlers raise `ApiError` (or let aiohttp and pydantic raise theirs); `error_middleware`
 turns all of them into that envelope, a dependency that cannot be reached (PostgreSQL, Redis,
-Kafka restarting) into 503 `unavailable` with `Retry-After`, and anything unexpected into a logged
+Kafka restarting: `gateway.infra.resources.DEPENDENCY_DOWN`) into 503 `unavailable` with `Retry-After`, and anything unexpected into a logged
 500 whose body says nothing about the code.
 """
 
@@ -16,15 +16,12 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.infra.resources import DEPENDENCY_DOWN
 from gateway.usecases.refusal import RATE_LIMITED, UNAVAILABLE, Refused
 
 log = logging.getLogger(__name__)
@@ -36,18 +33,6 @@ BODY_FIELD = "body"
 
 FORWARDED_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 """Headers of an aiohttp HTTPException worth keeping; its Content-Type and body are replaced."""
-
-DEPENDENCY_DOWN = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-)
-"""Errors that mean a service is (re)starting or unreachable, not that the request was wrong."""
 
 CODES_BY_STATUS = {
     400: "invalid_request",

@@ -30,7 +30,8 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from gateway.infra.limits import REFUSED as WRITES_REFUSED
-from gateway.rest.errors import DEPENDENCY_DOWN, ApiError
+from gateway.infra.resources import DEPENDENCY_DOWN
+from gateway.rest.errors import ApiError
 from gateway.usecases import messaging
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import FORBIDDEN, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, Refused

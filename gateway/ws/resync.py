@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from gateway.infra import read_store
-from gateway.rest.errors import DEPENDENCY_DOWN
+from gateway.infra.resources import DEPENDENCY_DOWN
 from gateway.ws.connections import SLOW_CLOSE_CODE, Connection, ConnectionRegistry
 from gateway.ws.metrics import RESYNCED, RESYNCS
 from gateway.ws.routing import Route
