@@ -114,7 +114,7 @@ def configure(log_format: LogFormat, level: str | int) -> None:
 
 def faust_logging_config(log_format: LogFormat) -> dict[str, Any] | None:
     """What a Faust worker's logging gets (`faust.App(logging_config=…)`): the JSON formatter on the
-    handler Faust makes (stdout), at the level of the worker's `-l`; `None` keeps Faust's own for text.
+    handler Faust makes (to stderr, as Faust's own), at the worker's `-l`; `None` (text) keeps Faust's.
 
     Merged into Faust's configuration, so that its `-l` keeps setting the root level, and loggers
     made before the worker starts (every module's `log`) are not disabled.
@@ -126,5 +126,5 @@ def faust_logging_config(log_format: LogFormat) -> dict[str, Any] | None:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     }
