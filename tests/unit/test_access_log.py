@@ -6,17 +6,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaProducer
 
-from config.logs import JsonFormatter, bind
+from config.logs import JsonFormatter, bind, log_context, log_scope
+from config.settings import GatewaySettings
 from gateway import access_log
 from gateway.access_log import ACCESS_LOGGER, REQUEST_ID_HEADER, AccessLog
+from gateway.infra.command_bus import CommandBus, CommandTimeout
 from gateway.rest.errors import error_middleware, unauthenticated
+from schemas import topics
+from schemas.commands import MarkRead, decode_command
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl"
 USER_ID = "7d4c3f5e-0000-4000-8000-000000000001"
@@ -102,3 +108,26 @@ async def test_each_request_gets_its_own_id(served: tuple[Client, io.StringIO]) 
     ids = [(await client.get("/nowhere")).headers[REQUEST_ID_HEADER] for _ in range(3)]
     assert len(set(ids)) == 3
     assert [line["request_id"] for line in lines(stream)] == ids
+
+
+class SentCommands:
+    """A producer that keeps what it is given (the command bus's only use of it here)."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> None:
+        self.values.append(value)
+
+
+async def test_a_command_puts_its_ids_on_the_rest_of_the_request() -> None:
+    """What the command bus binds stays for the lines after the send (waiting for the reply and the
+    read models, the access line): those lines carry the ids the worker's lines and events carry."""
+    producer = SentCommands()
+    bus = CommandBus(GatewaySettings.model_construct(topic_prefix="t."), cast(AIOKafkaProducer, producer), "gw")
+    with log_scope(request_id="r-1"):
+        with pytest.raises(CommandTimeout):
+            await bus.ask(topics.MESSAGE_SEND, "k", MarkRead(chat_id=uuid.uuid4(), seq=1), uuid.uuid4(), timeout=0.01)
+        ids = dict(log_context())
+    [sent] = [decode_command(value) for value in producer.values]
+    assert ids == {"request_id": "r-1", "command_id": sent.command_id, "correlation_id": sent.correlation_id}
