@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas import codec
-from schemas.models import ChatType
+from schemas.models import Chat, ChatType, Message, User
 from schemas.text import PG_BIGINT_MAX, Clean
 
 TEXT_MAX = 4000
@@ -136,6 +136,46 @@ class Position(BaseModel):
     offset: int
 
 
+class ReplyResult(BaseModel):
+    """What an accepted command made, as the reply carries it; `extra="forbid"` keeps the kinds
+    apart (the JSON names no kind: a deletion's result is a read's plus `message_id`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoResult(ReplyResult):
+    """A refusal's, or a profile change's (the gateway answers that from the read models)."""
+
+
+class UserResult(ReplyResult):
+    user: User
+
+
+class ChatResult(ReplyResult):
+    chat: Chat
+    """As far as the chat agent knows it: `last_message` None and `unread_count` 0."""
+
+
+class MessageResult(ReplyResult):
+    message: Message
+
+
+class MessageDeletedResult(ReplyResult):
+    chat_id: uuid.UUID
+    message_id: uuid.UUID
+    seq: int
+
+
+class ReadResult(ReplyResult):
+    chat_id: uuid.UUID
+    seq: int
+    """The reader's position now: the one asked for, or the chat's last `seq` if that is lower."""
+
+
+Result = UserResult | ChatResult | MessageResult | MessageDeletedResult | ReadResult | NoResult
+R = TypeVar("R", bound=ReplyResult)
+
+
 class Reply(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -146,8 +186,14 @@ class Reply(BaseModel):
     message: str | None = None
     duplicate: bool = False
     """True when the command had been decided before (an idempotent retry): nothing new happened."""
-    result: dict[str, Any] = Field(default_factory=dict)
+    result: Result = Field(default_factory=NoResult)
     positions: list[Position] = Field(default_factory=list)
+
+    def result_as(self, kind: type[R]) -> R:
+        """The result, which an accepted command of its kind always carries; TypeError else."""
+        if not isinstance(self.result, kind):
+            raise TypeError(f"a reply with {type(self.result).__name__} where {kind.__name__} was expected")
+        return self.result
 
 
 class Delivery(BaseModel):
@@ -169,13 +215,13 @@ def encode_delivery(recipient_id: str, frame_json: bytes, skip_connection: str |
     )
 
 
-def decode_delivery(data: bytes) -> tuple[str, dict[str, Any], str | None]:
-    """(recipient_id, frame, skip_connection) of a `message.delivered` record; ValueError for a
-    record that is no `Delivery`. Checked by hand: this runs once per recipient of every message."""
+def decode_delivery(data: bytes) -> Delivery:
+    """The `Delivery` of a `message.delivered` record; ValueError for a record that is none.
+    Checked by hand, not validated by pydantic: this runs once per recipient of every message."""
     value = orjson.loads(data)
     if not isinstance(value, dict):
         raise ValueError("a delivery is a JSON object")
     recipient, frame, skip = value.get("recipient_id"), value.get("frame"), value.get("skip_connection")
     if not isinstance(recipient, str) or not isinstance(frame, dict) or not isinstance(skip, (str, type(None))):
         raise ValueError("a delivery has recipient_id, frame and skip_connection")
-    return str(uuid.UUID(recipient)), frame, skip
+    return Delivery.model_construct(recipient_id=uuid.UUID(recipient), frame=frame, skip_connection=skip)

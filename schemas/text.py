@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import AfterValidator
 
 PG_BIGINT_MAX = 2**63 - 1

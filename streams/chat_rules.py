@@ -24,12 +24,16 @@ from typing import Any, Protocol
 from schemas.api import GROUP_MEMBERS_DEFAULT
 from schemas.commands import (
     AddMember,
+    ChatResult,
     Command,
     CreateChat,
     DeleteMessage,
     Delivery,
     EditMessage,
     MarkRead,
+    MessageDeletedResult,
+    MessageResult,
+    ReadResult,
     Register,
     RemoveMember,
     SendMessage,
@@ -90,7 +94,7 @@ def message_id_for(chat_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: str)
 
 # --- views of state as the contract's resources -----------------------------------------------
 
-def chat_view(chat_id: str, chat: ChatState) -> dict[str, Any]:
+def chat_view(chat_id: str, chat: ChatState) -> Chat:
     """The contract's Chat as far as the decider knows it (the gateway adds last_message, unread)."""
     return Chat(
         id=uuid.UUID(chat_id),
@@ -98,11 +102,16 @@ def chat_view(chat_id: str, chat: ChatState) -> dict[str, Any]:
         title=chat.title,
         created_at=datetime.fromisoformat(chat.created_at),
         members=[Member(user_id=uuid.UUID(u), role=r) for u, r in chat.members.items()],
-    ).model_dump(mode="json")
+    )
 
 
-def message_view(message: StoredMessage) -> dict[str, Any]:
-    return Message.model_validate(message.to_json()).model_dump(mode="json")
+def message_view(message: StoredMessage) -> Message:
+    return Message.model_validate(message.to_json())
+
+
+def json_of(resource: Chat | Message) -> dict[str, Any]:
+    """A resource as a frame carries it."""
+    return resource.model_dump(mode="json")
 
 
 # --- evolve -----------------------------------------------------------------------------------
@@ -227,12 +236,12 @@ class _Emitter:
 
     def chat_result(self, chat_id: str) -> dict[str, Any]:
         """The chat as it now is, as the command's result (the reply is one record, whatever
-        the group's size)."""
+        the group's size); returned as a frame carries it."""
         chat = self.store.get_chat(chat_id)
         assert chat is not None
         view = chat_view(chat_id, chat)
-        self.decision.result = {"chat": view}
-        return view
+        self.decision.result = ChatResult(chat=view)
+        return json_of(view)
 
 
 def group_full(limit: int) -> Decision:
@@ -255,7 +264,7 @@ def _create(
     if existing is not None:
         if str(actor) not in existing.members or (body.type == "group" and existing.created_by != str(actor)):
             return refuse("conflict", "a chat with this id exists")
-        return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), existing)})
+        return Decision(ok=True, duplicate=True, result=ChatResult(chat=chat_view(str(body.chat_id), existing)))
     if len(members) > max_members:
         return group_full(max_members)
     emit(body.chat_id, ChatCreated(chat_id=body.chat_id, type=body.type, title=body.title, created_by=actor, members=members))
@@ -274,7 +283,7 @@ def _add_member(
         return refuse("forbidden", "only the owner or an admin adds members")
     added = str(body.user_id)
     if added in chat.members:
-        return Decision(ok=True, duplicate=True, result={"chat": chat_view(str(body.chat_id), chat)})
+        return Decision(ok=True, duplicate=True, result=ChatResult(chat=chat_view(str(body.chat_id), chat)))
     if len(chat.members) >= max_members:
         return group_full(max_members)
     chat_id = str(body.chat_id)
@@ -320,9 +329,9 @@ def _sent_again(store: ChatStore, chat: ChatState, message_id: str, emit: _Emitt
     assert first is not None
     message = message_view(first)
     if not first.deleted:
-        emit.deliver(list(chat.members), message_new_frame(message))
+        emit.deliver(list(chat.members), message_new_frame(json_of(message)))
     emit.decision.duplicate = True
-    emit.decision.result = {"message": message}
+    emit.decision.result = MessageResult(message=message)
     return emit.decision
 
 
@@ -347,8 +356,8 @@ def _send(store: ChatStore, chat: ChatState, actor: str, body: SendMessage, emit
         text=body.text, client_msg_id=body.client_msg_id, recipients=[uuid.UUID(m) for m in members],
     ))
     message = message_view(emit.stored_message(message_id))
-    emit.deliver(members, message_new_frame(message))
-    emit.decision.result = {"message": message}
+    emit.deliver(members, message_new_frame(json_of(message)))
+    emit.decision.result = MessageResult(message=message)
     return emit.decision
 
 
@@ -367,23 +376,21 @@ def _change_message(
             return refuse("forbidden", "only the sender edits a message")
         emit(body.chat_id, MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, text=body.text))
         view = message_view(emit.stored_message(body.message_id))
-        emit.deliver(members, message_edited_frame(view))
-        emit.decision.result = {"message": view}
+        emit.deliver(members, message_edited_frame(json_of(view)))
+        emit.decision.result = MessageResult(message=view)
         return emit.decision
     may_moderate = chat.type == "group" and chat.role_of(actor) in MANAGERS
     if not (is_sender or may_moderate):
         return refuse("forbidden", "only the sender or a group owner/admin deletes a message")
     emit(body.chat_id, MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, deleted_by=uuid.UUID(actor)))
-    frame = message_deleted_frame(str(body.chat_id), str(body.message_id), message.seq)
-    emit.deliver(members, frame)
-    emit.decision.result = {k: v for k, v in frame.items() if k != "type"}
+    emit.deliver(members, message_deleted_frame(str(body.chat_id), str(body.message_id), message.seq))
+    emit.decision.result = MessageDeletedResult(chat_id=body.chat_id, message_id=body.message_id, seq=message.seq)
     return emit.decision
 
 
 def _read(chat: ChatState, actor: str, body: MarkRead, emit: _Emitter) -> Decision:
     seq = min(body.seq, chat.last_seq)
     emit(body.chat_id, ReadMarkerMoved(chat_id=body.chat_id, user_id=uuid.UUID(actor), seq=seq))
-    frame = read_frame(str(body.chat_id), actor, seq)
-    emit.deliver(list(chat.members), frame)
-    emit.decision.result = {"chat_id": str(body.chat_id), "seq": seq}
+    emit.deliver(list(chat.members), read_frame(str(body.chat_id), actor, seq))
+    emit.decision.result = ReadResult(chat_id=body.chat_id, seq=seq)
     return emit.decision

@@ -4,9 +4,8 @@ refused, the events to append, the result for the reply, the frames to deliver."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from schemas.commands import Delivery
+from schemas.commands import Delivery, NoResult, Result
 from schemas.events import Event
 
 
@@ -16,7 +15,7 @@ class Decision:
     code: str | None = None
     message: str | None = None
     duplicate: bool = False
-    result: dict[str, Any] = field(default_factory=dict)
+    result: Result = field(default_factory=NoResult)
     events: list[Event] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
 

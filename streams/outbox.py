@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from schemas import codec
 from schemas.commands import Command, Position, Reply
 from schemas.events import Event, encode_event
+from streams.decision import Decision
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,13 @@ class Outbox:
         await asyncio.gather(*futures)
 
 
-def reply_for(
-    command: Command, ok: bool, *, code: str | None = None, message: str | None = None,
-    duplicate: bool = False, result: dict[str, Any] | None = None,
-    metadata: list[RecordMetadata] | None = None,
-) -> Reply:
-    COMMANDS.labels(command.body.kind, "accepted" if ok else code or "refused").inc()
-    positions = [Position(topic=m.topic, partition=m.partition, offset=m.offset) for m in metadata or []]
+def reply_for(command: Command, decision: Decision, metadata: list[RecordMetadata]) -> Reply:
+    """The answer to `command`, with where each of its events landed."""
+    COMMANDS.labels(command.body.kind, "accepted" if decision.ok else decision.code or "refused").inc()
+    positions = [Position(topic=m.topic, partition=m.partition, offset=m.offset) for m in metadata]
     return Reply(
-        correlation_id=command.correlation_id, ok=ok, code=code, message=message,
-        duplicate=duplicate, result=result or {}, positions=positions,
+        correlation_id=command.correlation_id, ok=decision.ok, code=decision.code, message=decision.message,
+        duplicate=decision.duplicate, result=decision.result, positions=positions,
     )
 
 

@@ -137,11 +137,7 @@ class DecidingAgent(ABC, Generic[Store]):
         for d in decided:
             decision = d.decision
             mine = [next(landed) for _ in decision.events]
-            reply = reply_for(
-                d.command, decision.ok, code=decision.code, message=decision.message,
-                duplicate=decision.duplicate, result=decision.result, metadata=mine,
-            )
-            await outbox.reply(d.command, reply)
+            await outbox.reply(d.command, reply_for(d.command, decision, mine))
             await self.deliver(outbox, decision)
 
     async def deliver(self, outbox: Outbox, decision: Decision) -> None:

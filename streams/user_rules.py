@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
-from schemas.commands import Command, Register, UpdateProfile
+from schemas.commands import Command, Register, UpdateProfile, UserResult
 from schemas.events import ProfileUpdated, UserRegistered, event_id_for, new_event
 from schemas.models import User, fold_username
 from streams.decision import Decision, refuse
@@ -42,7 +42,7 @@ def decide(store: UserStore, command: Command, now: datetime | None = None) -> D
             id=registered.user_id, username=registered.username, display_name=registered.display_name,
             bio=registered.bio, created_at=decision.events[0].occurred_at,
         )
-        decision.result = {"user": user.model_dump(mode="json")}
+        decision.result = UserResult(user=user)
         return decision
     if isinstance(body, UpdateProfile):
         if command.actor_id != body.user_id:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from schemas.commands import ChatResult, MessageResult, Result
 from schemas.models import Chat, Member, Message, User
 
 
@@ -165,20 +166,19 @@ async def chat_activity_of(db: Pool, user_id: uuid.UUID) -> list[tuple[uuid.UUID
     return [(r["chat_id"], r["last_seq"], r["last_activity_at"]) for r in rows]
 
 
-async def holds_result(db: Pool, result: dict[str, Any]) -> bool:
+async def holds_result(db: Pool, result: Result) -> bool:
     """Whether the message, or the chat with each of its members, of a reply's result is in the
     read models (a result naming neither asks for nothing)."""
-    if "message" in result:
+    if isinstance(result, MessageResult):
         return bool(await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)", uuid.UUID(result["message"]["id"])
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)", result.message.id
         ))
-    if "chat" in result:
-        chat = result["chat"]
-        members = [uuid.UUID(m["user_id"]) for m in chat["members"]]
+    if isinstance(result, ChatResult):
+        members = [m.user_id for m in result.chat.members]
         found = await db.fetchval(
             "SELECT count(*) FROM chats c JOIN chat_members m ON m.chat_id = c.id"
             " WHERE c.id = $1 AND m.user_id = ANY($2)",
-            uuid.UUID(chat["id"]), members,
+            result.chat.id, members,
         )
         return bool(found == len(members))
     return True

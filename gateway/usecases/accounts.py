@@ -14,7 +14,7 @@ from gateway.infra import read_store
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import NOT_FOUND, Refused
-from schemas.commands import Register, UpdateProfile
+from schemas.commands import Register, UpdateProfile, UserResult
 
 
 async def register(ports: Ports, username: str, password: str, display_name: str | None) -> dict[str, Any]:
@@ -24,8 +24,7 @@ async def register(ports: Ports, username: str, password: str, display_name: str
         password_hash=await hash_password(password),
     )
     reply = await execute(ports, None, command)
-    user: dict[str, Any] = reply.result["user"]
-    return user
+    return reply.result_as(UserResult).user.model_dump(mode="json")
 
 
 async def update_profile(ports: Ports, actor: Actor, display_name: str | None, bio: str | None) -> dict[str, Any]:

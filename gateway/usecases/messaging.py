@@ -15,7 +15,15 @@ from gateway.infra import read_store
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
 from gateway.usecases.refusal import NOT_FOUND, Refused
-from schemas.commands import DeleteMessage, EditMessage, MarkRead, SendMessage
+from schemas.commands import (
+    DeleteMessage,
+    EditMessage,
+    MarkRead,
+    MessageDeletedResult,
+    MessageResult,
+    ReadResult,
+    SendMessage,
+)
 
 
 @dataclass(frozen=True)
@@ -34,28 +42,27 @@ class Deleted:
 
 async def send_message(ports: Ports, actor: Actor, chat_id: uuid.UUID, client_msg_id: str, text: str) -> Sent:
     reply = await execute(ports, actor, SendMessage(chat_id=chat_id, client_msg_id=client_msg_id, text=text))
-    return Sent(reply.result["message"], reply.duplicate)
+    return Sent(reply.result_as(MessageResult).message.model_dump(mode="json"), reply.duplicate)
 
 
 async def edit_message(ports: Ports, actor: Actor, message_id: uuid.UUID, text: str) -> dict[str, Any]:
     """The message as edited."""
     chat_id = await chat_of(ports, message_id)
     reply = await execute(ports, actor, EditMessage(chat_id=chat_id, message_id=message_id, text=text))
-    message: dict[str, Any] = reply.result["message"]
-    return message
+    return reply.result_as(MessageResult).message.model_dump(mode="json")
 
 
 async def delete_message(ports: Ports, actor: Actor, message_id: uuid.UUID) -> Deleted:
     chat_id = await chat_of(ports, message_id)
-    result = (await execute(ports, actor, DeleteMessage(chat_id=chat_id, message_id=message_id))).result
-    return Deleted(result["chat_id"], result["message_id"], result["seq"])
+    reply = await execute(ports, actor, DeleteMessage(chat_id=chat_id, message_id=message_id))
+    deleted = reply.result_as(MessageDeletedResult)
+    return Deleted(str(deleted.chat_id), str(deleted.message_id), deleted.seq)
 
 
 async def mark_read(ports: Ports, actor: Actor, chat_id: uuid.UUID, seq: int) -> int:
     """The actor's read position in the chat now: `seq`, or the chat's last if it is past it."""
     reply = await execute(ports, actor, MarkRead(chat_id=chat_id, seq=seq))
-    read_seq: int = reply.result["seq"]
-    return read_seq
+    return reply.result_as(ReadResult).seq
 
 
 async def chat_of(ports: Ports, message_id: uuid.UUID) -> uuid.UUID:

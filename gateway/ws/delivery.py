@@ -60,16 +60,17 @@ def route_of(record: ConsumerRecord[bytes, bytes], oldest_ms: float) -> Route | 
     """The route of one record: its frame, or a resync of its recipient for a stale record;
     None for a record that is no `Delivery` (counted, skipped)."""
     try:
-        recipient_id, frame, skip_connection = decode_delivery(record.value or b"")
+        delivery = decode_delivery(record.value or b"")
     except ValueError:
         DELIVERIES.labels("malformed").inc()
         return None
+    recipient_id = str(delivery.recipient_id)
     if record.timestamp < oldest_ms:
         DELIVERIES.labels("stale").inc()
         return Route(recipient_id, "", resync=True)
-    chat_id, seq, sender_id, client_msg_id = message_position(frame)
+    chat_id, seq, sender_id, client_msg_id = message_position(delivery.frame)
     sent_as = client_msg_id if sender_id == recipient_id else None
-    return Route(recipient_id, encode_frame(frame), skip_connection, chat_id, seq, sent_as)
+    return Route(recipient_id, encode_frame(delivery.frame), delivery.skip_connection, chat_id, seq, sent_as)
 
 
 def message_position(frame: dict[str, Any]) -> tuple[str | None, int, str | None, str | None]:

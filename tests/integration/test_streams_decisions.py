@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from schemas import topics
-from schemas.commands import CreateChat, Register, SendMessage
+from schemas.commands import CreateChat, MessageResult, Register, SendMessage
 from schemas.events import UserRegistered
 from tests.integration.streams_harness import StreamsSystem, streams_system
 from tests.kafka_tools import read_events
@@ -61,7 +61,7 @@ async def test_a_thousand_concurrent_sends_get_seq_one_to_a_thousand(system: Str
     ]
     replies = await asyncio.gather(*sends)
     assert all(r.ok for r in replies)
-    assert sorted(r.result["message"]["seq"] for r in replies) == list(range(1, 1001))
+    assert sorted(r.result_as(MessageResult).message.seq for r in replies) == list(range(1, 1001))
     events = [e for e in await read_events(system.settings, system.settings.topic("message.events")) if e.aggregate_id == chat_id]
     assert sorted(e.payload.seq for e in events) == list(range(1, 1001))  # type: ignore[attr-defined]
 
@@ -73,7 +73,7 @@ async def test_a_retried_send_answers_the_first_message_and_writes_nothing(syste
     first = await system.bus.ask(topics.MESSAGE_SEND, str(chat_id), body, alice)
     again = await system.bus.ask(topics.MESSAGE_SEND, str(chat_id), body, alice)
     assert not first.duplicate and again.duplicate
-    assert again.result["message"] == first.result["message"]
+    assert again.result_as(MessageResult).message == first.result_as(MessageResult).message
     assert again.positions == []
 
 

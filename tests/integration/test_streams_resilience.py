@@ -13,7 +13,7 @@ import pytest
 
 from gateway.infra.command_bus import CommandTimeout
 from schemas import topics
-from schemas.commands import CreateChat, SendMessage
+from schemas.commands import CreateChat, MessageResult, SendMessage
 from schemas.events import Event
 from tests.e2e.workers import start_worker, worker_env
 from tests.integration.streams_harness import StreamsSystem, streams_system
@@ -31,7 +31,7 @@ async def send_until_acked(system: StreamsSystem, chat_id: uuid.UUID, sender: uu
         except CommandTimeout:
             continue
         assert reply.ok, reply
-        return reply.result["message"]  # type: ignore[no-any-return]
+        return reply.result_as(MessageResult).message.model_dump(mode="json")
     raise AssertionError(f"{cmid} never acknowledged")
 
 

@@ -30,6 +30,11 @@ ALICE, BOB, CAROL, DAVE = (uuid.uuid4() for _ in range(4))
 KEY = b"a test key of the direct chats' ids, 32+ bytes"
 
 
+def wire(decision: Decision) -> dict[str, Any]:
+    """A decision's result as its reply carries it."""
+    return decision.result.model_dump(mode="json")
+
+
 def command(actor: uuid.UUID, body: Any, origin: Origin | None = None) -> Command:
     return Command(
         command_id=uuid.uuid4(), correlation_id=uuid.uuid4().hex, actor_id=actor, reply_to=None,
@@ -71,7 +76,7 @@ def test_direct_chat_is_one_per_pair() -> None:
     again = run(store, BOB, CreateChat(chat_id=chat_id, type="direct", member_ids=[ALICE]))
     assert first.ok and not first.duplicate and len(first.events) == 1
     assert again.ok and again.duplicate and again.events == []
-    assert again.result["chat"]["id"] == str(chat_id)
+    assert wire(again)["chat"]["id"] == str(chat_id)
 
 
 def test_direct_chat_needs_exactly_one_other_and_its_derived_id() -> None:
@@ -85,16 +90,16 @@ def test_direct_chat_needs_exactly_one_other_and_its_derived_id() -> None:
 
 def test_seq_is_gapless_and_sends_are_idempotent(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
     store, chat_id = group
-    seqs = [send(store, chat_id, BOB, f"m{i}").result["message"]["seq"] for i in range(5)]
+    seqs = [wire(send(store, chat_id, BOB, f"m{i}"))["message"]["seq"] for i in range(5)]
     retry = send(store, chat_id, BOB, "m2", text="changed")
     assert seqs == [1, 2, 3, 4, 5]
     assert retry.duplicate and retry.events == []
-    assert retry.result["message"]["seq"] == 3 and retry.result["message"]["text"] == "hi"
+    assert wire(retry)["message"]["seq"] == 3 and wire(retry)["message"]["text"] == "hi"
     redelivered = {str(d.recipient_id) for d in retry.deliveries if d.frame["message"]["seq"] == 3}
     assert redelivered == set(chat_of(store, chat_id).members), (
         "a repeat delivers the first message again: the first decision may have died before its deliveries left"
     )
-    assert send(store, chat_id, CAROL, "m2").result["message"]["seq"] == 6  # same id, other sender
+    assert wire(send(store, chat_id, CAROL, "m2"))["message"]["seq"] == 6  # same id, other sender
 
 
 def test_non_member_can_neither_write_nor_read_marks(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
@@ -118,7 +123,7 @@ def test_only_managers_add_members_and_only_to_groups(group: tuple[MemoryChatSto
     store, chat_id = group
     assert run(store, BOB, AddMember(chat_id=chat_id, user_id=DAVE)).code == "forbidden"
     added = run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE))
-    assert added.ok and str(DAVE) in added.result["chat"]["members"][3]["user_id"]
+    assert added.ok and str(DAVE) in wire(added)["chat"]["members"][3]["user_id"]
     assert run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE)).duplicate
     direct = direct_chat_id(KEY, ALICE, BOB)
     run(store, ALICE, CreateChat(chat_id=direct, type="direct", member_ids=[BOB]))
@@ -138,13 +143,13 @@ def test_removal_rules_and_ownership_passes_on(group: tuple[MemoryChatStore, uui
 
 def test_edit_by_sender_only_and_delete_by_sender_or_manager(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
     store, chat_id = group
-    message_id = uuid.UUID(send(store, chat_id, BOB, "a").result["message"]["id"])
+    message_id = uuid.UUID(wire(send(store, chat_id, BOB, "a"))["message"]["id"])
     assert run(store, ALICE, EditMessage(chat_id=chat_id, message_id=message_id, text="x")).code == "forbidden"
     edited = run(store, BOB, EditMessage(chat_id=chat_id, message_id=message_id, text="better"))
-    assert edited.result["message"]["text"] == "better" and edited.result["message"]["edited_at"]
+    assert wire(edited)["message"]["text"] == "better" and wire(edited)["message"]["edited_at"]
     assert run(store, CAROL, DeleteMessage(chat_id=chat_id, message_id=message_id)).code == "forbidden"
     deleted = run(store, ALICE, DeleteMessage(chat_id=chat_id, message_id=message_id))
-    assert deleted.ok and deleted.result == {"chat_id": str(chat_id), "message_id": str(message_id), "seq": 1}
+    assert deleted.ok and wire(deleted) == {"chat_id": str(chat_id), "message_id": str(message_id), "seq": 1}
     assert run(store, BOB, EditMessage(chat_id=chat_id, message_id=message_id, text="y")).code == "not_found"
     stored = store.get_message(str(message_id))
     assert stored is not None and stored.text == "" and stored.deleted
@@ -154,7 +159,7 @@ def test_read_marker_is_clamped_to_the_last_message(group: tuple[MemoryChatStore
     store, chat_id = group
     send(store, chat_id, BOB, "a")
     decision = run(store, ALICE, MarkRead(chat_id=chat_id, seq=99))
-    assert decision.result == {"chat_id": str(chat_id), "seq": 1}
+    assert wire(decision) == {"chat_id": str(chat_id), "seq": 1}
     assert {d.frame["type"] for d in decision.deliveries} == {"read"}
 
 
