@@ -104,12 +104,14 @@ def formatter(log_format: LogFormat) -> logging.Formatter:
 
 
 def configure(log_format: LogFormat, level: str | int) -> None:
-    """Send every record of the process at `level` and above to stderr in `log_format`."""
+    """Send every record of the process at `level` and above to stderr in `log_format`, Python's
+    warnings included (as `py.warnings` lines rather than bare text between them)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)
 
 
 def faust_logging_config(log_format: LogFormat) -> dict[str, Any] | None:

@@ -7,12 +7,13 @@ import io
 import json
 import logging
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from config.logs import JsonFormatter, TextFormatter, bind, faust_logging_config, log_context, log_scope
+from config.logs import JsonFormatter, TextFormatter, bind, configure, faust_logging_config, log_context, log_scope
 
 
 @pytest.fixture
@@ -122,3 +123,24 @@ def test_faust_gets_the_json_formatter_without_losing_its_level_or_the_existing_
     assert "root" not in config, "the root level is Faust's -l"
     assert config["formatters"]["json"]["()"] is JsonFormatter
     assert faust_logging_config("text") is None
+
+
+def test_a_configured_process_writes_only_json_lines_to_stderr_warnings_included(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("json", "INFO")
+        logging.getLogger("tests.configured").info("up")
+        logging.getLogger("tests.configured").debug("not at INFO")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("old call", DeprecationWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], root.level = saved
+    err = capsys.readouterr().err
+    up, warned = (json.loads(line) for line in err.splitlines())
+    assert up["message"] == "up" and up["logger"] == "tests.configured"
+    assert warned["logger"] == "py.warnings" and "DeprecationWarning: old call" in warned["message"]
