@@ -9,15 +9,39 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from typing import Protocol
+
 from aiohttp import web
 
 from config.settings import GatewaySettings
 from gateway.infra import read_store
-from gateway.infra.command_bus import COMMAND_BUS, CommandBus
-from gateway.infra.consistency import WATERMARKS, ProjectionWatermarks
-from gateway.infra.limits import WRITE_BUDGET, WriteBudget
+from gateway.infra.command_bus import COMMAND_BUS, REPLY_TIMEOUT_S
+from gateway.infra.consistency import WAIT_LIMIT_S, WATERMARKS
+from gateway.infra.limits import WRITE_BUDGET
 from gateway.infra.resources import PG_POOL, SETTINGS
-from schemas.commands import Origin
+from schemas import topics
+from schemas.commands import Body, Origin, Reply
+
+
+class Commands(Protocol):
+    """`gateway.infra.command_bus.CommandBus`: a command out, its reply back."""
+
+    async def ask(
+        self, topic: topics.TopicSpec, key: str, body: Body, actor_id: uuid.UUID | None,
+        origin: Origin | None = None, timeout: float = REPLY_TIMEOUT_S,
+    ) -> Reply: ...
+
+
+class ReadYourWrites(Protocol):
+    """`gateway.infra.consistency.ProjectionWatermarks`: wait until the read models hold a reply's change."""
+
+    async def require_reply(self, reply: Reply, db: read_store.Pool, timeout: float = WAIT_LIMIT_S) -> None: ...
+
+
+class Budget(Protocol):
+    """`gateway.infra.limits.WriteBudget`: the users' writes, shared by every instance."""
+
+    async def take(self, user_id: str, cost: int = 1) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -25,10 +49,10 @@ class Ports:
     """The command bus to the deciding agents, the read models and their progress (for
     read-your-writes), the users' write budget, and the settings that shape commands."""
 
-    bus: CommandBus
-    watermarks: ProjectionWatermarks
+    bus: Commands
+    watermarks: ReadYourWrites
     pool: read_store.Pool
-    budget: WriteBudget
+    budget: Budget
     settings: GatewaySettings
 
 
