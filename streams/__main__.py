@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
-import faust
 
 from config.logs import configure
 from config.settings import CommonSettings, load
 from runtime.cli import HELP_OPTIONS, faust_worker, run
+
+if TYPE_CHECKING:
+    import faust  # the worker's app is imported only when `worker` runs
 
 PROG = "python -m streams"
 
