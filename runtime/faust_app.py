@@ -18,7 +18,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
-from config.kafka import replication_of
+from runtime.kafka_cluster import replication_of
 from config.logs import configure, faust_logging_config
 from config.operator_auth import operator_auth
 from config.settings import CommonSettings, WorkerSettings

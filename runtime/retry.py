@@ -62,8 +62,13 @@ async def retrying(
         retry=retry_if_exception_type(retry_on),
         before_sleep=warn,
     )
+    async def attempt() -> T:
+        """Awaits `work()` itself: tenacity would take a lambda returning a coroutine for a
+        function that returns a value, and hand back the coroutine un-awaited."""
+        return await work()
+
     try:
-        return await retry(work)
+        return await retry(attempt)
     except RetryError as error:
         last = error.last_attempt.exception()
         raise GaveUp(f"{what}: failed {attempts} times, last: {last!r}") from last

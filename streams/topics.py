@@ -12,8 +12,9 @@ from typing import Any, cast
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from config.kafka import Replication, client_options, cluster_replication
+from config.kafka import Replication, client_options
 from config.settings import CommonSettings
+from runtime.kafka_cluster import cluster_replication
 from schemas.topics import ALL, CHAT_COMMANDS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
 
 log = logging.getLogger(__name__)

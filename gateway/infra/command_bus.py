@@ -24,10 +24,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from config.kafka import client_options, cluster_replication
+from config.kafka import client_options
 from config.logs import bind
 from config.settings import GatewaySettings
 from gateway.infra.healing import ConnectionState, reconnect_backoff
+from runtime.kafka_cluster import cluster_replication
 from schemas import topics
 from schemas.commands import Body, Command, Origin, Reply, encode_command
 

@@ -25,8 +25,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from config.kafka import broker_count, client_options
+from config.kafka import client_options
 from config.settings import CommonSettings
+from runtime.kafka_cluster import broker_count
 from schemas import topics
 from streams.topics import create_topics
 from tests.kafka_tools import eventually, read_topic

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from config.kafka import Replication, brokers_at_least, replication_for
+from config.kafka import Replication, replication_for
 from config.settings import CommonSettings
+from runtime.kafka_cluster import brokers_at_least
 from schemas import topics
 from streams.topics import new_topic
 

@@ -38,6 +38,9 @@ async def test_success_after_failures_is_returned_and_other_errors_pass_through(
         return "done"
 
     assert await retrying(flaky, what="flaky", attempts=3, first_pause_s=0.001, retry_on=(OSError,)) == "done"
+    calls.clear()
+    work = lambda: flaky()  # noqa: E731, PLW0108  what callers pass: a lambda returning a coroutine
+    assert await retrying(work, what="a lambda", attempts=3, first_pause_s=0.001, retry_on=(OSError,)) == "done"
 
     async def buggy() -> None:
         raise KeyError("bug")
