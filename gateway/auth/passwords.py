@@ -56,17 +56,6 @@ async def verify_password(encoded_hash: str | None, password: str) -> bool:
     return matches and encoded_hash is not None
 
 
-def needs_rehash(encoded_hash: str) -> bool:
-    """Whether a stored hash was made with other (e.g. weaker) parameters than today's.
-
-    The login handler, holding the plain password after a successful verify, stores a new hash then.
-    """
-    try:
-        return _hasher.check_needs_rehash(encoded_hash)
-    except InvalidHashError:
-        return True
-
-
 def _verify(encoded_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(encoded_hash, password)

@@ -6,9 +6,8 @@ import asyncio
 import time
 
 import pytest
-from argon2 import PasswordHasher
 
-from gateway.auth.passwords import hash_password, needs_rehash, verify_password
+from gateway.auth.passwords import hash_password, verify_password
 
 PASSWORD = "correct horse battery staple"
 
@@ -76,13 +75,3 @@ async def test_hashing_leaves_the_event_loop_free() -> None:
     await asyncio.gather(hash_password(PASSWORD), hash_password(PASSWORD))
     ticker.cancel()
     assert ticks >= 3
-
-
-async def test_todays_hash_needs_no_rehash(stored: str) -> None:
-    assert not needs_rehash(stored)
-
-
-def test_a_weaker_hash_needs_one() -> None:
-    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
-    assert needs_rehash(weak)
-    assert needs_rehash("not a hash")
