@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
@@ -93,5 +93,3 @@ class MessagePage(Body):
     after: int | None = Field(None, ge=0, le=PG_BIGINT_MAX)
     limit: int = Field(50, ge=1, le=200)
 
-
-TokenType = Literal["Bearer"]
