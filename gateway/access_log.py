@@ -50,6 +50,11 @@ async def echo_request_id(request: web.Request, response: web.StreamResponse) ->
 class AccessLog(AbstractAccessLogger):
     """aiohttp's access logger, called once the response is sent, in the request's own task."""
 
+    @property
+    def enabled(self) -> bool:
+        """aiohttp skips the call (and its clock) when the level hides the line."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         duration_ms = round(time * 1000, 1)
         self.logger.info(

@@ -131,3 +131,11 @@ async def test_a_command_puts_its_ids_on_the_rest_of_the_request() -> None:
         ids = dict(log_context())
     [sent] = [decode_command(value) for value in producer.values]
     assert ids == {"request_id": "r-1", "command_id": sent.command_id, "correlation_id": sent.correlation_id}
+
+
+def test_no_access_line_is_made_below_info() -> None:
+    quiet = logging.getLogger("tests.access.quiet")
+    quiet.setLevel(logging.WARNING)
+    assert not AccessLog(quiet, "").enabled
+    quiet.setLevel(logging.INFO)
+    assert AccessLog(quiet, "").enabled
