@@ -94,7 +94,8 @@ async def test_the_application_role_can_do_no_more_than_the_application_needs() 
     connection = await asyncpg.connect(CommonSettings().database_url)
     try:
         role = await connection.fetchrow(
-            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
+            " FROM pg_roles WHERE rolname = current_user"
         )
         assert role is not None and not any(role.values()), dict(role or {})
         owner = await connection.fetchval(
