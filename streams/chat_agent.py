@@ -14,8 +14,8 @@ acknowledged message and writes none twice:
 4. write the tables, send the replies (the acks) and the `message.delivered` records, flush, and
    only then move the checkpoints.
 
-Steps 2 to 4 are the pipeline every agent shares (`streams.pipeline`); this module adds the
-tables, the catch-up (step 1) and the checkpoints.
+The steps are the pipeline every agent shares (`streams.pipeline`); this module adds the tables,
+the catch-up (step 1, the pipeline's `prepare`) and the checkpoints (after step 4).
 """
 
 from __future__ import annotations
