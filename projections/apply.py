@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from projections.metrics import APPLIED_EVENTS, BAD_RECORDS
 from projections.model import Params, Projection, Record, UnexpectedEvent
@@ -25,6 +26,9 @@ from schemas.events import BadRecord, UnknownEventType, decode_event
 from schemas.progress import CHANNEL, PAYLOAD_SQL
 
 log = logging.getLogger(__name__)
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection of its own or one lent by a pool."""
 
 BIGINT = range(-(2**63), 2**63)
 
@@ -140,7 +144,7 @@ def decode_all(projection: Projection, records: Sequence[Record]) -> tuple[list[
 
 
 async def lock_offsets(
-    conn: asyncpg.Connection, projection: str, topic: str, partitions: list[int]
+    conn: Conn, projection: str, topic: str, partitions: list[int]
 ) -> dict[int, int]:
     await conn.execute(ENSURE_OFFSETS, projection, topic, partitions)
     rows = await conn.fetch(LOCK_OFFSETS, projection, topic, partitions)
@@ -148,7 +152,7 @@ async def lock_offsets(
 
 
 async def advance_offsets(
-    conn: asyncpg.Connection, projection: str, topic: str, moved: dict[int, int]
+    conn: Conn, projection: str, topic: str, moved: dict[int, int]
 ) -> None:
     """Move `next_offset` forward (never back) and notify, within the caller's transaction."""
     partitions = sorted(moved)
@@ -156,7 +160,7 @@ async def advance_offsets(
 
 
 async def apply_records(
-    conn: asyncpg.Connection,
+    conn: Conn,
     projection: Projection,
     topic: str,
     records: Sequence[Record],

@@ -44,5 +44,6 @@ async def checksums(conn: asyncpg.Connection, tables: list[Table] | None = None)
         await conn.execute("SET LOCAL TimeZone = 'UTC'")
         for table in tables or read_model_tables():
             row = await conn.fetchrow(checksum_query(table))
+            assert row is not None, "an aggregate query returns one row"
             result.append(Checksum(table.name, row["rows"], row["md5"]))
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from typing import NoReturn
 
 import asyncpg
 from tqdm import tqdm
@@ -74,7 +75,7 @@ def shares(spans: dict[int, Span], count: int) -> list[dict[int, Span]]:
 
 async def apply_share(
     database_url: str, reader: TopicReader, projection: Projection, topic: str,
-    spans: dict[int, Span], bar: tqdm,
+    spans: dict[int, Span], bar: tqdm[NoReturn],
 ) -> int:
     conn = await asyncpg.connect(database_url)
     done = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,13 +141,12 @@ class Runtime:
     async def fill(self, projection: Projection, topic: str, gap: OffsetGap) -> None:
         """Apply the records of the hole straight from Kafka, then mark the hole done."""
         spans = {gap.partition: Span(gap.expected, gap.first)}
-        async with TopicReader(self.settings) as reader:
-            async with aclosing(reader.read(topic, spans, FILL_BATCH)) as batches:
-                async for batch in batches:
-                    await with_retries(
-                        lambda: self._apply_once(projection, topic, batch, contiguous=False),
-                        f"{projection.name} projection (hole)",
-                    )
+        async with TopicReader(self.settings) as reader, aclosing(reader.read(topic, spans, FILL_BATCH)) as batches:
+            async for batch in batches:
+                await with_retries(
+                    partial(self._apply_once, projection, topic, batch, contiguous=False),
+                    f"{projection.name} projection (hole)",
+                )
         await with_retries(lambda: self._advance(projection, topic, gap.partition, gap.first), "advance")
 
     async def _advance(self, projection: Projection, topic: str, partition: int, offset: int) -> None:
