@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
