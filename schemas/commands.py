@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -215,13 +215,21 @@ def encode_delivery(recipient_id: str, frame_json: bytes, skip_connection: str |
     )
 
 
-def decode_delivery(data: bytes) -> Delivery:
-    """The `Delivery` of a `message.delivered` record; ValueError for a record that is none.
-    Checked by hand, not validated by pydantic: this runs once per recipient of every message."""
+class ReadDelivery(NamedTuple):
+    """A `Delivery` as the gateway reads it, checked by hand: a model would cost 2.5 us more per
+    recipient of every message (`Delivery.model_construct` against a tuple)."""
+
+    recipient_id: str
+    frame: dict[str, Any]
+    skip_connection: str | None
+
+
+def decode_delivery(data: bytes) -> ReadDelivery:
+    """The `Delivery` of a `message.delivered` record; ValueError for a record that is none."""
     value = orjson.loads(data)
     if not isinstance(value, dict):
         raise ValueError("a delivery is a JSON object")
     recipient, frame, skip = value.get("recipient_id"), value.get("frame"), value.get("skip_connection")
     if not isinstance(recipient, str) or not isinstance(frame, dict) or not isinstance(skip, (str, type(None))):
         raise ValueError("a delivery has recipient_id, frame and skip_connection")
-    return Delivery.model_construct(recipient_id=uuid.UUID(recipient), frame=frame, skip_connection=skip)
+    return ReadDelivery(str(uuid.UUID(recipient)), frame, skip)

@@ -64,7 +64,7 @@ def route_of(record: ConsumerRecord[bytes, bytes], oldest_ms: float) -> Route | 
     except ValueError:
         DELIVERIES.labels("malformed").inc()
         return None
-    recipient_id = str(delivery.recipient_id)
+    recipient_id = delivery.recipient_id
     if record.timestamp < oldest_ms:
         DELIVERIES.labels("stale").inc()
         return Route(recipient_id, "", resync=True)
