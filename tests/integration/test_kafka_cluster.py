@@ -42,8 +42,9 @@ RECORDS = 2000
 RATE_PER_S = 200
 KILL_AT = 400
 """Records sent before the kill: about two seconds of load."""
-FENCED_WITHIN_S = 30.0
-"""The nodes' broker.session.timeout.ms is 6 s: then the dead node is fenced and leaves the ISRs."""
+FENCED_WITHIN_S = 60.0
+"""The nodes' broker.session.timeout.ms is 6 s: then the dead node is fenced and leaves the ISRs.
+Once, with other test runs busy on both cores, that took more than 30 s."""
 KILLED_NODE = 2
 
 
@@ -197,7 +198,10 @@ async def kill_and_restart(
     """Kill a node, keep it down until the cluster has moved on without it, start it again."""
     await asyncio.wait_for(load.reached_kill.wait(), 60)
     await cluster.services("kill-kafka-node", str(KILLED_NODE))
-    await eventually(lambda: _out_of_every_isr(admin, load.topic, KILLED_NODE), timeout=FENCED_WITHIN_S)
+    try:
+        await eventually(lambda: _out_of_every_isr(admin, load.topic, KILLED_NODE), timeout=FENCED_WITHIN_S)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the ISRs: {await partitions_of(admin, load.topic)}") from None
     await cluster.services("up", "kafka")
     await asyncio.sleep(1.0)  # a second of load against the restarted node too
     restarted.set()
@@ -224,7 +228,7 @@ async def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster: Clu
         try:
             load, restarted = Load(producer, topic), asyncio.Event()
             await asyncio.wait_for(
-                asyncio.gather(load.run(restarted), kill_and_restart(cluster, admin, load, restarted)), 90
+                asyncio.gather(load.run(restarted), kill_and_restart(cluster, admin, load, restarted)), 150
             )
         finally:
             await producer.stop()
