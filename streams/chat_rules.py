@@ -159,7 +159,7 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
     if chat is None:
         return
     if p.seq > chat.last_seq:
-        store.set_chat(str(p.chat_id), replace(chat, last_seq=p.seq))
+        store.set_chat(str(p.chat_id), chat.at_seq(p.seq))
     if store.get_message(str(p.message_id)) is None:
         store.set_message(str(p.message_id), StoredMessage(
             id=str(p.message_id), chat_id=str(p.chat_id), seq=p.seq, sender_id=str(p.sender_id),

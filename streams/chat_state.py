@@ -9,7 +9,7 @@ they held dicts, so existing changelogs still recover.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, cast
 
 from schemas.models import ChatType, Role
@@ -28,6 +28,11 @@ class ChatState:
     members: Mapping[str, Role]
     """user id -> role, in the order they joined (an owner who leaves hands over by that order)."""
     last_seq: int
+
+    def at_seq(self, last_seq: int) -> ChatState:
+        """This state with a new last `seq`: built directly, as every message sent does it
+        (`dataclasses.replace` costs twice as much)."""
+        return ChatState(self.type, self.title, self.created_at, self.created_by, self.members, last_seq)
 
     def role_of(self, user_id: str) -> Role | None:
         return self.members.get(user_id)
@@ -53,7 +58,12 @@ class StoredMessage:
     deleted: bool = False
 
     def to_json(self) -> JsonObject:
-        return asdict(self)
+        """Spelled out: `dataclasses.asdict` deep-copies, and this runs for every message sent."""
+        return {
+            "id": self.id, "chat_id": self.chat_id, "seq": self.seq, "sender_id": self.sender_id,
+            "text": self.text, "client_msg_id": self.client_msg_id, "created_at": self.created_at,
+            "edited_at": self.edited_at, "deleted": self.deleted,
+        }
 
 
 def chat_from_json(value: JsonObject) -> ChatState:
