@@ -3,7 +3,7 @@
 A command travels on a command topic (`user.commands`, `chat.commands`, `message.send`) with the
 name of the asking gateway's reply topic; the worker that decides sends one `Reply` there, with
 the same `correlation_id`, once the events it decided are durable (acks=all). See
-`gateway/commands.py` for the asking side and `docs/architecture.md` for the whole round trip.
+`gateway/infra/command_bus.py` for the asking side and `docs/architecture.md` for the whole round trip.
 """
 
 from __future__ import annotations

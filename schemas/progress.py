@@ -3,7 +3,7 @@
 A projection that moves its `next_offset` for a (topic, partition) says so, in the same
 transaction as the rows, with PostgreSQL's `NOTIFY` on `CHANNEL`; the payload is one
 `ProjectionProgress` as text, `<projection>:<topic>:<partition>:<next_offset>`. The projections
-write it (`projections/apply.py`, in SQL), the gateway reads it (`gateway/consistency.py`).
+write it (`projections/apply.py`, in SQL), the gateway reads it (`gateway/infra/consistency.py`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The Kafka topics of the system: names, keys, partitioning and retention, as data.
 
-`streams.topics` declares them to Faust; `python -m streams create-topics` creates them.
+`streams.topics` creates them on the broker (`python -m streams create-topics`); the agents
+(`streams.chat_agent`, `streams.user_agent`) read theirs by these names.
 Every topic keyed by `chat_id` has the same partition count, so that Faust co-partitions the
 commands of a chat with its events and with the tables that decide for it.
 """
