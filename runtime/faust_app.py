@@ -17,11 +17,11 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
-from runtime.kafka_cluster import replication_of
 from config.logs import configure, faust_logging_config
 from config.operator_auth import operator_auth
 from config.settings import CommonSettings, WorkerSettings
+from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
+from runtime.kafka_cluster import replication_of
 
 ACKS_ALL = -1
 SESSION_TIMEOUT_S = 10.0
@@ -55,25 +55,25 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
     measure_gc_pauses()
     datadir = Path(settings.worker_data_dir) / settings.topic(name)
     datadir.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = dict(
-        broker=[f"kafka://{b}" for b in settings.broker_list],
-        broker_credentials=broker_credentials(settings),
-        store="memory://",
-        topic_partitions=settings.topic_partitions,
-        producer_acks=ACKS_ALL,
-        consumer_auto_offset_reset="earliest",
-        processing_guarantee="at_least_once",
-        web_bind=settings.worker_web_host,
-        web_host=settings.worker_web_host,
-        web_port=settings.worker_web_port,
-        datadir=str(datadir),
-        table_standby_replicas=0,
-        broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=HEARTBEAT_S,
-        web_enabled=True,
-        web_application_options={"middlewares": [operator_auth(settings.operator_token)]},
-        logging_config=faust_logging_config(settings.log_format),
-    )
+    options: dict[str, Any] = {
+        "broker": [f"kafka://{b}" for b in settings.broker_list],
+        "broker_credentials": broker_credentials(settings),
+        "store": "memory://",
+        "topic_partitions": settings.topic_partitions,
+        "producer_acks": ACKS_ALL,
+        "consumer_auto_offset_reset": "earliest",
+        "processing_guarantee": "at_least_once",
+        "web_bind": settings.worker_web_host,
+        "web_host": settings.worker_web_host,
+        "web_port": settings.worker_web_port,
+        "datadir": str(datadir),
+        "table_standby_replicas": 0,
+        "broker_session_timeout": SESSION_TIMEOUT_S,
+        "broker_heartbeat_interval": HEARTBEAT_S,
+        "web_enabled": True,
+        "web_application_options": {"middlewares": [operator_auth(settings.operator_token)]},
+        "logging_config": faust_logging_config(settings.log_format),
+    }
     options.update(overrides)
     app = App(settings.topic(name), settings, **options)
     add_operator_pages(app)

@@ -24,15 +24,22 @@ FREEZE_INTERVAL_S = 60.0
 THAW_EVERY = 30
 """Every 30th round (30 minutes) thaws first: one full collection of everything, as without the
 freezing, but twice an hour instead of every few seconds under load."""
-_started = 0.0
 
 
-def _on_gc(phase: str, info: dict[str, int]) -> None:
-    global _started
-    if phase == "start":
-        _started = time.perf_counter()
-    else:
-        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _started)
+class _PauseTimer:
+    """The `gc.callbacks` entry: times each collection from its start to its stop."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - self.started)
+
+
+_on_gc = _PauseTimer()
 
 
 def measure_gc_pauses() -> None:
