@@ -14,6 +14,9 @@ CHANNEL = "projection_progress"
 
 PAYLOAD_SQL = "concat_ws(':', projection, topic, partition, next_offset)"
 """The payload built in SQL from a `projection_offsets` row; `encode` is its Python twin."""
+SNAPSHOT_SQL = "SELECT projection, topic, partition, next_offset FROM projection_offsets"
+"""Where every projection is now, one `ProjectionProgress` a row: what a listener reads after it
+(re)connects, since the notifications sent while it was away are lost to it."""
 
 
 class ProjectionProgress(NamedTuple):

@@ -29,7 +29,7 @@ from prometheus_client import Counter, Histogram
 from gateway.infra import read_store
 from gateway.infra.healing import ConnectionState, reconnect_backoff
 from schemas.commands import Position, Reply
-from schemas.progress import CHANNEL, ProjectionProgress
+from schemas.progress import CHANNEL, SNAPSHOT_SQL, ProjectionProgress
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class ProjectionWatermarks:
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(CHANNEL, self._on_notify)
-            rows = await conn.fetch("SELECT topic, partition, next_offset FROM projection_offsets")
+            rows = await conn.fetch(SNAPSHOT_SQL)
         except BaseException:
             conn.terminate()
             raise
