@@ -28,7 +28,7 @@ from schemas.commands import (
     Command,
     CreateChat,
     DeleteMessage,
-    Delivery,
+    DeliveryRecord,
     EditMessage,
     MarkRead,
     MessageDeletedResult,
@@ -225,8 +225,7 @@ class _Emitter:
         actor = str(self.command.actor_id)
         for user in recipients:
             skip = origin.connection_id if origin and user == actor else None
-            self.decision.deliveries.append(
-                Delivery.model_construct(recipient_id=uuid.UUID(user), frame=frame, skip_connection=skip))
+            self.decision.deliveries.append(DeliveryRecord(user, frame, skip))
 
     def stored_message(self, message_id: uuid.UUID) -> StoredMessage:
         """A message this command's events just wrote."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.commands import Delivery, NoResult, Result
+from schemas.commands import DeliveryRecord, NoResult, Result
 from schemas.events import Event
 
 
@@ -17,7 +17,7 @@ class Decision:
     duplicate: bool = False
     result: Result = field(default_factory=NoResult)
     events: list[Event] = field(default_factory=list)
-    deliveries: list[Delivery] = field(default_factory=list)
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
 
 
 def refuse(code: str, message: str) -> Decision:

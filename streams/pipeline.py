@@ -147,7 +147,7 @@ class DecidingAgent(ABC, Generic[Store]):
         for delivery in decision.deliveries:
             if delivery.frame is not frame:
                 frame, frame_json = delivery.frame, codec.dumps(delivery.frame)
-            recipient = str(delivery.recipient_id)
+            recipient = delivery.recipient_id
             await outbox.send(
                 self.delivered_topic, recipient.encode(),
                 encode_delivery(recipient, frame_json, delivery.skip_connection),

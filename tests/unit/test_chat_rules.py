@@ -138,7 +138,7 @@ def test_removal_rules_and_ownership_passes_on(group: tuple[MemoryChatStore, uui
     left = run(store, ALICE, RemoveMember(chat_id=chat_id, user_id=ALICE))
     assert left.ok and [e.type for e in left.events] == ["chat.member_removed", "chat.role_changed"]
     assert chat_of(store, chat_id).members == {str(BOB): "owner"}
-    assert {d.recipient_id for d in left.deliveries} == {ALICE, BOB}
+    assert {d.recipient_id for d in left.deliveries} == {str(ALICE), str(BOB)}
 
 
 def test_edit_by_sender_only_and_delete_by_sender_or_manager(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
@@ -206,7 +206,7 @@ def test_replaying_a_tail_mends_state_that_a_crash_left_half_written(group: tupl
 def frames_by_user(decision: Decision) -> dict[uuid.UUID, list[dict[str, Any]]]:
     frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for d in decision.deliveries:
-        frames.setdefault(d.recipient_id, []).append(d.frame)
+        frames.setdefault(uuid.UUID(d.recipient_id), []).append(d.frame)
     return frames
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import codec
-from schemas.commands import Delivery, ReadDelivery, decode_delivery, encode_delivery
+from schemas.commands import Delivery, DeliveryRecord, decode_delivery, encode_delivery
 
 FRAME = {"type": "message.new", "message": {"id": str(uuid.uuid4()), "text": 'quote " and \n newline', "seq": 7}}
 
@@ -30,7 +30,7 @@ def test_encoding_refuses_a_recipient_that_is_no_uuid() -> None:
 def test_decoded_delivery_gives_recipient_frame_and_skip() -> None:
     recipient = uuid.uuid4()
     delivery = Delivery(recipient_id=recipient, frame=FRAME, skip_connection="s")
-    assert decode_delivery(codec.dumps(delivery)) == ReadDelivery(str(recipient), FRAME, "s")
+    assert decode_delivery(codec.dumps(delivery)) == DeliveryRecord(str(recipient), FRAME, "s")
 
 
 @pytest.mark.parametrize("data", [
