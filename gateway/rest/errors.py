@@ -2,10 +2,11 @@
 
 Every non-2xx answer of the gateway has the body
 `{"error": {"code": "<snake_case>", "message": "<human text>", "details"?: {...}}}` (contract v1,
-Errors). Handlers raise `ApiError` (or let aiohttp and pydantic raise theirs); `error_middleware`
+Errors). Handlers raise `ApiError`, the use cases their one refusal (`gateway.usecases.refusal
+.Refused`, given its status by `STATUS_BY_CODE`), aiohttp and pydantic theirs; `error_middleware`
 turns all of them into that envelope, a dependency that cannot be reached (PostgreSQL, Redis,
-Kafka restarting: `gateway.infra.resources.DEPENDENCY_DOWN`) into 503 `unavailable` with `Retry-After`, and anything unexpected into a logged
-500 whose body says nothing about the code.
+Kafka restarting: `gateway.infra.resources.DEPENDENCY_DOWN`) into 503 `unavailable` with
+`Retry-After`, and anything unexpected into a logged 500 whose body says nothing about the code.
 """
 
 from __future__ import annotations
