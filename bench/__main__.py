@@ -116,8 +116,12 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     print("measuring the floors", flush=True)
     settings = CommonSettings()
     kafka = client_options(settings) | ({"bootstrap_servers": args.kafka.split(",")} if args.kafka else {})
-    results["floors"] = {k: v.as_dict() for k, v in (await measure_floors(
-        kafka, args.database_url or settings.database_url, sizes.floor_samples)).items()}
+    results["floors"] = {
+        k: v.as_dict()
+        for k, v in (
+            await measure_floors(kafka, args.database_url or settings.database_url, sizes.floor_samples)
+        ).items()
+    }
     client = Client(args.base_url)
     tag = uuid.uuid4().hex[:6]
     try:
@@ -125,25 +129,36 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         pair_users = users[: sizes.users - sizes.users % 2]
         save(results, args.json)
         print("latency", flush=True)
-        results["latency"] = await measured(scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages))
+        results["latency"] = await measured(
+            scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages)
+        )
         save(results, args.json)
         print("throughput", flush=True)
         results["throughput"] = []
         for n, rate in enumerate(sizes.throughput_rates):
             profiled = profiled_processes(args.profile and n == 0)
-            results["throughput"].append(await measured(
-                scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds), profiled))
+            results["throughput"].append(
+                await measured(scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds), profiled)
+            )
             save(results, args.json)
             if not results["throughput"][-1]["held"]:
                 break
         save(results, args.json)
         print("fan-out", flush=True)
-        results["fanout"] = await measured(scenarios.fanout(
-            client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate))
+        results["fanout"] = await measured(
+            scenarios.fanout(
+                client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate
+            )
+        )
         save(results, args.json)
         print("connections", flush=True)
         results["connections"] = await scenarios.connections(
-            client, users[: sizes.connection_users], sizes.connections, gateway_pid(args.gateway_pid), probe_messages=200 if not args.smoke else 10)
+            client,
+            users[: sizes.connection_users],
+            sizes.connections,
+            gateway_pid(args.gateway_pid),
+            probe_messages=200 if not args.smoke else 10,
+        )
     finally:
         await client.close()
     save(results, args.json)
@@ -156,14 +171,22 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--base-url", default="http://127.0.0.1:8080")
-    parser.add_argument("--kafka", help="the bootstrap list (default: KAFKA_BROKERS; the login: KAFKA_USERNAME/KAFKA_PASSWORD)")
+    parser.add_argument(
+        "--kafka", help="the bootstrap list (default: KAFKA_BROKERS; the login: KAFKA_USERNAME/KAFKA_PASSWORD)"
+    )
     parser.add_argument("--database-url", help="default: DATABASE_URL, from the environment or .env")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every scenario runs")
     parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild (it stops the projections worker)")
-    parser.add_argument("--no-profile", dest="profile", action="store_false",
-                        help="no py-spy profiles during the first throughput rate (never taken with --smoke)")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="no py-spy profiles during the first throughput rate (never taken with --smoke)",
+    )
     parser.add_argument("--no-start", action="store_true", help="fail instead of starting the system")
-    parser.add_argument("--gateway-pid", type=int, help="the gateway process to measure (default: the one `make run` started)")
+    parser.add_argument(
+        "--gateway-pid", type=int, help="the gateway process to measure (default: the one `make run` started)"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latest.json")
     args = parser.parse_args(argv)
     if args.no_start and not healthy(args.base_url):

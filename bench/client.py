@@ -36,7 +36,9 @@ class Client:
 
     async def user(self, username: str) -> BenchUser:
         """Register (or reuse) `username` and log in."""
-        status, body = await self.call("POST", "/api/v1/auth/register", json={"username": username, "password": PASSWORD})
+        status, body = await self.call(
+            "POST", "/api/v1/auth/register", json={"username": username, "password": PASSWORD}
+        )
         if status == 429:
             raise RuntimeError(
                 "registration is throttled per address: run the system for the benchmark with "
@@ -58,7 +60,9 @@ class Client:
 
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
-    async def chat(self, owner: BenchUser, members: list[BenchUser], kind: str = "direct", title: str | None = None) -> str:
+    async def chat(
+        self, owner: BenchUser, members: list[BenchUser], kind: str = "direct", title: str | None = None
+    ) -> str:
         body: dict[str, Any] = {"type": kind, "member_ids": [m.id for m in members]}
         if title:
             body["title"] = title
@@ -69,7 +73,9 @@ class Client:
 
     async def socket(self, user: BenchUser) -> ClientWebSocketResponse:
         return await self.http.ws_connect(
-            f"{self.base}/api/v1/ws", headers={"Authorization": f"Bearer {user.token}"}, heartbeat=None,
+            f"{self.base}/api/v1/ws",
+            headers={"Authorization": f"Bearer {user.token}"},
+            heartbeat=None,
             max_msg_size=0,
         )
 
@@ -77,4 +83,6 @@ class Client:
 def send_frame(chat_id: str, text: str) -> tuple[str, str]:
     """A `message.send` frame and its client_msg_id."""
     client_msg_id = uuid.uuid4().hex
-    return client_msg_id, orjson.dumps({"type": "message.send", "chat_id": chat_id, "client_msg_id": client_msg_id, "text": text}).decode()
+    return client_msg_id, orjson.dumps(
+        {"type": "message.send", "chat_id": chat_id, "client_msg_id": client_msg_id, "text": text}
+    ).decode()

@@ -53,7 +53,9 @@ def snapshot(named: dict[int, str]) -> dict[str, float]:
 
 def system_pid(root: Path, name: str) -> int | None:
     """The pid of one process `make run` started, as its supervisor knows it (None when it is not running)."""
-    done = subprocess.run([str(root / "scripts/system"), "pid", name], cwd=root, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(root / "scripts/system"), "pid", name], cwd=root, capture_output=True, text=True, check=False
+    )
     pid = done.stdout.strip()
     return int(pid) if done.returncode == 0 and pid.isdigit() and pid != "0" else None
 

@@ -42,10 +42,24 @@ def start(pids: dict[str, int], seconds: float, out_dir: Path) -> list[Recording
     for name, pid in pids.items():
         raw = out_dir / f"profile-{name}.txt"
         command = [
-            binary, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(SAMPLE_RATE_HZ),
-            "--nonblocking", "--gil", "--format", "raw", "--output", str(raw),
+            binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            str(SAMPLE_RATE_HZ),
+            "--nonblocking",
+            "--gil",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
         ]
-        recordings.append(Recording(name, raw, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        recordings.append(
+            Recording(name, raw, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        )
     return recordings
 
 

@@ -14,7 +14,9 @@ REBUILT = re.compile(r"(\w+) \((\d+) records\)")
 
 def stop_projections(root: Path) -> None:
     """Stop the projections worker through its supervisor, which would otherwise start it again."""
-    subprocess.run([str(root / "scripts/system"), "ctl", "stop", "projections"], cwd=root, capture_output=True, check=False)
+    subprocess.run(
+        [str(root / "scripts/system"), "ctl", "stop", "projections"], cwd=root, capture_output=True, check=False
+    )
 
 
 SETTLE_S = 5.0
@@ -28,7 +30,10 @@ def measure_rebuild(root: Path) -> dict[str, Any]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "projections", "rebuild", "--no-progress"],
-        cwd=root, capture_output=True, text=True, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seconds = time.perf_counter() - started
     subprocess.run(["scripts/system", "up"], cwd=root, capture_output=True, check=False)
@@ -36,4 +41,9 @@ def measure_rebuild(root: Path) -> dict[str, Any]:
         return {"error": done.stderr.strip()[-500:]}
     counts = {name: int(n) for name, n in REBUILT.findall(done.stdout)}
     events = sum(counts.values())
-    return {"events": events, "seconds": round(seconds, 2), "events_per_s": round(events / seconds, 1), "by_projection": counts}
+    return {
+        "events": events,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events / seconds, 1),
+        "by_projection": counts,
+    }

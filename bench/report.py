@@ -31,12 +31,32 @@ def headline(results: dict[str, Any]) -> list[tuple[str, Any, str]]:
     rows = [
         ("latency p50 (ms)", latency.get("p50_ms"), ratio(latency.get("p50_ms"), kafka, "Kafka round trip")),
         ("latency p99 (ms)", latency.get("p99_ms"), ratio(latency.get("p99_ms"), kafka, "Kafka round trip")),
-        ("ack p50 (ms)", results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), ratio(results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), echo, "WS echo")),
-        ("throughput held (msg/s)", max(held) if held else 0, rate_ratio(max(held) if held else 0, kafka, "Kafka round trips")),
-        ("fan-out (deliveries/s)", fanout.get("deliveries_per_s"), rate_ratio(fanout.get("deliveries_per_s"), echo, "WS echoes")),
-        ("fan-out to last member p99 (ms)", fanout.get("latency_to_last_member", {}).get("p99_ms"), ratio(fanout.get("latency_to_last_member", {}).get("p99_ms"), kafka, "Kafka round trip")),
+        (
+            "ack p50 (ms)",
+            results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"),
+            ratio(results.get("latency", {}).get("send_to_ack", {}).get("p50_ms"), echo, "WS echo"),
+        ),
+        (
+            "throughput held (msg/s)",
+            max(held) if held else 0,
+            rate_ratio(max(held) if held else 0, kafka, "Kafka round trips"),
+        ),
+        (
+            "fan-out (deliveries/s)",
+            fanout.get("deliveries_per_s"),
+            rate_ratio(fanout.get("deliveries_per_s"), echo, "WS echoes"),
+        ),
+        (
+            "fan-out to last member p99 (ms)",
+            fanout.get("latency_to_last_member", {}).get("p99_ms"),
+            ratio(fanout.get("latency_to_last_member", {}).get("p99_ms"), kafka, "Kafka round trip"),
+        ),
         ("RSS per idle socket (KiB)", connections.get("rss_per_socket_kib"), ""),
-        ("latency among idle sockets p99 (ms)", connections.get("send_to_recipient_among_them", {}).get("p99_ms"), ratio(connections.get("send_to_recipient_among_them", {}).get("p99_ms"), kafka, "Kafka round trip")),
+        (
+            "latency among idle sockets p99 (ms)",
+            connections.get("send_to_recipient_among_them", {}).get("p99_ms"),
+            ratio(connections.get("send_to_recipient_among_them", {}).get("p99_ms"), kafka, "Kafka round trip"),
+        ),
         ("projection lag p99 at 1,000 msg/s (ms)", lag, ratio(lag, pg, "PG insert+commit")),
         ("rebuild (events/s)", rebuild_rate, rate_ratio(rebuild_rate, pg, "PG insert+commits")),
     ]

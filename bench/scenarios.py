@@ -135,8 +135,13 @@ async def latency(client: Client, users: list[BenchUser], rate: float, count: in
     finally:
         await close_pairs(pairs)
     return {
-        "offered_rate": rate, "achieved_send_rate": round(count / took, 1), "messages": count, "warm_up_messages": warm_up,
-        "delivered": len(tracker.delivered), "acked": len(tracker.acked_ids), "errors": len(tracker.errors),
+        "offered_rate": rate,
+        "achieved_send_rate": round(count / took, 1),
+        "messages": count,
+        "warm_up_messages": warm_up,
+        "delivered": len(tracker.delivered),
+        "acked": len(tracker.acked_ids),
+        "errors": len(tracker.errors),
         "send_to_recipient": summarize(tracker.delivered).as_dict(),
         "send_to_ack": summarize(tracker.ack).as_dict(),
     }
@@ -177,13 +182,24 @@ async def sustained(client: Client, users: list[BenchUser], rate: float, seconds
     doubled = sum(1 for n in tracker.delivered_ids.values() if n > 1)
     latency = summarize(tracker.delivered)
     held = (
-        took <= seconds * 1.05 and len(tracker.acked_ids) == count and len(tracker.delivered_ids) == count
-        and doubled == 0 and stored == count and not tracker.errors and latency.p99_ms <= HELD_P99_MAX_MS
+        took <= seconds * 1.05
+        and len(tracker.acked_ids) == count
+        and len(tracker.delivered_ids) == count
+        and doubled == 0
+        and stored == count
+        and not tracker.errors
+        and latency.p99_ms <= HELD_P99_MAX_MS
     )
     return {
-        "offered_rate": rate, "seconds": round(took, 1), "messages": count, "acked": len(tracker.acked_ids),
-        "delivered_once": len(tracker.delivered_ids), "doubled": doubled, "in_postgresql": stored,
-        "errors": len(tracker.errors), "held": held,
+        "offered_rate": rate,
+        "seconds": round(took, 1),
+        "messages": count,
+        "acked": len(tracker.acked_ids),
+        "delivered_once": len(tracker.delivered_ids),
+        "doubled": doubled,
+        "in_postgresql": stored,
+        "errors": len(tracker.errors),
+        "held": held,
         "send_to_recipient": latency.as_dict(),
         "projection_lag": summarize(lag).as_dict(),
     }
@@ -207,7 +223,9 @@ async def sample_projection_lag(client: Client, pairs: Pairs, tracker: Tracker, 
         if user is None:
             continue
         while True:
-            status, body = await client.call("GET", f"/api/v1/chats/{chat_id}/messages?after={seq - 1}&limit=1", user.token)
+            status, body = await client.call(
+                "GET", f"/api/v1/chats/{chat_id}/messages?after={seq - 1}&limit=1", user.token
+            )
             if status == 200 and body["messages"]:
                 lag.append(time.perf_counter() - delivered_at)
                 break
@@ -219,7 +237,9 @@ FANOUT_SENDERS = 20
 gateway limits a user to 40 frames/s)."""
 
 
-async def fanout(client: Client, owner: BenchUser, members: list[BenchUser], messages: int, rate: float) -> dict[str, Any]:
+async def fanout(
+    client: Client, owner: BenchUser, members: list[BenchUser], messages: int, rate: float
+) -> dict[str, Any]:
     """Messages into one group chat; every member has a socket; deliveries per second and
     latency to the last member of each message."""
     chat_id = await client.chat(owner, members, kind="group", title=f"fanout {uuid.uuid4().hex[:6]}")
@@ -249,8 +269,12 @@ async def fanout(client: Client, owner: BenchUser, members: list[BenchUser], mes
         await asyncio.gather(*readers, return_exceptions=True)
     to_last = [last_at[c] - t for c, t in tracker.sent_at.items() if c in last_at]
     return {
-        "members": len(members) + 1, "messages": messages, "offered_rate": rate, "deliveries": len(tracker.delivered),
-        "expected_deliveries": expected, "deliveries_per_s": round(len(tracker.delivered) / elapsed, 1),
+        "members": len(members) + 1,
+        "messages": messages,
+        "offered_rate": rate,
+        "deliveries": len(tracker.delivered),
+        "expected_deliveries": expected,
+        "deliveries_per_s": round(len(tracker.delivered) / elapsed, 1),
         "latency_to_last_member": summarize(to_last).as_dict(),
     }
 
@@ -302,8 +326,12 @@ async def connections(
         await asyncio.gather(*drains, return_exceptions=True)
     per_socket = round((after - before) / total, 1) if before is not None and after is not None else None
     return {
-        "sockets": total, "users": len(users), "open_seconds": round(open_s, 1),
-        "gateway_rss_before_kib": before, "gateway_rss_after_kib": after, "rss_per_socket_kib": per_socket,
+        "sockets": total,
+        "users": len(users),
+        "open_seconds": round(open_s, 1),
+        "gateway_rss_before_kib": before,
+        "gateway_rss_after_kib": after,
+        "rss_per_socket_kib": per_socket,
         "send_to_recipient_among_them": summarize(tracker.delivered).as_dict(),
     }
 

@@ -67,14 +67,20 @@ class AccessLog(AbstractAccessLogger):
         started = _STARTED.get(None)
         duration_ms = round((perf_counter() - started if started is not None else time) * 1000, 1)
         self.logger.info(
-            "%s %s %d %.1f ms", request.method, request.path, response.status, duration_ms,
-            extra={"fields": {
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": duration_ms,
-                "bytes": response.body_length,  # sent, the headers included
-            }},
+            "%s %s %d %.1f ms",
+            request.method,
+            request.path,
+            response.status,
+            duration_ms,
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "duration_ms": duration_ms,
+                    "bytes": response.body_length,  # sent, the headers included
+                }
+            },
         )
 
 

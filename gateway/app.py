@@ -31,16 +31,18 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[resources.SETTINGS] = settings
     app[resources.INSTANCE_ID] = instance_id(settings)
-    app.cleanup_ctx.extend([
-        resources.pg_pool,
-        resources.redis_client,
-        resources.kafka_producer,
-        command_bus_ctx(app[resources.INSTANCE_ID]),
-        consistency.watermarks_ctx,
-        routes_auth.auth_ctx,
-        limits.limits_ctx,
-        ports_ctx,
-    ])
+    app.cleanup_ctx.extend(
+        [
+            resources.pg_pool,
+            resources.redis_client,
+            resources.kafka_producer,
+            command_bus_ctx(app[resources.INSTANCE_ID]),
+            consistency.watermarks_ctx,
+            routes_auth.auth_ctx,
+            limits.limits_ctx,
+            ports_ctx,
+        ]
+    )
     for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):
         app.add_routes(table)
     app.add_routes(docs.routes)

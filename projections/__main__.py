@@ -74,7 +74,10 @@ def checksum() -> int:
 
 @cli.command(context_settings=HELP_OPTIONS)
 @click.option(
-    "--only", "only", multiple=True, type=click.Choice(list(PROJECTIONS)),
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Choice(list(PROJECTIONS)),
     help="Rebuild this projection only (repeatable). Default: all of them.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and scripts).")

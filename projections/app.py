@@ -74,7 +74,10 @@ def stop_worker(projection: Projection, error: Exception) -> NoReturn:
     """
     log.critical(
         "%s projection cannot apply a batch, stopping the worker (exit %d): %r",
-        projection.name, EXIT_CANNOT_APPLY, error, exc_info=error,
+        projection.name,
+        EXIT_CANNOT_APPLY,
+        error,
+        exc_info=error,
     )
     logging.shutdown()
     os._exit(EXIT_CANNOT_APPLY)

@@ -143,17 +143,13 @@ def decode_all(projection: Projection, records: Sequence[Record]) -> tuple[list[
     return rows, skipped
 
 
-async def lock_offsets(
-    conn: Conn, projection: str, topic: str, partitions: list[int]
-) -> dict[int, int]:
+async def lock_offsets(conn: Conn, projection: str, topic: str, partitions: list[int]) -> dict[int, int]:
     await conn.execute(ENSURE_OFFSETS, projection, topic, partitions)
     rows = await conn.fetch(LOCK_OFFSETS, projection, topic, partitions)
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
-async def advance_offsets(
-    conn: Conn, projection: str, topic: str, moved: dict[int, int]
-) -> None:
+async def advance_offsets(conn: Conn, projection: str, topic: str, moved: dict[int, int]) -> None:
     """Move `next_offset` forward (never back) and notify, within the caller's transaction."""
     partitions = sorted(moved)
     await conn.execute(ADVANCE_OFFSETS, projection, topic, partitions, [moved[p] for p in partitions])
@@ -194,6 +190,11 @@ def report(projection: Projection, topic: str, skipped: list[Skipped]) -> None:
     for s in skipped:
         log.warning(
             "%s projection skipped a bad record: topic=%s partition=%d offset=%d reason=%s: %s",
-            projection.name, topic, s.record.partition, s.record.offset, s.reason, s.detail,
+            projection.name,
+            topic,
+            s.record.partition,
+            s.record.offset,
+            s.reason,
+            s.detail,
         )
         BAD_RECORDS.labels(projection.name, s.reason).inc()

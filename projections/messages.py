@@ -48,9 +48,7 @@ SELECT $2, $5, $4, ({UNREAD_AFTER.format(chat="$2", seq="$4", user="$5")}), $9
 WHERE $1 = 'message.read'
 ON CONFLICT (chat_id, user_id) DO UPDATE
 SET seq = greatest(m.seq, excluded.seq),
-    unread_count = ({
-        UNREAD_AFTER.format(chat="m.chat_id", seq="greatest(m.seq, excluded.seq)", user="m.user_id")
-    }),
+    unread_count = ({UNREAD_AFTER.format(chat="m.chat_id", seq="greatest(m.seq, excluded.seq)", user="m.user_id")}),
     updated_at = excluded.updated_at
 """
 """$1 type, $2 chat_id, $3 message_id, $4 seq, $5 sender (sent) or reader (read), $6 text,
@@ -71,8 +69,15 @@ def params(event: Event) -> Params:
     at = event.occurred_at
     if isinstance(p, MessageSent):
         return (
-            event.type, p.chat_id, p.message_id, p.seq, p.sender_id, p.text, p.client_msg_id,
-            p.recipients, at,
+            event.type,
+            p.chat_id,
+            p.message_id,
+            p.seq,
+            p.sender_id,
+            p.text,
+            p.client_msg_id,
+            p.recipients,
+            at,
         )
     if isinstance(p, MessageEdited):
         return (event.type, p.chat_id, p.message_id, p.seq, None, p.text, None, None, at)

@@ -9,9 +9,7 @@ BAD_RECORDS = Counter(
     "Records of an event topic skipped because they are no event this projection can apply",
     ["projection", "reason"],
 )
-APPLIED_EVENTS = Counter(
-    "projection_applied_events_total", "Events applied to the read models", ["projection"]
-)
+APPLIED_EVENTS = Counter("projection_applied_events_total", "Events applied to the read models", ["projection"])
 LAG = Gauge(
     "projection_lag_events",
     "Records of the topic partition not applied yet (end offset minus next_offset)",

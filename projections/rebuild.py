@@ -42,7 +42,11 @@ async def reset(conn: asyncpg.Connection, projection: Projection) -> None:
 
 
 async def replay(
-    conn: asyncpg.Connection, reader: TopicReader, projection: Projection, topic: str, progress: bool,
+    conn: asyncpg.Connection,
+    reader: TopicReader,
+    projection: Projection,
+    topic: str,
+    progress: bool,
     database_url: str,
 ) -> int:
     """Reset `projection` and apply its topic up to its current end; the number of records read.
@@ -55,10 +59,13 @@ async def replay(
     await reset(conn, projection)
     total = sum(s.size for s in spans.values())
     with tqdm(total=total, desc=projection.name, unit=" events", disable=not progress) as bar:
-        counts = await asyncio.gather(*(
-            apply_share(database_url, reader, projection, topic, share, bar)
-            for share in shares(spans, PARALLEL_APPLIERS) if share
-        ))
+        counts = await asyncio.gather(
+            *(
+                apply_share(database_url, reader, projection, topic, share, bar)
+                for share in shares(spans, PARALLEL_APPLIERS)
+                if share
+            )
+        )
     return sum(counts)
 
 
@@ -74,8 +81,12 @@ def shares(spans: dict[int, Span], count: int) -> list[dict[int, Span]]:
 
 
 async def apply_share(
-    database_url: str, reader: TopicReader, projection: Projection, topic: str,
-    spans: dict[int, Span], bar: tqdm[NoReturn],
+    database_url: str,
+    reader: TopicReader,
+    projection: Projection,
+    topic: str,
+    spans: dict[int, Span],
+    bar: tqdm[NoReturn],
 ) -> int:
     conn = await asyncpg.connect(database_url)
     done = 0
@@ -90,9 +101,7 @@ async def apply_share(
     return done
 
 
-async def rebuild(
-    settings: CommonSettings, projections: list[Projection], progress: bool = True
-) -> dict[str, int]:
+async def rebuild(settings: CommonSettings, projections: list[Projection], progress: bool = True) -> dict[str, int]:
     """Rebuild `projections` one after the other; the records replayed for each.
 
     Raises `RebuildRefused` while a projections worker runs.

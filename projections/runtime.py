@@ -126,9 +126,7 @@ class Runtime:
                     f"{projection.name} projection",
                 )
             except OffsetGap as gap:
-                log.warning(
-                    "%s projection: records missing on %s, reading them again: %s", projection.name, topic, gap
-                )
+                log.warning("%s projection: records missing on %s, reading them again: %s", projection.name, topic, gap)
                 await self.fill(projection, topic, gap)
 
     async def _apply_once(
@@ -168,7 +166,11 @@ class Runtime:
             if offset > expected:
                 log.warning(
                     "%s projection: %s[%d] committed up to %d but applied up to %d: filling the hole",
-                    projection.name, topic, partition, offset, expected,
+                    projection.name,
+                    topic,
+                    partition,
+                    offset,
+                    expected,
                 )
                 await self.fill(projection, topic, OffsetGap(partition, expected, offset))
 

@@ -87,9 +87,7 @@ class TopicReader:
         ends = await self.consumer.end_offsets(tps)
         return {tp.partition: Span(starts[tp], ends[tp]) for tp in tps}
 
-    async def read(
-        self, topic: str, spans: dict[int, Span], batch_size: int
-    ) -> AsyncGenerator[list[Record], None]:
+    async def read(self, topic: str, spans: dict[int, Span], batch_size: int) -> AsyncGenerator[list[Record], None]:
         """The records of `spans`, in batches of at most `batch_size`, in log order per partition."""
         pending = {TopicPartition(topic, p): s for p, s in spans.items() if s.size > 0}
         if not pending:

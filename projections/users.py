@@ -33,8 +33,13 @@ def params(event: Event) -> Params:
     payload = event.payload
     if isinstance(payload, UserRegistered):
         return (
-            event.type, payload.user_id, payload.username, payload.display_name, payload.bio,
-            payload.password_hash, event.occurred_at,
+            event.type,
+            payload.user_id,
+            payload.username,
+            payload.display_name,
+            payload.bio,
+            payload.password_hash,
+            event.occurred_at,
         )
     if isinstance(payload, ProfileUpdated):
         return (event.type, payload.user_id, None, payload.display_name, payload.bio, None, event.occurred_at)

@@ -71,9 +71,7 @@ def faust_worker(load_app: Callable[[], faust.App], description: str) -> click.C
         app.worker_init_post_autodiscover()
         quiet = ["--quiet"] if app.conf.logging_config else []  # JSON lines only: no banner between them
         prog_name = ctx.parent.command_path if ctx.parent else "worker"
-        result = faust_cli.main(
-            args=[*quiet, "worker", *ctx.args], prog_name=prog_name, standalone_mode=False, app=app
-        )
+        result = faust_cli.main(args=[*quiet, "worker", *ctx.args], prog_name=prog_name, standalone_mode=False, app=app)
         return result if isinstance(result, int) else 0
 
     return worker

@@ -100,12 +100,14 @@ def add_operator_pages(app: faust.App) -> None:
     class Health(View):
         async def get(self, request: Request) -> Response:
             assigned = app.assignor.assigned_actives() if app.assignor else set()
-            return self.json({
-                "status": "ok",
-                "app": app.conf.id,
-                "assigned_partitions": len(assigned),
-                "rebalancing": app.rebalancing,
-            })
+            return self.json(
+                {
+                    "status": "ok",
+                    "app": app.conf.id,
+                    "assigned_partitions": len(assigned),
+                    "rebalancing": app.rebalancing,
+                }
+            )
 
     @app.page("/metrics")
     class Metrics(View):

@@ -17,7 +17,9 @@ import time
 from prometheus_client import Histogram
 
 GC_PAUSES = Histogram(
-    "python_gc_pause_seconds", "Pauses of the garbage collector", ["generation"],
+    "python_gc_pause_seconds",
+    "Pauses of the garbage collector",
+    ["generation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 FREEZE_INTERVAL_S = 60.0

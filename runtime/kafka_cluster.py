@@ -32,8 +32,11 @@ async def broker_count(admin: AIOKafkaAdminClient) -> int:
     """The brokers in the cluster's metadata, as a started admin client sees them."""
     try:
         return await retrying(
-            lambda: _brokers_in_metadata(admin), what="reading the cluster's metadata",
-            attempts=METADATA_ATTEMPTS, first_pause_s=METADATA_RETRY_S, retry_on=(KafkaError,),
+            lambda: _brokers_in_metadata(admin),
+            what="reading the cluster's metadata",
+            attempts=METADATA_ATTEMPTS,
+            first_pause_s=METADATA_RETRY_S,
+            retry_on=(KafkaError,),
         )
     except GaveUp as error:
         raise error.__cause__ or error from None
@@ -54,7 +57,9 @@ async def brokers_at_least(admin: AIOKafkaAdminClient, expected: int, wait: floa
         if asyncio.get_running_loop().time() >= deadline:
             log.warning(
                 "the cluster lists %d brokers, not the %d the bootstrap list names; replicating for %d",
-                seen, expected, seen,
+                seen,
+                expected,
+                seen,
             )
             return seen
         await asyncio.sleep(METADATA_RETRY_S)

@@ -1,7 +1,8 @@
 """The one retry policy of every process: pauses growing exponentially with full jitter (each
 pause drawn uniformly below its ceiling, so that processes that failed together do not retry
-together), one warning per failed attempt, and `GaveUp` when every attempt failed. The caller then stops its worker deliberately (exit 70: cannot append to
-Kafka; 75: cannot write PostgreSQL), never skips the work.
+together), one warning per failed attempt, and `GaveUp` when every attempt failed. The caller then
+stops its worker deliberately (exit 70: cannot append to Kafka; 75: cannot write PostgreSQL), never
+skips the work.
 
 `retrying` makes a bounded number of attempts (the workers' appends and writes); `Backoff` paces
 a loop that runs for the life of its process and retries for as long as it takes (the gateway's
@@ -62,6 +63,7 @@ async def retrying(
         retry=retry_if_exception_type(retry_on),
         before_sleep=warn,
     )
+
     async def attempt() -> T:
         """Awaits `work()` itself: tenacity would take a lambda returning a coroutine for a
         function that returns a value, and hand back the coroutine un-awaited."""

@@ -92,4 +92,3 @@ class MessagePage(Body):
     before: int | None = Field(None, ge=1, le=PG_BIGINT_MAX)
     after: int | None = Field(None, ge=0, le=PG_BIGINT_MAX)
     limit: int = Field(50, ge=1, le=200)
-

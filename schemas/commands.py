@@ -89,8 +89,15 @@ class MarkRead(CommandBody):
 
 
 Body = Annotated[
-    Register | UpdateProfile | CreateChat | AddMember | RemoveMember
-    | SendMessage | EditMessage | DeleteMessage | MarkRead,
+    Register
+    | UpdateProfile
+    | CreateChat
+    | AddMember
+    | RemoveMember
+    | SendMessage
+    | EditMessage
+    | DeleteMessage
+    | MarkRead,
     Field(discriminator="kind"),
 ]
 
@@ -229,7 +236,9 @@ def encode_delivery(recipient_id: str, frame_json: bytes, skip_connection: str |
     """The JSON of a `Delivery` whose frame is already encoded: a group message's frame is encoded
     once for all its recipients instead of once per recipient."""
     return b'{"recipient_id":"%s","frame":%s,"skip_connection":%s}' % (
-        str(uuid.UUID(recipient_id)).encode(), frame_json, orjson.dumps(skip_connection),
+        str(uuid.UUID(recipient_id)).encode(),
+        frame_json,
+        orjson.dumps(skip_connection),
     )
 
 

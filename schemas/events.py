@@ -217,9 +217,7 @@ def upcast(
     return payload
 
 
-def decode_event(
-    data: bytes | None, upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS
-) -> Event:
+def decode_event(data: bytes | None, upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS) -> Event:
     """The event in `data`, at its type's current version; a `BadRecord` if it is none."""
     if not data:
         raise MalformedRecord("empty record")

@@ -154,6 +154,7 @@ def describe(error: ValidationError) -> str:
 
 # --- server frames ------------------------------------------------------------------------------
 
+
 def error_frame(code: str, message: str, ref: str | None = None, retry_after_ms: int | None = None) -> dict[str, Any]:
     """`retry_after_ms` (v1.1) comes with `rate_limited`: when the same frame would be let through."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message, "ref": ref}

@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict
 ChatType = Literal["direct", "group"]
 Role = Literal["owner", "admin", "member"]
 
+
 class Resource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
 
 class User(Resource):
     id: UUID
@@ -22,6 +24,7 @@ class User(Resource):
     display_name: str
     bio: str
     created_at: datetime
+
 
 class Message(Resource):
     id: UUID
@@ -34,9 +37,11 @@ class Message(Resource):
     edited_at: datetime | None = None
     deleted: bool = False
 
+
 class Member(Resource):
     user_id: UUID
     role: Role
+
 
 class Chat(Resource):
     id: UUID
@@ -46,6 +51,7 @@ class Chat(Resource):
     members: list[Member]
     last_message: Message | None = None
     unread_count: int = 0
+
 
 def direct_chat_id(key: bytes, a: UUID, b: UUID) -> UUID:
     """The one id of the direct chat of two users: asking twice, from either side, names one chat.
@@ -61,6 +67,7 @@ def direct_chat_id(key: bytes, a: UUID, b: UUID) -> UUID:
     digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: custom
     digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 9562 variant
     return UUID(bytes=bytes(digest))
+
 
 def fold_username(username: str) -> str:
     """Usernames are case-insensitive: this is the form that is stored and compared."""

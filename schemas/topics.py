@@ -27,31 +27,38 @@ class TopicSpec:
 
 
 USER_COMMANDS = TopicSpec(
-    "user.commands", "folded username (register) or user_id (profile)", WEEK_MS,
+    "user.commands",
+    "folded username (register) or user_id (profile)",
+    WEEK_MS,
     "registration and profile commands from the gateway",
 )
 USER_EVENTS = TopicSpec("user.events", "user_id", FOREVER, "every change of a user")
-CHAT_COMMANDS = TopicSpec(
-    "chat.commands", "chat_id", WEEK_MS, "create chat, add and remove members, from the gateway"
-)
-MESSAGE_SEND = TopicSpec(
-    "message.send", "chat_id", WEEK_MS, "send, edit, delete and read commands from the gateway"
-)
+CHAT_COMMANDS = TopicSpec("chat.commands", "chat_id", WEEK_MS, "create chat, add and remove members, from the gateway")
+MESSAGE_SEND = TopicSpec("message.send", "chat_id", WEEK_MS, "send, edit, delete and read commands from the gateway")
 CHAT_EVENTS = TopicSpec("chat.events", "chat_id", FOREVER, "every change of a chat")
 MESSAGE_EVENTS = TopicSpec("message.events", "chat_id", FOREVER, "every change of a message")
 MESSAGE_DELIVERED = TopicSpec(
-    "message.delivered", "recipient user_id", DAY_MS,
+    "message.delivered",
+    "recipient user_id",
+    DAY_MS,
     "one record per recipient for the gateways to push; clients catch up with `sync`",
 )
 GATEWAY_REPLIES = TopicSpec(
-    "gateway.replies", "correlation_id", HOUR_MS,
+    "gateway.replies",
+    "correlation_id",
+    HOUR_MS,
     "outcomes of commands, one topic per gateway instance (suffixed with its id)",
     partitioned=False,
 )
 
 ALL: tuple[TopicSpec, ...] = (
-    USER_COMMANDS, USER_EVENTS, CHAT_COMMANDS, MESSAGE_SEND,
-    CHAT_EVENTS, MESSAGE_EVENTS, MESSAGE_DELIVERED,
+    USER_COMMANDS,
+    USER_EVENTS,
+    CHAT_COMMANDS,
+    MESSAGE_SEND,
+    CHAT_EVENTS,
+    MESSAGE_EVENTS,
+    MESSAGE_DELIVERED,
 )
 EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
 

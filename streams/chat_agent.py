@@ -148,7 +148,9 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         if not missing:
             return
         consumer = AIOKafkaConsumer(
-            **client_options(self.settings), group_id=None, enable_auto_commit=False,
+            **client_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
         )
         await consumer.start()
         try:
@@ -208,8 +210,11 @@ def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
     )
     decider = ChatDecider(app, settings, tables)
     source = app.topic(
-        settings.topic(topics.CHAT_COMMANDS.name), settings.topic(topics.MESSAGE_SEND.name),
-        key_serializer="raw", value_serializer="raw", partitions=partitions,
+        settings.topic(topics.CHAT_COMMANDS.name),
+        settings.topic(topics.MESSAGE_SEND.name),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
     )
     run_agent(app, decider, "chat_decider", source)
     return decider

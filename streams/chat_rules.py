@@ -94,6 +94,7 @@ def message_id_for(chat_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: str)
 
 # --- views of state as the contract's resources -----------------------------------------------
 
+
 def chat_view(chat_id: str, chat: ChatState) -> Chat:
     """The contract's Chat as far as the decider knows it (the gateway adds last_message, unread)."""
     return Chat(
@@ -116,16 +117,24 @@ def json_of(resource: Chat | Message) -> dict[str, Any]:
 
 # --- evolve -----------------------------------------------------------------------------------
 
+
 def evolve(store: ChatStore, event: Event) -> None:
     """Apply `event` to `store`; applying it again changes nothing."""
     p = event.payload
     at = event.occurred_at.isoformat()
     if isinstance(p, ChatCreated):
         if store.get_chat(str(p.chat_id)) is None:
-            store.set_chat(str(p.chat_id), ChatState(
-                type=p.type, title=p.title, created_at=at, created_by=str(p.created_by),
-                members={str(m.user_id): m.role for m in p.members}, last_seq=0,
-            ))
+            store.set_chat(
+                str(p.chat_id),
+                ChatState(
+                    type=p.type,
+                    title=p.title,
+                    created_at=at,
+                    created_by=str(p.created_by),
+                    members={str(m.user_id): m.role for m in p.members},
+                    last_seq=0,
+                ),
+            )
     elif isinstance(p, (MemberAdded, RoleChanged, MemberRemoved)):
         _evolve_membership(store, p)
     elif isinstance(p, MessageSent):
@@ -161,10 +170,18 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
     if p.seq > chat.last_seq:
         store.set_chat(str(p.chat_id), chat.at_seq(p.seq))
     if store.get_message(str(p.message_id)) is None:
-        store.set_message(str(p.message_id), StoredMessage(
-            id=str(p.message_id), chat_id=str(p.chat_id), seq=p.seq, sender_id=str(p.sender_id),
-            text=p.text, client_msg_id=p.client_msg_id, created_at=at,
-        ))
+        store.set_message(
+            str(p.message_id),
+            StoredMessage(
+                id=str(p.message_id),
+                chat_id=str(p.chat_id),
+                seq=p.seq,
+                sender_id=str(p.sender_id),
+                text=p.text,
+                client_msg_id=p.client_msg_id,
+                created_at=at,
+            ),
+        )
     key = dedupe_key(p.chat_id, p.sender_id, p.client_msg_id)
     if store.get_sent(key) is None:
         store.set_sent(key, str(p.message_id))
@@ -172,9 +189,14 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
 
 # --- decide -----------------------------------------------------------------------------------
 
+
 def decide(
-    store: ChatStore, command: Command, now: datetime | None = None, *,
-    chat_id_key: bytes, max_group_members: int = GROUP_MEMBERS_DEFAULT,
+    store: ChatStore,
+    command: Command,
+    now: datetime | None = None,
+    *,
+    chat_id_key: bytes,
+    max_group_members: int = GROUP_MEMBERS_DEFAULT,
 ) -> Decision:
     """The outcome of `command` against `store`; accepted events are already applied to it."""
     body = command.body
@@ -258,7 +280,9 @@ def _create(
             return refuse("invalid_request", "a direct chat's id is derived from its two members")
         members = [Member(user_id=actor, role="member"), Member(user_id=next(iter(others)), role="member")]
     else:
-        members = [Member(user_id=actor, role="owner")] + [Member(user_id=u, role="member") for u in sorted(others, key=str)]
+        members = [Member(user_id=actor, role="owner")] + [
+            Member(user_id=u, role="member") for u in sorted(others, key=str)
+        ]
     existing = store.get_chat(str(body.chat_id))
     if existing is not None:
         if str(actor) not in existing.members or (body.type == "group" and existing.created_by != str(actor)):
@@ -266,15 +290,16 @@ def _create(
         return Decision(ok=True, duplicate=True, result=ChatResult(chat=chat_view(str(body.chat_id), existing)))
     if len(members) > max_members:
         return group_full(max_members)
-    emit(body.chat_id, ChatCreated(chat_id=body.chat_id, type=body.type, title=body.title, created_by=actor, members=members))
+    emit(
+        body.chat_id,
+        ChatCreated(chat_id=body.chat_id, type=body.type, title=body.title, created_by=actor, members=members),
+    )
     view = emit.chat_result(str(body.chat_id))
     emit.deliver([str(m.user_id) for m in members], chat_updated_frame(view))
     return emit.decision
 
 
-def _add_member(
-    chat: ChatState, actor: str, body: AddMember, emit: _Emitter, max_members: int
-) -> Decision:
+def _add_member(chat: ChatState, actor: str, body: AddMember, emit: _Emitter, max_members: int) -> Decision:
     """The members before the add get the delta; the added member the whole chat."""
     if chat.type != "group":
         return refuse("forbidden", "members are added to group chats only")
@@ -303,10 +328,15 @@ def _remove_member(chat: ChatState, actor: str, body: RemoveMember, emit: _Emitt
     if not leaving and (chat.role_of(actor) not in MANAGERS or chat.role_of(target) == "owner"):
         return refuse("forbidden", "only the owner or an admin removes members, and not the owner")
     chat_id = str(body.chat_id)
-    emit(body.chat_id, MemberRemoved(
-        chat_id=body.chat_id, user_id=body.user_id, removed_by=uuid.UUID(actor),
-        reason="left" if leaving else "removed",
-    ))
+    emit(
+        body.chat_id,
+        MemberRemoved(
+            chat_id=body.chat_id,
+            user_id=body.user_id,
+            removed_by=uuid.UUID(actor),
+            reason="left" if leaving else "removed",
+        ),
+    )
     rest = [m for m in chat.members if m != target]
     emit.deliver([*rest, target], chat_member_removed_frame(chat_id, target))
     successor = _successor(chat, target)
@@ -350,10 +380,18 @@ def _send(store: ChatStore, chat: ChatState, actor: str, body: SendMessage, emit
     sender = uuid.UUID(actor)
     message_id = message_id_for(body.chat_id, sender, body.client_msg_id)
     members = list(chat.members)
-    emit(body.chat_id, MessageSent(
-        message_id=message_id, chat_id=body.chat_id, seq=chat.last_seq + 1, sender_id=sender,
-        text=body.text, client_msg_id=body.client_msg_id, recipients=[uuid.UUID(m) for m in members],
-    ))
+    emit(
+        body.chat_id,
+        MessageSent(
+            message_id=message_id,
+            chat_id=body.chat_id,
+            seq=chat.last_seq + 1,
+            sender_id=sender,
+            text=body.text,
+            client_msg_id=body.client_msg_id,
+            recipients=[uuid.UUID(m) for m in members],
+        ),
+    )
     message = message_view(emit.stored_message(message_id))
     emit.deliver(members, message_new_frame(json_of(message)))
     emit.decision.result = MessageResult(message=message)
@@ -373,7 +411,10 @@ def _change_message(
     if isinstance(body, EditMessage):
         if not is_sender:
             return refuse("forbidden", "only the sender edits a message")
-        emit(body.chat_id, MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, text=body.text))
+        emit(
+            body.chat_id,
+            MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, text=body.text),
+        )
         view = message_view(emit.stored_message(body.message_id))
         emit.deliver(members, message_edited_frame(json_of(view)))
         emit.decision.result = MessageResult(message=view)
@@ -381,7 +422,10 @@ def _change_message(
     may_moderate = chat.type == "group" and chat.role_of(actor) in MANAGERS
     if not (is_sender or may_moderate):
         return refuse("forbidden", "only the sender or a group owner/admin deletes a message")
-    emit(body.chat_id, MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, deleted_by=uuid.UUID(actor)))
+    emit(
+        body.chat_id,
+        MessageDeleted(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, deleted_by=uuid.UUID(actor)),
+    )
     emit.deliver(members, message_deleted_frame(str(body.chat_id), str(body.message_id), message.seq))
     emit.decision.result = MessageDeletedResult(chat_id=body.chat_id, message_id=body.message_id, seq=message.seq)
     return emit.decision

@@ -40,8 +40,12 @@ class ChatState:
     def to_json(self) -> JsonObject:
         """The members mapping is shared, not copied: states are never changed in place."""
         return {
-            "type": self.type, "title": self.title, "created_at": self.created_at,
-            "created_by": self.created_by, "members": self.members, "last_seq": self.last_seq,
+            "type": self.type,
+            "title": self.title,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "members": self.members,
+            "last_seq": self.last_seq,
         }
 
 
@@ -60,17 +64,26 @@ class StoredMessage:
     def to_json(self) -> JsonObject:
         """Spelled out: `dataclasses.asdict` deep-copies, and this runs for every message sent."""
         return {
-            "id": self.id, "chat_id": self.chat_id, "seq": self.seq, "sender_id": self.sender_id,
-            "text": self.text, "client_msg_id": self.client_msg_id, "created_at": self.created_at,
-            "edited_at": self.edited_at, "deleted": self.deleted,
+            "id": self.id,
+            "chat_id": self.chat_id,
+            "seq": self.seq,
+            "sender_id": self.sender_id,
+            "text": self.text,
+            "client_msg_id": self.client_msg_id,
+            "created_at": self.created_at,
+            "edited_at": self.edited_at,
+            "deleted": self.deleted,
         }
 
 
 def chat_from_json(value: JsonObject) -> ChatState:
     """Trusted: the table holds only what `ChatState.to_json` wrote."""
     return ChatState(
-        type=value["type"], title=value["title"], created_at=value["created_at"],
-        created_by=value["created_by"], members=cast(Mapping[str, Role], value["members"]),
+        type=value["type"],
+        title=value["title"],
+        created_at=value["created_at"],
+        created_by=value["created_by"],
+        members=cast(Mapping[str, Role], value["members"]),
         last_seq=value["last_seq"],
     )
 

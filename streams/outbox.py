@@ -21,9 +21,7 @@ from streams.decision import Decision
 
 log = logging.getLogger(__name__)
 
-BAD_RECORDS = Counter(
-    "streams_bad_records_total", "Records of command topics that were skipped", ["topic", "reason"]
-)
+BAD_RECORDS = Counter("streams_bad_records_total", "Records of command topics that were skipped", ["topic", "reason"])
 COMMANDS = Counter("streams_commands_total", "Commands decided", ["kind", "outcome"])
 
 
@@ -37,10 +35,7 @@ class PendingEvent:
 
 async def produce_durable(app: faust.App, pending: list[PendingEvent]) -> list[RecordMetadata]:
     """Send every event and wait until the broker has them all (acks=all): one round trip a batch."""
-    futures = [
-        await app.producer.send(p.topic, p.key, encode_event(p.event), p.partition, None, None)
-        for p in pending
-    ]
+    futures = [await app.producer.send(p.topic, p.key, encode_event(p.event), p.partition, None, None) for p in pending]
     return list(await asyncio.gather(*futures))
 
 
@@ -86,8 +81,13 @@ def reply_for(command: Command, decision: Decision, metadata: list[RecordMetadat
     COMMANDS.labels(command.body.kind, "accepted" if decision.ok else decision.code or "refused").inc()
     positions = [Position(topic=m.topic, partition=m.partition, offset=m.offset) for m in metadata]
     return Reply(
-        correlation_id=command.correlation_id, ok=decision.ok, code=decision.code, message=decision.message,
-        duplicate=decision.duplicate, result=decision.result, positions=positions,
+        correlation_id=command.correlation_id,
+        ok=decision.ok,
+        code=decision.code,
+        message=decision.message,
+        duplicate=decision.duplicate,
+        result=decision.result,
+        positions=positions,
     )
 
 

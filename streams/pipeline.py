@@ -103,8 +103,11 @@ class DecidingAgent(ABC, Generic[Store]):
         """Every line logged meanwhile (a failed append, the exit) names the batch's commands."""
         try:
             store, decided, metadata = await retrying(
-                lambda: self.decide_and_append(commands), what="appending events",
-                attempts=APPEND_ATTEMPTS, first_pause_s=FIRST_APPEND_PAUSE_S, retry_on=APPEND_ERRORS,
+                lambda: self.decide_and_append(commands),
+                what="appending events",
+                attempts=APPEND_ATTEMPTS,
+                first_pause_s=FIRST_APPEND_PAUSE_S,
+                retry_on=APPEND_ERRORS,
             )
         except GaveUp as error:
             log.critical("cannot append events (%s); stopping the worker", error)
@@ -149,7 +152,8 @@ class DecidingAgent(ABC, Generic[Store]):
                 frame, frame_json = delivery.frame, codec.dumps(delivery.frame)
             recipient = delivery.recipient_id
             await outbox.send(
-                self.delivered_topic, recipient.encode(),
+                self.delivered_topic,
+                recipient.encode(),
                 encode_delivery(recipient, frame_json, delivery.skip_connection),
             )
 

@@ -20,9 +20,7 @@ from schemas.topics import ALL, CHAT_COMMANDS, EVENT_TOPICS, MESSAGE_SEND, USER_
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
-MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset(
-    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)
-)
+MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset((*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND))
 
 
 def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replication) -> NewTopic:
@@ -49,4 +47,3 @@ async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] =
         elif code != TOPIC_ALREADY_EXISTS:
             raise RuntimeError(f"cannot create topic {name}: {message} (error {code})")
     return created
-

@@ -63,7 +63,9 @@ def register(app: faust.App, settings: WorkerSettings) -> UserDecider:
     decider = UserDecider(app, settings, usernames)
     source = app.topic(
         settings.topic(topics.USER_COMMANDS.name),
-        key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
     )
     run_agent(app, decider, "user_decider", source)
     return decider

@@ -35,12 +35,18 @@ def decide(store: UserStore, command: Command, now: datetime | None = None) -> D
             return refuse("username_taken", "username taken")
         store.set_owner(name, str(body.user_id))
         registered = UserRegistered(
-            user_id=body.user_id, username=name, display_name=body.display_name, password_hash=body.password_hash,
+            user_id=body.user_id,
+            username=name,
+            display_name=body.display_name,
+            password_hash=body.password_hash,
         )
         decision = accept(command, registered, now)
         user = User(
-            id=registered.user_id, username=registered.username, display_name=registered.display_name,
-            bio=registered.bio, created_at=decision.events[0].occurred_at,
+            id=registered.user_id,
+            username=registered.username,
+            display_name=registered.display_name,
+            bio=registered.bio,
+            created_at=decision.events[0].occurred_at,
         )
         decision.result = UserResult(user=user)
         return decision
@@ -54,7 +60,11 @@ def decide(store: UserStore, command: Command, now: datetime | None = None) -> D
 def accept(command: Command, payload: UserRegistered | ProfileUpdated, now: datetime | None) -> Decision:
     """The one event of a user command, its id derived from the command's."""
     event = new_event(
-        payload, aggregate_id=payload.user_id, event_id=event_id_for(command.command_id, 0),
-        actor_id=command.actor_id, correlation_id=command.correlation_id, occurred_at=now or datetime.now(UTC),
+        payload,
+        aggregate_id=payload.user_id,
+        event_id=event_id_for(command.command_id, 0),
+        actor_id=command.actor_id,
+        correlation_id=command.correlation_id,
+        occurred_at=now or datetime.now(UTC),
     )
     return Decision(ok=True, events=[event])

@@ -36,4 +36,3 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
         return uuid.UUID(request.match_info[name])
     except ValueError:
         raise not_found() from None
-

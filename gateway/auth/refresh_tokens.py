@@ -1,8 +1,9 @@
 """Refresh tokens: opaque, server-side, rotated on every use, with reuse detection by family.
 
 A login starts a *family*, which is the session: its id is the `sid` of every access token issued
-with it (`gateway.auth.tokens`), and sockets close when it ends. Each refresh retires the presented token (kept as `used`) and hands out
-the next one of the same family. A retired token presented again means two parties hold the chain
+with it (`gateway.auth.tokens`), and sockets close when it ends. Each refresh retires the presented
+token (kept as `used`) and hands out the next one of the same family. A retired token presented
+again means two parties hold the chain
 (the client and a thief, and we cannot tell which is which), so the whole family dies: the newest
 token too. Access tokens already issued live until they expire (contract v1, Auth).
 
@@ -204,7 +205,7 @@ class RefreshTokenStore:
         per key cost 15 ms (`gateway.ws.session_watch` asks every 2 s).
         """
         ids = list(dict.fromkeys(session_ids))
-        batches = [ids[i:i + LIVE_BATCH] for i in range(0, len(ids), LIVE_BATCH)]
+        batches = [ids[i : i + LIVE_BATCH] for i in range(0, len(ids), LIVE_BATCH)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for batch in batches:
                 pipe.exists(*(self._family_key(session_id) for session_id in batch))

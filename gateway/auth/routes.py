@@ -45,7 +45,9 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LOGIN_THROTTLE] = LoginThrottle(app[REDIS], prefix=f"{prefix}throttle:")
     settings = app[SETTINGS]
     app[REGISTER_THROTTLE] = RegisterThrottle(
-        app[REDIS], prefix=f"{prefix}register:", limit=settings.register_limit_per_address,
+        app[REDIS],
+        prefix=f"{prefix}register:",
+        limit=settings.register_limit_per_address,
         window_seconds=settings.register_window_seconds,
     )
     yield
@@ -59,8 +61,10 @@ def client_address(request: web.Request) -> str:
 def token_pair(request: web.Request, user_id: uuid.UUID, session_id: str, refresh_token: str) -> dict[str, Any]:
     access_token, expires_in = issue_access_token(request.app[SETTINGS], user_id, session_id)
     return {
-        "access_token": access_token, "refresh_token": refresh_token,
-        "token_type": "Bearer", "expires_in": expires_in,
+        "access_token": access_token,
+        "refresh_token": refresh_token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
     }
 
 

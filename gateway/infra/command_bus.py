@@ -56,7 +56,9 @@ class CommandBus:
     async def start(self) -> None:
         await create_reply_topic(self.settings, self.reply_topic)
         self.consumer = AIOKafkaConsumer(
-            **client_options(self.settings), group_id=None, enable_auto_commit=False,
+            **client_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
             fetch_max_wait_ms=10,
         )
         await self.consumer.start()
@@ -107,14 +109,24 @@ class CommandBus:
             future.set_result(reply)
 
     async def ask(
-        self, topic: topics.TopicSpec, key: str, body: Body, actor_id: uuid.UUID | None,
-        origin: Origin | None = None, timeout: float = REPLY_TIMEOUT_S,
+        self,
+        topic: topics.TopicSpec,
+        key: str,
+        body: Body,
+        actor_id: uuid.UUID | None,
+        origin: Origin | None = None,
+        timeout: float = REPLY_TIMEOUT_S,
     ) -> Reply:
         """Send `body` as a command keyed by `key` and wait for its reply."""
         correlation_id = uuid.uuid4().hex
         command = Command(
-            command_id=uuid.uuid4(), correlation_id=correlation_id, actor_id=actor_id,
-            reply_to=self.reply_topic, issued_at=datetime.now(UTC), origin=origin, body=body,
+            command_id=uuid.uuid4(),
+            correlation_id=correlation_id,
+            actor_id=actor_id,
+            reply_to=self.reply_topic,
+            issued_at=datetime.now(UTC),
+            origin=origin,
+            body=body,
         )
         bind(command_id=command.command_id, correlation_id=correlation_id)  # the rest of the request or frame
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()

@@ -171,12 +171,10 @@ class ProjectionWatermarks:
             return False
         return True
 
-
     async def require(self, positions: list[Position], timeout: float = WAIT_LIMIT_S) -> None:
         """Return once every position is projected; `NotProjected` if `timeout` passed first."""
         if not await self.wait_for(positions, timeout):
             raise NotProjected(f"the read models did not reach this write within {timeout:g} s")
-
 
     async def require_reply(self, reply: Reply, db: read_store.Pool, timeout: float = WAIT_LIMIT_S) -> None:
         """Return once the read models hold what an accepted `reply` reports.

@@ -18,8 +18,12 @@ from runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-RECONNECTS = Counter("gateway_reconnects_total", "Connections reopened after their server or link failed", ["connection"])
-CONNECTION_UP = Gauge("gateway_connection_up", "1 while a long-lived connection is open, 0 while it is being reopened", ["connection"])
+RECONNECTS = Counter(
+    "gateway_reconnects_total", "Connections reopened after their server or link failed", ["connection"]
+)
+CONNECTION_UP = Gauge(
+    "gateway_connection_up", "1 while a long-lived connection is open, 0 while it is being reopened", ["connection"]
+)
 
 FIRST_PAUSE_S = 0.1
 MAX_PAUSE_S = 5.0

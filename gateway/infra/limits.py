@@ -39,7 +39,9 @@ return 0
 burst). Takes them all, or none: returns 0, or the ms until they are free. The key expires once
 the budget is full again."""
 
-REFUSED = Counter("gateway_writes_rate_limited_total", "Writes refused for being over their user's write budget", ["via"])
+REFUSED = Counter(
+    "gateway_writes_rate_limited_total", "Writes refused for being over their user's write budget", ["via"]
+)
 
 
 class WriteBudget:

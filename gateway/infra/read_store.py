@@ -24,6 +24,7 @@ class Pool(Protocol):
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
     async def fetchval(self, query: str, *args: Any) -> Any: ...
 
+
 USER_COLUMNS = "id, username, display_name, bio, created_at"
 MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, client_msg_id, created_at, edited_at, deleted"
 
@@ -67,9 +68,11 @@ async def search_users(db: Pool, prefix: str, limit: int) -> list[dict[str, Any]
 
 
 async def is_member(db: Pool, chat_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    return bool(await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)", chat_id, user_id
-    ))
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2)", chat_id, user_id
+        )
+    )
 
 
 async def member_ids(db: Pool, chat_id: uuid.UUID) -> list[uuid.UUID]:
@@ -115,9 +118,13 @@ def chat_json(row: asyncpg.Record) -> dict[str, Any]:
     if row["lm_id"] is not None:
         last = Message.model_validate({k[3:]: row[k] for k in row.keys() if k.startswith("lm_")})  # noqa: SIM118 (a Record iterates its values)
     return Chat(
-        id=row["id"], type=row["type"], title=row["title"], created_at=row["created_at"],
+        id=row["id"],
+        type=row["type"],
+        title=row["title"],
+        created_at=row["created_at"],
         members=[Member.model_validate(m) for m in members or []],
-        last_message=last, unread_count=row["unread_count"],
+        last_message=last,
+        unread_count=row["unread_count"],
     ).model_dump(mode="json")
 
 
@@ -145,13 +152,18 @@ async def messages_page(
         rows = await db.fetch(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND seq > $2"
             " AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq LIMIT $4",
-            chat_id, after, before, limit,
+            chat_id,
+            after,
+            before,
+            limit,
         )
     else:
         rows = await db.fetch(
             f"SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1"
             " AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3) t ORDER BY seq",
-            chat_id, before, limit,
+            chat_id,
+            before,
+            limit,
         )
     return [message_json(r) for r in rows]
 
@@ -170,15 +182,14 @@ async def holds_result(db: Pool, result: Result) -> bool:
     """Whether the message, or the chat with each of its members, of a reply's result is in the
     read models (a result naming neither asks for nothing)."""
     if isinstance(result, MessageResult):
-        return bool(await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)", result.message.id
-        ))
+        return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)", result.message.id))
     if isinstance(result, ChatResult):
         members = [m.user_id for m in result.chat.members]
         found = await db.fetchval(
             "SELECT count(*) FROM chats c JOIN chat_members m ON m.chat_id = c.id"
             " WHERE c.id = $1 AND m.user_id = ANY($2)",
-            result.chat.id, members,
+            result.chat.id,
+            members,
         )
         return bool(found == len(members))
     return True

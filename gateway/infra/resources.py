@@ -62,9 +62,7 @@ async def count_opened(connection: asyncpg.Connection) -> None:
 async def pg_pool(app: web.Application) -> AsyncIterator[None]:
     """A pool that heals by itself: a connection that fails is discarded and the next acquire
     opens a new one (the request that met the failure is answered 503)."""
-    pool = await asyncpg.create_pool(
-        app[SETTINGS].database_url, min_size=2, max_size=PG_POOL_MAX, init=count_opened
-    )
+    pool = await asyncpg.create_pool(app[SETTINGS].database_url, min_size=2, max_size=PG_POOL_MAX, init=count_opened)
     app[PG_POOL] = pool
     yield
     await pool.close()
@@ -77,7 +75,9 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
     of its own takes no retry policy from the client, and would fail the first command after a
     restart on every pooled connection."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        app[SETTINGS].redis_url, max_connections=REDIS_POOL_MAX, timeout=REDIS_POOL_WAIT_S,
+        app[SETTINGS].redis_url,
+        max_connections=REDIS_POOL_MAX,
+        timeout=REDIS_POOL_WAIT_S,
         retry=Retry(ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE_S, cap=REDIS_RETRY_CAP_S), REDIS_RETRIES),
     )
     client = aioredis.Redis(connection_pool=pool)

@@ -63,14 +63,16 @@ INIT_SCRIPT = f"""window.ui = SwaggerUIBundle({{
 """Starts Swagger UI. `validatorUrl: null`: no badge image fetched from swagger.io's validator,
 which would send the spec's address elsewhere (and be refused by `PAGE_CSP`)."""
 
-PAGE_CSP = "; ".join((
-    "default-src 'self'",
-    "img-src 'self' data:",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-))
+PAGE_CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 """Scripts, styles, the spec and "Try it out" requests: the gateway's own origin only. Swagger UI
 sets element styles through the DOM (not blocked by a policy) and needs no `eval`."""
 

@@ -20,7 +20,9 @@ from schemas.commands import Register, UpdateProfile, UserResult
 async def register(ports: Ports, username: str, password: str, display_name: str | None) -> dict[str, Any]:
     """The new user (its name folded by `schemas.api.RegisterBody`); `Refused` `username_taken`."""
     command = Register(
-        user_id=uuid.uuid4(), username=username, display_name=display_name or username,
+        user_id=uuid.uuid4(),
+        username=username,
+        display_name=display_name or username,
         password_hash=await hash_password(password),
     )
     reply = await execute(ports, None, command)

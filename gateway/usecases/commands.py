@@ -41,6 +41,7 @@ TOPIC_OF: dict[type[Body], topics.TopicSpec] = {
 """A chat's messages (send, edit, delete, read) share one topic, so that the chat's deciding
 agent takes them in the order one socket sent them; its membership changes have their own."""
 
+
 def partition_key(body: Body) -> str:
     """What the command's topic is keyed by: the folded username of a registration (its
     uniqueness is decided by one partition owner), the user of a profile change, else the chat."""
@@ -70,8 +71,11 @@ async def execute(ports: Ports, actor: Actor | None, body: Body, *, cost: int = 
         await charge(ports, actor, cost)
     try:
         reply = await ports.bus.ask(
-            TOPIC_OF[type(body)], partition_key(body), body,
-            actor.user_id if actor else None, origin=actor.origin if actor else None,
+            TOPIC_OF[type(body)],
+            partition_key(body),
+            body,
+            actor.user_id if actor else None,
+            origin=actor.origin if actor else None,
         )
     except CommandTimeout:
         raise unavailable("no answer in time; it may have been applied: retry the same request") from None

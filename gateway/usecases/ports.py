@@ -1,6 +1,6 @@
 """What the use cases use of the running gateway, and who asks.
 
-    app[PORTS]   # set by `ports_ctx`, a cleanup_ctx registered after the bus, watermarks and budget
+app[PORTS]   # set by `ports_ctx`, a cleanup_ctx registered after the bus, watermarks and budget
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ class Commands(Protocol):
     """`gateway.infra.command_bus.CommandBus`: a command out, its reply back."""
 
     async def ask(
-        self, topic: topics.TopicSpec, key: str, body: Body, actor_id: uuid.UUID | None,
-        origin: Origin | None = None, timeout: float = REPLY_TIMEOUT_S,
+        self,
+        topic: topics.TopicSpec,
+        key: str,
+        body: Body,
+        actor_id: uuid.UUID | None,
+        origin: Origin | None = None,
+        timeout: float = REPLY_TIMEOUT_S,
     ) -> Reply: ...
 
 
@@ -78,7 +83,10 @@ PORTS = web.AppKey("ports", Ports)
 
 async def ports_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PORTS] = Ports(
-        bus=app[COMMAND_BUS], watermarks=app[WATERMARKS], pool=app[PG_POOL],
-        budget=app[WRITE_BUDGET], settings=app[SETTINGS],
+        bus=app[COMMAND_BUS],
+        watermarks=app[WATERMARKS],
+        pool=app[PG_POOL],
+        budget=app[WRITE_BUDGET],
+        settings=app[SETTINGS],
     )
     yield

@@ -130,9 +130,15 @@ class Connection:
     """One open socket of one user on this instance."""
 
     def __init__(
-        self, user_id: str, socket: Socket, abort: Callable[[], None],
-        queue: OutgoingQueue | None = None, close_grace: float = CLOSE_GRACE_S,
-        *, session_id: str = "", expires_at: float = math.inf,
+        self,
+        user_id: str,
+        socket: Socket,
+        abort: Callable[[], None],
+        queue: OutgoingQueue | None = None,
+        close_grace: float = CLOSE_GRACE_S,
+        *,
+        session_id: str = "",
+        expires_at: float = math.inf,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.user_id = user_id

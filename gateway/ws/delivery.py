@@ -81,8 +81,10 @@ def message_position(frame: dict[str, Any]) -> tuple[str | None, int, str | None
         return None, 0, None, None
     sender, client_msg_id = message.get("sender_id"), message.get("client_msg_id")
     return (
-        str(message.get("chat_id")), message["seq"],
-        sender if isinstance(sender, str) else None, client_msg_id if isinstance(client_msg_id, str) else None,
+        str(message.get("chat_id")),
+        message["seq"],
+        sender if isinstance(sender, str) else None,
+        client_msg_id if isinstance(client_msg_id, str) else None,
     )
 
 

@@ -42,8 +42,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not socket.can_prepare(request).ok:
         raise ApiError(400, "invalid_request", "expected a WebSocket upgrade", details={"field": "headers"})
     connection = Connection(
-        str(claims.user_id), socket, abort=lambda: abort(request),
-        session_id=claims.session_id, expires_at=claims.expires_at,
+        str(claims.user_id),
+        socket,
+        abort=lambda: abort(request),
+        session_id=claims.session_id,
+        expires_at=claims.expires_at,
     )
     try:
         came_online = await attach(service, connection)

@@ -236,7 +236,9 @@ class FrameHandler:
     async def send(self, frame: SendFrame) -> None:
         started = time.perf_counter()
         self.connection.note_send(frame.client_msg_id)
-        sent = await messaging.send_message(self.services.ports, self.actor, frame.chat_id, frame.client_msg_id, frame.text)
+        sent = await messaging.send_message(
+            self.services.ports, self.actor, frame.chat_id, frame.client_msg_id, frame.text
+        )
         await self.connection.reply(encode_frame(ack_frame(frame.client_msg_id, sent.message)))
         ACK_SECONDS.observe(time.perf_counter() - started)
 
@@ -246,7 +248,9 @@ class FrameHandler:
 
     async def delete(self, frame: DeleteFrame) -> None:
         deleted = await messaging.delete_message(self.services.ports, self.actor, frame.message_id)
-        await self.connection.reply(encode_frame(message_deleted_frame(deleted.chat_id, deleted.message_id, deleted.seq)))
+        await self.connection.reply(
+            encode_frame(message_deleted_frame(deleted.chat_id, deleted.message_id, deleted.seq))
+        )
 
     async def read(self, frame: ReadFrame) -> None:
         seq = await messaging.mark_read(self.services.ports, self.actor, frame.chat_id, frame.seq)

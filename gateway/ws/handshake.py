@@ -32,9 +32,9 @@ def access_token(request: web.Request) -> str:
     """The token of the request: 401 `unauthenticated` without one, `invalid_token` if malformed."""
     header = request.headers.get(hdrs.AUTHORIZATION)
     if header is not None:
-        if not header.lower().startswith(BEARER) or not header[len(BEARER):].strip():
+        if not header.lower().startswith(BEARER) or not header[len(BEARER) :].strip():
             raise invalid_token("expected `Authorization: Bearer <token>`")
-        return header[len(BEARER):].strip()
+        return header[len(BEARER) :].strip()
     token = request.query.get("token", "")
     if not token:
         raise unauthenticated("an access token is required")

@@ -28,7 +28,10 @@ MAX_CHATS = 10_000
 
 class MembersCache:
     def __init__(
-        self, pool: asyncpg.Pool, ttl_s: float = TTL_S, max_chats: int = MAX_CHATS,
+        self,
+        pool: asyncpg.Pool,
+        ttl_s: float = TTL_S,
+        max_chats: int = MAX_CHATS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool

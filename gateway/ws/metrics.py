@@ -16,7 +16,9 @@ ROUTED = Counter("gateway_ws_routed_total", "Frames received from the per-user R
 DUPLICATES_DROPPED = Counter(
     "gateway_ws_duplicates_dropped_total", "message.new frames not pushed because the socket had that seq already"
 )
-RESYNCS = Counter("gateway_ws_resyncs_total", "Sockets made whole from the read models after a possible gap, by cause", ["cause"])
+RESYNCS = Counter(
+    "gateway_ws_resyncs_total", "Sockets made whole from the read models after a possible gap, by cause", ["cause"]
+)
 RESYNCED = Counter("gateway_ws_resynced_messages_total", "Messages pushed by server-side resyncs")
 SESSION_CLOSES = Counter(
     "gateway_ws_session_closes_total",
@@ -26,6 +28,7 @@ SESSION_CLOSES = Counter(
 SLOW_CLOSES = Counter("gateway_ws_slow_closes_total", "Sockets closed because their outgoing queue overflowed")
 PRESENCE_CHANGES = Counter("gateway_ws_presence_changes_total", "Presence changes announced", ["online"])
 ACK_SECONDS = Histogram(
-    "gateway_ws_ack_seconds", "From a message.send frame to its message.ack",
+    "gateway_ws_ack_seconds",
+    "From a message.send frame to its message.ack",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )

@@ -117,14 +117,20 @@ class Resyncer:
         """What the socket may have missed, chat by chat in `seq` order; None if too much."""
         since = datetime.fromtimestamp(connection.opened_at - OPEN_MARGIN_S, UTC)
         found: list[dict[str, Any]] = []
-        for chat_id, last_seq, last_activity in await read_store.chat_activity_of(self._pool, uuid.UUID(connection.user_id)):
+        for chat_id, last_seq, last_activity in await read_store.chat_activity_of(
+            self._pool, uuid.UUID(connection.user_id)
+        ):
             given = connection.given.get(str(chat_id))
             if given is not None:
                 if last_seq <= given:
                     continue
-                page = await read_store.messages_page(self._pool, chat_id, before=None, after=given, limit=RESYNC_LIMIT + 1)
+                page = await read_store.messages_page(
+                    self._pool, chat_id, before=None, after=given, limit=RESYNC_LIMIT + 1
+                )
             elif last_activity >= since:
-                latest = await read_store.messages_page(self._pool, chat_id, before=None, after=None, limit=RESYNC_LIMIT + 1)
+                latest = await read_store.messages_page(
+                    self._pool, chat_id, before=None, after=None, limit=RESYNC_LIMIT + 1
+                )
                 page = [m for m in latest if datetime.fromisoformat(m["created_at"]) >= since]
             else:
                 continue

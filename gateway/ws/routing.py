@@ -8,8 +8,9 @@ the instances subscribed to that channel, so an instance receives its own users'
 others. A message is `<skip_connection>\\n<frame text>`: the frame is encoded once, by the
 publisher, and written as it is to every socket; a frame text never holds a raw newline.
 A `message.new` names its chat and `seq` in the header (and, to its sender, its `client_msg_id`),
-so that each socket drops a repeat, or its own message, without decoding the frame; a "resync" message asks the user's sockets to be made whole from
-the read models (`gateway.ws.resync`), for deliveries the publisher could not push; a "session
+so that each socket drops a repeat, or its own message, without decoding the frame; a "resync"
+message asks the user's sockets to be made whole from the read models (`gateway.ws.resync`), for
+deliveries the publisher could not push; a "session
 end" message (`gateway.auth.session_end`) carries a session id (or `*`: all of them) whose sockets
 close with 4001.
 
@@ -97,7 +98,11 @@ def decode_message(user_id: str, data: bytes | str) -> Route:
 
 class UserChannels:
     def __init__(
-        self, redis: aioredis.Redis, prefix: str, instance_id: str, receiver: Receiver,
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        instance_id: str,
+        receiver: Receiver,
         on_reopened: Callable[[], object] = lambda: None,
     ) -> None:
         self._redis = redis
@@ -233,7 +238,7 @@ class UserChannels:
             data = message["data"]
             assert isinstance(data, (bytes, str))
             try:
-                route = decode_message(channel[len(self._prefix):], data)
+                route = decode_message(channel[len(self._prefix) :], data)
             except ValueError:
                 log.warning("ignored a malformed message on %s", channel)
                 return

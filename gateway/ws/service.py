@@ -66,7 +66,9 @@ class WsService:
         self.frames.rates.arrived(connection.user_id)
         self.watch.track(connection)
         await self.channels.acquire(connection.user_id)
-        return await self.presence.record(Session(connection.user_id, connection.id), self.settings.max_sockets_per_user)
+        return await self.presence.record(
+            Session(connection.user_id, connection.id), self.settings.max_sockets_per_user
+        )
 
     async def detach(self, connection: Connection) -> None:
         self.watch.forget(connection)
@@ -105,7 +107,10 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
         (watch.receive if route.session_end else resyncer.receive)(route)
 
     channels = UserChannels(
-        app[REDIS], settings.topic_prefix, app[INSTANCE_ID], receive,
+        app[REDIS],
+        settings.topic_prefix,
+        app[INSTANCE_ID],
+        receive,
         on_reopened=lambda: resyncer.resync_all("pubsub_reconnect"),
     )
     await channels.start()
@@ -116,13 +121,22 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     presence.start()
     watch.start()
     frames = FrameServices(
-        ports=app[PORTS], rates=UserBuckets(FRAME_RATE_PER_S, FRAME_BURST), history=SyncReader(app[PG_POOL]),
-        typing=TypingRelay(MembersCache(app[PG_POOL]), channels), auth=SocketAuth(settings, watch),
+        ports=app[PORTS],
+        rates=UserBuckets(FRAME_RATE_PER_S, FRAME_BURST),
+        history=SyncReader(app[PG_POOL]),
+        typing=TypingRelay(MembersCache(app[PG_POOL]), channels),
+        auth=SocketAuth(settings, watch),
         instance_id=app[INSTANCE_ID],
     )
     app[WS] = WsService(
-        settings=settings, registry=registry, channels=channels, presence=presence,
-        delivery=delivery, resyncer=resyncer, watch=watch, frames=frames,
+        settings=settings,
+        registry=registry,
+        channels=channels,
+        presence=presence,
+        delivery=delivery,
+        resyncer=resyncer,
+        watch=watch,
+        frames=frames,
     )
     try:
         yield

@@ -95,8 +95,12 @@ class SessionWatch:
     """The sessions and deadlines of this instance's open sockets."""
 
     def __init__(
-        self, store: LiveSessions, *, clock: Callable[[], float] = time.time,
-        tick_s: float = EXPIRY_TICK_S, check_s: float = FAMILY_CHECK_S,
+        self,
+        store: LiveSessions,
+        *,
+        clock: Callable[[], float] = time.time,
+        tick_s: float = EXPIRY_TICK_S,
+        check_s: float = FAMILY_CHECK_S,
     ) -> None:
         self._store = store
         self._clock = clock

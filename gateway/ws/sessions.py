@@ -134,8 +134,12 @@ class Session:
 
 class SessionStore:
     def __init__(
-        self, redis: aioredis.Redis, prefix: str, instance_id: str,
-        ttl_s: float = SESSION_TTL_S, clock: Callable[[], float] = time.time,
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        instance_id: str,
+        ttl_s: float = SESSION_TTL_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._prefix = f"{prefix}ws:"
@@ -158,10 +162,12 @@ class SessionStore:
         """Record a session; True if its user just came online. With a `cap`, a user who already
         has that many live sessions gets `TooManySessions` and nothing is recorded."""
         now = self._now_ms()
-        answer = int(await self._open(
-            keys=[self.user_key(session.user_id), self.index_key],
-            args=[self._member(session), self._index_member(session), now, now + self._ttl_ms, self._ttl_ms, cap],
-        ))
+        answer = int(
+            await self._open(
+                keys=[self.user_key(session.user_id), self.index_key],
+                args=[self._member(session), self._index_member(session), now, now + self._ttl_ms, self._ttl_ms, cap],
+            )
+        )
         if answer < 0:
             raise TooManySessions(-answer)
         return answer == 1
@@ -182,7 +188,9 @@ class SessionStore:
         if not pairs:
             return []
         expires = self._now_ms() + self._ttl_ms
-        missing = await self._renew(keys=[self.index_key], args=[expires, self._ttl_ms, self._prefix + "sessions:", *pairs])
+        missing = await self._renew(
+            keys=[self.index_key], args=[expires, self._ttl_ms, self._prefix + "sessions:", *pairs]
+        )
         texts = [as_str(v) for v in missing]
         return [Session(texts[i], texts[i + 1].rpartition("|")[2]) for i in range(0, len(texts), 2)]
 

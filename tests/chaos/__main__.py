@@ -17,7 +17,9 @@ from tests.chaos.suite import FULL, SHORT, run_suite
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("--short", action="store_true", help="the short form: less load per fault, no cluster")
-    parser.add_argument("--fault", action="append", default=[], help="only faults whose name contains this (repeatable)")
+    parser.add_argument(
+        "--fault", action="append", default=[], help="only faults whose name contains this (repeatable)"
+    )
     parser.add_argument("--users", type=int, help="clients (default 8, short 6)")
     parser.add_argument("--rate", type=float, help="messages a second, all clients together (default 50, short 40)")
     return parser.parse_args(argv)

@@ -68,14 +68,25 @@ class Counters:
     @property
     def violations(self) -> dict[str, int]:
         return {
-            "lost": self.lost, "doubled": self.doubled, "gaps": self.gaps,
-            "duplicate_deliveries": self.duplicate_deliveries, "missing_deliveries": self.missing_deliveries,
-            "unacked": self.unacked, "manual_actions": self.manual_actions, "crashed": int(self.crashed),
+            "lost": self.lost,
+            "doubled": self.doubled,
+            "gaps": self.gaps,
+            "duplicate_deliveries": self.duplicate_deliveries,
+            "missing_deliveries": self.missing_deliveries,
+            "unacked": self.unacked,
+            "manual_actions": self.manual_actions,
+            "crashed": int(self.crashed),
         }
 
 
-def check(counters: Counters, clients: list[ChatClient], histories: dict[str, list[Message]],
-          sightings: Sightings, fault_at: float, health: list[tuple[float, int]]) -> Counters:
+def check(
+    counters: Counters,
+    clients: list[ChatClient],
+    histories: dict[str, list[Message]],
+    sightings: Sightings,
+    fault_at: float,
+    health: list[tuple[float, int]],
+) -> Counters:
     sends = [s for c in clients for s in c.sends]
     counters.acked = sum(1 for s in sends if s.ack)
     counters.unacked = sum(len(c.pending) for c in clients)
@@ -99,7 +110,9 @@ def check_lost(counters: Counters, sends: list[Send], histories: dict[str, list[
         stored = by_seq.get((ack.chat_id, ack.seq))
         if stored is None or str(stored["id"]) != ack.message_id or stored.get("client_msg_id") != send.cmid:
             counters.lost += 1
-            counters.example("lost", f"{send.cmid} acked as {ack.chat_id}#{ack.seq} id {ack.message_id}; stored: {stored}")
+            counters.example(
+                "lost", f"{send.cmid} acked as {ack.chat_id}#{ack.seq} id {ack.message_id}; stored: {stored}"
+            )
 
 
 def check_doubled(counters: Counters, sends: list[Send], histories: dict[str, list[Message]]) -> None:
@@ -142,7 +155,9 @@ def check_duplicates(counters: Counters, clients: list[ChatClient]) -> None:
                 why = duplicate(log, key, sorted(news), send_of.get(key))
                 if why:
                     counters.duplicate_deliveries += 1
-                    counters.example("duplicate_deliveries", f"socket {log.id} of {log.user_id[:8]}: {key[0][:8]}#{key[1]} {why}")
+                    counters.example(
+                        "duplicate_deliveries", f"socket {log.id} of {log.user_id[:8]}: {key[0][:8]}#{key[1]} {why}"
+                    )
 
 
 def duplicate(log: SocketLog, key: Key, news: list[float], send: Send | None) -> str:
@@ -158,9 +173,14 @@ def duplicate(log: SocketLog, key: Key, news: list[float], send: Send | None) ->
     return ""
 
 
-def check_missing(counters: Counters, clients: list[ChatClient], histories: dict[str, list[Message]],
-                  sightings: Sightings) -> None:
-    created = {(chat, int(m["seq"])): (parse_time(str(m["created_at"])), m) for chat, history in histories.items() for m in history}
+def check_missing(
+    counters: Counters, clients: list[ChatClient], histories: dict[str, list[Message]], sightings: Sightings
+) -> None:
+    created = {
+        (chat, int(m["seq"])): (parse_time(str(m["created_at"])), m)
+        for chat, history in histories.items()
+        for m in history
+    }
     for client in clients:
         unanswered = unanswered_on(client)
         for log in client.sockets:
@@ -184,8 +204,9 @@ def unanswered_on(client: ChatClient) -> dict[int, set[str]]:
     return found
 
 
-def keys_due(log: SocketLog, chat: str, history: list[Message], created: dict[Key, tuple[float, Message]],
-             sightings: Sightings) -> Iterable[Key]:
+def keys_due(
+    log: SocketLog, chat: str, history: list[Message], created: dict[Key, tuple[float, Message]], sightings: Sightings
+) -> Iterable[Key]:
     assert log.closed is not None
     for m in history:
         key = (chat, int(m["seq"]))
@@ -199,8 +220,10 @@ def describe_missing(log: SocketLog, key: Key, at: float, sightings: Sightings) 
     assert log.closed is not None
     seen = sightings.first.get(key)
     seen_text = f"first seen {seen - log.opened:.1f} s" if seen else "never seen by any client"
-    return (f"socket {log.id} of {log.user_id[:8]} (open {log.closed - log.opened:.1f} s, close {log.close_code}) "
-            f"never got {key[0][:8]}#{key[1]}, created {at - log.opened:.1f} s after it opened, {seen_text}")
+    return (
+        f"socket {log.id} of {log.user_id[:8]} (open {log.closed - log.opened:.1f} s, close {log.close_code}) "
+        f"never got {key[0][:8]}#{key[1]}, created {at - log.opened:.1f} s after it opened, {seen_text}"
+    )
 
 
 def recovery(sends: list[Send], fault_at: float, health: list[tuple[float, int]]) -> float | None:

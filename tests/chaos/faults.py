@@ -59,13 +59,29 @@ def kill_kafka_node(node: int, down_s: float) -> Callable[[PrivateStack], None]:
 
 ALL = (
     Fault("kill -9 streams worker", "the deciding worker dies; its supervisor restarts it", kill_program("streams")),
-    Fault("kill -9 projections worker", "the read-model writer dies; its supervisor restarts it", kill_program("projections")),
+    Fault(
+        "kill -9 projections worker",
+        "the read-model writer dies; its supervisor restarts it",
+        kill_program("projections"),
+    ),
     Fault("kill -9 gateway", "every socket drops; the supervisor restarts the gateway", kill_program("gateway")),
     Fault("PostgreSQL restart", "`pg_ctl -m immediate restart`: every connection cut", restart_postgres),
-    Fault("Redis restart", f"shutdown nosave, {REDIS_DOWN_S:.0f} s down, started again: sessions and refresh tokens lost", restart_redis),
-    Fault("Kafka broker kill -9", f"the only broker killed, {KAFKA_DOWN_S:.0f} s down, started again", kill_kafka_node(1, KAFKA_DOWN_S)),
-    Fault("Kafka cluster: kill -9 one of 3", f"node 1 of 3 killed, {CLUSTER_NODE_DOWN_S:.0f} s down, started again",
-          kill_kafka_node(1, CLUSTER_NODE_DOWN_S), cluster=True),
+    Fault(
+        "Redis restart",
+        f"shutdown nosave, {REDIS_DOWN_S:.0f} s down, started again: sessions and refresh tokens lost",
+        restart_redis,
+    ),
+    Fault(
+        "Kafka broker kill -9",
+        f"the only broker killed, {KAFKA_DOWN_S:.0f} s down, started again",
+        kill_kafka_node(1, KAFKA_DOWN_S),
+    ),
+    Fault(
+        "Kafka cluster: kill -9 one of 3",
+        f"node 1 of 3 killed, {CLUSTER_NODE_DOWN_S:.0f} s down, started again",
+        kill_kafka_node(1, CLUSTER_NODE_DOWN_S),
+        cluster=True,
+    ),
 )
 
 

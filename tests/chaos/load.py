@@ -170,8 +170,9 @@ class Rest:
 
     async def raw(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any, float]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.request(method, self.base + path, json=body, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_S)) as response:
+        async with self.http.request(
+            method, self.base + path, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_S)
+        ) as response:
             text = await response.text()
             retry_after = float(response.headers.get("Retry-After", "1") or 1)
             return response.status, json.loads(text) if text else None, retry_after
@@ -192,7 +193,8 @@ class Rest:
         """A new token pair; when the refresh token is refused (e.g. Redis lost it), log in again."""
         try:
             status, answer = await self.call_anonymous(
-                "POST", "/api/v1/auth/refresh", {"refresh_token": self.account.refresh_token}, ok=(200, 401))
+                "POST", "/api/v1/auth/refresh", {"refresh_token": self.account.refresh_token}, ok=(200, 401)
+            )
         except RuntimeError:
             status, answer = 0, None
         if status == 200:
@@ -214,8 +216,9 @@ class Rest:
     async def call_anonymous(self, method: str, path: str, body: Any, ok: tuple[int, ...]) -> tuple[int, Any]:
         return await self.call(method, path, body, ok, authenticated=False)
 
-    async def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,),
-                   authenticated: bool = True) -> tuple[int, Any]:
+    async def call(
+        self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,), authenticated: bool = True
+    ) -> tuple[int, Any]:
         """Retries what a client retries (network errors, 429, 5xx, an expired token); any other
         status outside `ok` is a RuntimeError."""
         last = ""
@@ -244,8 +247,15 @@ class Rest:
 class ChatClient:
     """One user with one WebSocket at a time, sending `rate` messages a second over `chats`."""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str, account: Account, chats: list[str],
-                 rate: float, sightings: Sightings) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        account: Account,
+        chats: list[str],
+        rate: float,
+        sightings: Sightings,
+    ) -> None:
         self.http, self.base, self.account = http, base_url, account
         self.chats, self.rate, self.sightings = chats, rate, sightings
         self.errors: Counter[str] = Counter()
@@ -313,9 +323,16 @@ class ChatClient:
     async def open_socket(self) -> tuple[aiohttp.ClientWebSocketResponse, SocketLog] | None:
         try:
             token = await self.rest.fresh_token()
-            ws = await asyncio.wait_for(self.http.ws_connect(
-                f"{self.base}/api/v1/ws", headers={"Authorization": f"Bearer {token}"}, heartbeat=HEARTBEAT_S,
-                max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=3.0)), CONNECT_TIMEOUT_S)
+            ws = await asyncio.wait_for(
+                self.http.ws_connect(
+                    f"{self.base}/api/v1/ws",
+                    headers={"Authorization": f"Bearer {token}"},
+                    heartbeat=HEARTBEAT_S,
+                    max_msg_size=0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=3.0),
+                ),
+                CONNECT_TIMEOUT_S,
+            )
         except aiohttp.WSServerHandshakeError as error:
             self.errors[f"connect:{error.status}"] += 1
             if error.status == 401:
@@ -370,8 +387,16 @@ class ChatClient:
                     send.due = now + ACK_TIMEOUT_S
                     send.attempts += 1
                     send.sent(log.id, now)
-                    await ws.send_str(json.dumps(
-                        {"type": "message.send", "chat_id": send.chat_id, "client_msg_id": send.cmid, "text": send.text}))
+                    await ws.send_str(
+                        json.dumps(
+                            {
+                                "type": "message.send",
+                                "chat_id": send.chat_id,
+                                "client_msg_id": send.cmid,
+                                "text": send.text,
+                            }
+                        )
+                    )
                 await asyncio.sleep(WRITER_TICK_S)
         except (ConnectionError, RuntimeError, aiohttp.ClientError):
             return

@@ -12,9 +12,17 @@ from tests.chaos.checker import Counters
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COLUMNS = (
-    ("fault", "fault"), ("acked", "acked"), ("lost", "lost"), ("doubled", "stored twice"), ("gaps", "seq gaps"),
-    ("duplicate_deliveries", "dup. deliveries"), ("missing_deliveries", "missing deliveries"), ("unacked", "unacked"),
-    ("manual_actions", "manual actions"), ("recovery_s", "recovery (s)"), ("errors", "errors seen"),
+    ("fault", "fault"),
+    ("acked", "acked"),
+    ("lost", "lost"),
+    ("doubled", "stored twice"),
+    ("gaps", "seq gaps"),
+    ("duplicate_deliveries", "dup. deliveries"),
+    ("missing_deliveries", "missing deliveries"),
+    ("unacked", "unacked"),
+    ("manual_actions", "manual actions"),
+    ("recovery_s", "recovery (s)"),
+    ("errors", "errors seen"),
 )
 
 

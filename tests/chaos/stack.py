@@ -77,8 +77,13 @@ class Ports:
     def pick(cls) -> Ports:
         kafka = free_port_block(2 * MAX_KAFKA_NODES)
         return cls(
-            postgres=free_port(), redis=free_port(), kafka=kafka, kafka_controller=kafka + 1,
-            gateway=free_port(), streams_web=free_port(), projections_web=free_port(),
+            postgres=free_port(),
+            redis=free_port(),
+            kafka=kafka,
+            kafka_controller=kafka + 1,
+            gateway=free_port(),
+            streams_web=free_port(),
+            projections_web=free_port(),
         )
 
 
@@ -95,7 +100,9 @@ class PrivateStack:
     # --- construction and teardown --------------------------------------------------------------
     @classmethod
     @contextmanager
-    def started(cls, kafka_nodes: int = 1, access_token_ttl_s: int = 900, keep_logs: Path | None = None) -> Iterator[PrivateStack]:
+    def started(
+        cls, kafka_nodes: int = 1, access_token_ttl_s: int = 900, keep_logs: Path | None = None
+    ) -> Iterator[PrivateStack]:
         """Services, schema, topics and processes up; everything stopped and removed on exit
         (the processes' logs copied to `keep_logs` first, when given)."""
         data = Path(tempfile.mkdtemp(prefix="messenger-chaos-"))
@@ -124,10 +131,19 @@ class PrivateStack:
 
     def copy_logs(self, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
-        for path in [*self.data.glob("logs/*.log"), *self.data.glob("kafka*/kafka.log"), *self.data.glob("kafka*/*/kafka.log"),
-                     self.pgdata() / "server.log", self.data / "redis" / "redis.log"]:
+        for path in [
+            *self.data.glob("logs/*.log"),
+            *self.data.glob("kafka*/kafka.log"),
+            *self.data.glob("kafka*/*/kafka.log"),
+            self.pgdata() / "server.log",
+            self.data / "redis" / "redis.log",
+        ]:
             if path.is_file():
-                name = path.relative_to(self.data).as_posix() if path.is_relative_to(self.data) else f"postgres/{path.name}"
+                name = (
+                    path.relative_to(self.data).as_posix()
+                    if path.is_relative_to(self.data)
+                    else f"postgres/{path.name}"
+                )
                 shutil.copy(path, target / name.replace("/", "_"))
 
     def note(self, line: str) -> None:
@@ -188,16 +204,22 @@ class PrivateStack:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def run(self, *args: str | Path, timeout: float = SCRIPT_TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str | Path, timeout: float = SCRIPT_TIMEOUT_S, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """One command with this stack's environment, from the project root, bounded."""
         env = self.env()
         assert env["MESSENGER_DATA_DIR"] == str(self.data) and env["PG_PORT"] != "5432", "never the shared services"
         try:
-            done = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired as error:
             raise StackError(f"{' '.join(map(str, args))}: no end within {timeout} s") from error
         if check and done.returncode != 0:
-            raise StackError(f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            raise StackError(
+                f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+            )
         return done
 
     # --- services --------------------------------------------------------------------------------
@@ -225,13 +247,29 @@ class PrivateStack:
         """The cluster's folder: `$DATA/postgres`, or where `scripts/services` recorded it
         (`$DATA/postgres.location`) when PostgreSQL's user could not enter the data folder."""
         where = self.data / "postgres.location"
-        return Path(where.read_text().strip()) if where.is_file() and where.read_text().strip() else self.data / "postgres"
+        return (
+            Path(where.read_text().strip()) if where.is_file() and where.read_text().strip() else self.data / "postgres"
+        )
 
     def restart_postgres(self) -> None:
         """An immediate restart: no checkpoint, every connection cut, crash recovery at start."""
         pgdata = self.pgdata()
-        self.run(*self.as_postgres(self.pg_bin() / "pg_ctl", "-D", pgdata, "-l", pgdata / "server.log",
-                                   "-m", "immediate", "-w", "-t", "60", "restart"), timeout=90)
+        self.run(
+            *self.as_postgres(
+                self.pg_bin() / "pg_ctl",
+                "-D",
+                pgdata,
+                "-l",
+                pgdata / "server.log",
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ),
+            timeout=90,
+        )
 
     def stop_redis(self) -> None:
         self.run("redis-cli", "-p", str(self.ports.redis), "shutdown", "nosave", check=False, timeout=15)

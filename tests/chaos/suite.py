@@ -62,7 +62,9 @@ async def run_suite(faults: list[Fault], timing: Timing, logs_dir: Path | None =
         if not group:
             continue
         keep = logs_dir / f"kafka{nodes}" if logs_dir else None
-        with PrivateStack.started(kafka_nodes=nodes, access_token_ttl_s=timing.access_token_ttl_s, keep_logs=keep) as stack:
+        with PrivateStack.started(
+            kafka_nodes=nodes, access_token_ttl_s=timing.access_token_ttl_s, keep_logs=keep
+        ) as stack:
             async with aiohttp.ClientSession() as http:
                 for fault in group:
                     results.append(await run_guarded(stack, http, fault, timing))
@@ -148,13 +150,17 @@ async def healthz(http: aiohttp.ClientSession, base_url: str) -> int:
         return 0
 
 
-async def unhealthy_because(stack: PrivateStack, clients: list[ChatClient], health: list[tuple[float, int]]) -> list[str]:
+async def unhealthy_because(
+    stack: PrivateStack, clients: list[ChatClient], health: list[tuple[float, int]]
+) -> list[str]:
     """Why the system does not look healthy right now (empty: it does)."""
     why = []
     if not health or health[-1][1] != 200:
         why.append(f"/healthz {health[-1][1] if health else 'unsampled'}")
     if not await asyncio.to_thread(stack.all_running):
-        why.append("not every program RUNNING: " + (await asyncio.to_thread(stack.system_status)).strip().replace("\n", "; "))
+        why.append(
+            "not every program RUNNING: " + (await asyncio.to_thread(stack.system_status)).strip().replace("\n", "; ")
+        )
     now = time.time()
     if not all_connected(clients):
         why.append(f"{sum(not c.connected.is_set() for c in clients)} clients without a socket")
@@ -164,8 +170,9 @@ async def unhealthy_because(stack: PrivateStack, clients: list[ChatClient], heal
     return why
 
 
-async def heal_or_act(stack: PrivateStack, clients: list[ChatClient], health: list[tuple[float, int]],
-                      counters: Counters, deadline: float) -> None:
+async def heal_or_act(
+    stack: PrivateStack, clients: list[ChatClient], health: list[tuple[float, int]], counters: Counters, deadline: float
+) -> None:
     """Wait until the system is healthy, until `deadline` (wall clock); past it, one manual action."""
     why: list[str] = []
     while time.time() < deadline:
@@ -183,6 +190,7 @@ async def heal_or_act(stack: PrivateStack, clients: list[ChatClient], health: li
 
 async def ensure_ready(stack: PrivateStack, counters: Counters) -> None:
     """Before a phase: the system answers and every program runs, or an operator makes it so."""
+
     def ready() -> bool:
         return stack.healthz() == 200 and stack.all_running()
 
@@ -201,7 +209,9 @@ async def operator_restart(stack: PrivateStack, counters: Counters) -> None:
 
 
 # --- users, chats, histories ------------------------------------------------------------------
-async def make_users_and_chats(http: aiohttp.ClientSession, base_url: str, count: int) -> tuple[list[Account], dict[str, list[str]]]:
+async def make_users_and_chats(
+    http: aiohttp.ClientSession, base_url: str, count: int
+) -> tuple[list[Account], dict[str, list[str]]]:
     """`count` fresh users; each in a direct chat with the next one (a ring) and all in one group.
     Returns the accounts (logged in) and each username's chats."""
     tag = uuid.uuid4().hex[:6]
@@ -213,7 +223,9 @@ async def make_users_and_chats(http: aiohttp.ClientSession, base_url: str, count
     chats: dict[str, list[str]] = {a.username: [] for a in accounts}
     for i, account in enumerate(accounts):
         other = accounts[(i + 1) % count]
-        _, answer = await rests[i].call("POST", "/api/v1/chats", {"type": "direct", "member_ids": [other.user_id]}, ok=(200, 201))
+        _, answer = await rests[i].call(
+            "POST", "/api/v1/chats", {"type": "direct", "member_ids": [other.user_id]}, ok=(200, 201)
+        )
         for member in (account, other):
             chats[member.username].append(str(answer["chat"]["id"]))
     body = {"type": "group", "title": f"chaos {tag}", "member_ids": [a.user_id for a in accounts[1:]]}
@@ -223,11 +235,19 @@ async def make_users_and_chats(http: aiohttp.ClientSession, base_url: str, count
     return accounts, chats
 
 
-async def read_histories(http: aiohttp.ClientSession, base_url: str, accounts: list[Account], chats: dict[str, list[str]],
-                         clients: list[ChatClient]) -> dict[str, list[Message]]:
+async def read_histories(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    accounts: list[Account],
+    chats: dict[str, list[str]],
+    clients: list[ChatClient],
+) -> dict[str, list[Message]]:
     """Every chat's whole history, read again until every acked message is in it or
     `HISTORY_SETTLE_S` has passed."""
-    reader_of = {chat: next(a for a in accounts if chat in chats[a.username]) for chat in {c for cs in chats.values() for c in cs}}
+    reader_of = {
+        chat: next(a for a in accounts if chat in chats[a.username])
+        for chat in {c for cs in chats.values() for c in cs}
+    }
     expected = {(s.ack.chat_id, s.ack.seq) for c in clients for s in c.sends if s.ack}
     deadline = time.monotonic() + HISTORY_SETTLE_S
     while True:

@@ -24,8 +24,14 @@ class FakeClient:
 
 
 def message(seq: int, cmid: str, at: float, sender: str = "u2") -> Message:
-    return {"id": f"m{seq}", "chat_id": CHAT, "seq": seq, "sender_id": sender, "client_msg_id": cmid,
-            "created_at": datetime.fromtimestamp(at, UTC).isoformat()}
+    return {
+        "id": f"m{seq}",
+        "chat_id": CHAT,
+        "seq": seq,
+        "sender_id": sender,
+        "client_msg_id": cmid,
+        "created_at": datetime.fromtimestamp(at, UTC).isoformat(),
+    }
 
 
 def acked_send(seq: int, cmid: str, connection: int = 1) -> Send:
@@ -80,12 +86,18 @@ def test_a_push_after_the_sockets_own_send_or_ack_is_a_duplicate_but_an_ack_of_a
     pushed_after_ack = socket_with([])
     pushed_after_ack.on_ack((CHAT, 1), T0 + 1.1)
     pushed_after_ack.on_new((CHAT, 1), T0 + 2)
-    assert run(FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[pushed_after_ack]), history).duplicate_deliveries == 1
+    assert (
+        run(FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[pushed_after_ack]), history).duplicate_deliveries
+        == 1
+    )
 
     resent_after_push = socket_with([])
     resent_after_push.on_new((CHAT, 1), T0 + 0.5)
     resent_after_push.on_ack((CHAT, 1), T0 + 1.1)
-    assert run(FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[resent_after_push]), history).duplicate_deliveries == 0
+    assert (
+        run(FakeClient([CHAT], sends=[acked_send(1, "a")], sockets=[resent_after_push]), history).duplicate_deliveries
+        == 0
+    )
 
 
 def test_a_message_never_received_by_an_open_socket_is_missing() -> None:
@@ -108,5 +120,3 @@ def test_recovery_is_the_last_slow_ack_or_the_first_healthy_answer_and_never_wit
     assert recovery([slow, fast], T0, []) == 12.0
     assert recovery([Send("u", CHAT, "x", T0 + 1, T0 + 1)], T0, []) is None
     assert recovery([slow], T0, [(T0 + 1, 200), (T0 + 2, 503)]) is None
-
-

@@ -32,10 +32,10 @@ from aiokafka import AIOKafkaProducer
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
-from gateway.infra.command_bus import CommandBus
-from gateway.infra.consistency import ProjectionWatermarks
 from gateway.auth.refresh_tokens import Grant, RefreshTokenStore, key_prefix
 from gateway.auth.tokens import issue_access_token
+from gateway.infra.command_bus import CommandBus
+from gateway.infra.consistency import ProjectionWatermarks
 from schemas import topics
 from schemas.commands import CreateChat
 from schemas.models import direct_chat_id
@@ -137,7 +137,7 @@ class Gateway:
             text = response.read().decode()
         total = 0.0
         for line in text.splitlines():
-            if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"):
+            if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
@@ -211,8 +211,15 @@ class GatewaySystem:
         return worker, port
 
     async def connect(
-        self, gateway: Gateway, user_id: uuid.UUID, *, label: str = "", via_query: bool = False,
-        headers: dict[str, str] | None = None, token: str | None = None, **options: Any,
+        self,
+        gateway: Gateway,
+        user_id: uuid.UUID,
+        *,
+        label: str = "",
+        via_query: bool = False,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+        **options: Any,
     ) -> Client:
         """A socket of `user_id` opened with `token` (a new session's token if None)."""
         if token is None:
@@ -229,7 +236,9 @@ class GatewaySystem:
     async def create_chat(self, owner: uuid.UUID, others: list[uuid.UUID], *, direct: bool = False) -> uuid.UUID:
         """A chat in the read models (waits for its projection), created by `owner`."""
         chat_id = direct_chat_id(self.settings.chat_id_key.encode(), owner, others[0]) if direct else uuid.uuid4()
-        body = CreateChat(chat_id=chat_id, type="direct" if direct else "group", title=None if direct else "g", member_ids=others)
+        body = CreateChat(
+            chat_id=chat_id, type="direct" if direct else "group", title=None if direct else "g", member_ids=others
+        )
         reply = await self.bus.ask(topics.CHAT_COMMANDS, str(chat_id), body, owner)
         assert reply.ok, reply
         assert await self.watermarks.wait_for(reply.positions), "the chat was not projected in time"
@@ -260,8 +269,14 @@ async def wait_delivery_assigned(gateways: list[Gateway], partitions: int, timeo
 
 @asynccontextmanager
 async def gateway_system(
-    prefix: str, log_dir: Path, jwt_secret: str, database_url: str, *,
-    gateways: int = 2, partitions: int = 4, gateway_env: dict[str, str] | None = None,
+    prefix: str,
+    log_dir: Path,
+    jwt_secret: str,
+    database_url: str,
+    *,
+    gateways: int = 2,
+    partitions: int = 4,
+    gateway_env: dict[str, str] | None = None,
 ) -> AsyncIterator[GatewaySystem]:
     """Topics, one streams worker, one projections worker and `gateways` gateways (`gw-a`,
     `gw-b`, ...), all started at once; stopped (SIGTERM) on exit."""
@@ -305,7 +320,11 @@ async def gateway_system(
 
 @asynccontextmanager
 async def module_system(
-    name: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, template_database: str,
+    name: str,
+    topic_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    jwt_secret: str,
+    template_database: str,
     gateway_env: dict[str, str] | None = None,
 ) -> AsyncIterator[GatewaySystem]:
     """A system of one test module's own: topics under `<topic_prefix><name>.`, a clone of the

@@ -27,7 +27,9 @@ async def test_bench_smoke_runs_every_scenario(
     port = free_port()
     env = {
         **worker_env(prefix, database_url, 4, tmp_path / "faust"),
-        "GATEWAY_PORT": str(port), "JWT_SECRET": jwt_secret, "GATEWAY_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
+        "GATEWAY_PORT": str(port),
+        "JWT_SECRET": jwt_secret,
+        "GATEWAY_INSTANCE_ID": f"bench-{uuid.uuid4().hex[:6]}",
     }
     with running_workers(prefix, database_url, tmp_path):
         gateway = start("gateway", ["gateway"], env, tmp_path)
@@ -36,10 +38,27 @@ async def test_bench_smoke_runs_every_scenario(
             out = tmp_path / "bench.json"
             done = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-m", "bench", "--smoke", "--no-start", "--no-rebuild",
-                 "--base-url", f"http://127.0.0.1:{port}", "--database-url", database_url,
-                 "--gateway-pid", str(gateway.popen.pid), "--json", str(out)],
-                cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench",
+                    "--smoke",
+                    "--no-start",
+                    "--no-rebuild",
+                    "--base-url",
+                    f"http://127.0.0.1:{port}",
+                    "--database-url",
+                    database_url,
+                    "--gateway-pid",
+                    str(gateway.popen.pid),
+                    "--json",
+                    str(out),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=240,
+                check=False,
             )
         finally:
             gateway.stop()

@@ -53,17 +53,19 @@ OPERATION_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 15.0
 """A bound on one answer; writes wait for Kafka and the projections, reads answer in milliseconds."""
 
-CONFIG = SchemathesisConfig.from_dict({
-    "seed": int(os.environ.get("FUZZ_SEED", "20260101")),
-    "request-timeout": REQUEST_TIMEOUT_S,
-    "generation": {"max-examples": EXAMPLES_PER_OPERATION, "allow-x00": True},
-    "phases": {"stateful": {"enabled": False}},
-    "checks": {
-        "positive_data_acceptance": {"enabled": False},
-        "use_after_free": {"enabled": False},
-        "ensure_resource_availability": {"enabled": False},
-    },
-})
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "seed": int(os.environ.get("FUZZ_SEED", "20260101")),
+        "request-timeout": REQUEST_TIMEOUT_S,
+        "generation": {"max-examples": EXAMPLES_PER_OPERATION, "allow-x00": True},
+        "phases": {"stateful": {"enabled": False}},
+        "checks": {
+            "positive_data_acceptance": {"enabled": False},
+            "use_after_free": {"enabled": False},
+            "ensure_resource_availability": {"enabled": False},
+        },
+    }
+)
 
 schema = schemathesis.openapi.from_path(SWAGGER_YAML, config=CONFIG)
 
@@ -88,8 +90,13 @@ async def clone_database(template: str, name: str) -> str:
 def gateway_env(settings: GatewaySettings) -> dict[str, str]:
     """The variables `python -m gateway` reads its settings from (they win over `.env`)."""
     names = (
-        "topic_prefix", "topic_partitions", "jwt_secret", "database_url",
-        "gateway_instance_id", "gateway_host", "gateway_port",
+        "topic_prefix",
+        "topic_partitions",
+        "jwt_secret",
+        "database_url",
+        "gateway_instance_id",
+        "gateway_host",
+        "gateway_port",
     )
     return {name.upper(): str(getattr(settings, name)) for name in names}
 
@@ -102,8 +109,13 @@ async def running_gateway(
     prefix = f"{topic_prefix}{name}."
     database_url = await clone_database(template_database, f"test_{RUN_ID}_{name}")
     settings = GatewaySettings(
-        topic_prefix=prefix, topic_partitions=4, jwt_secret=jwt_secret, database_url=database_url,
-        gateway_instance_id=f"{name}-{uuid.uuid4().hex[:6]}", gateway_host="127.0.0.1", gateway_port=free_port(),
+        topic_prefix=prefix,
+        topic_partitions=4,
+        jwt_secret=jwt_secret,
+        database_url=database_url,
+        gateway_instance_id=f"{name}-{uuid.uuid4().hex[:6]}",
+        gateway_host="127.0.0.1",
+        gateway_port=free_port(),
     )
     await create_topics(settings)
     with running_workers(prefix, database_url, log_dir):
@@ -159,9 +171,12 @@ class FuzzTarget:
 async def target(
     topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
 ) -> AsyncIterator[FuzzTarget]:
-    async with running_gateway(
-        "fuzzrest", topic_prefix, template_database, tmp_path_factory.mktemp("fuzzrest"), jwt_secret
-    ) as gateway, ClientSession() as http:
+    async with (
+        running_gateway(
+            "fuzzrest", topic_prefix, template_database, tmp_path_factory.mktemp("fuzzrest"), jwt_secret
+        ) as gateway,
+        ClientSession() as http,
+    ):
         base = gateway.base
         _, token = await registered_user(http, base)
         other_id, _ = await registered_user(http, base)

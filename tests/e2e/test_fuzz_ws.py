@@ -111,11 +111,16 @@ async def target(
 # --- strategies -----------------------------------------------------------------------------------
 
 json_scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63 - 2, max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 2, max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
 )
 json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 ids = st.uuids().map(str) | json_values
@@ -148,10 +153,14 @@ valid_ids = st.uuids().map(str)
 valid_texts = st.text(min_size=1, max_size=4000)
 valid_seqs = st.integers(min_value=0, max_value=2**70)
 valid_frames = st.one_of(
-    st.fixed_dictionaries({
-        "type": st.just("message.send"), "chat_id": valid_ids,
-        "client_msg_id": st.text(min_size=1, max_size=128), "text": valid_texts,
-    }),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("message.send"),
+            "chat_id": valid_ids,
+            "client_msg_id": st.text(min_size=1, max_size=128),
+            "text": valid_texts,
+        }
+    ),
     st.fixed_dictionaries({"type": st.just("message.edit"), "message_id": valid_ids, "text": valid_texts}),
     st.fixed_dictionaries({"type": st.just("message.delete"), "message_id": valid_ids}),
     st.fixed_dictionaries({"type": st.just("read"), "chat_id": valid_ids, "seq": valid_seqs}),
@@ -161,9 +170,7 @@ valid_frames = st.one_of(
 """Frames the parser accepts, with the values it lets through at their extremes: these reach
 the handlers, the commands and the read models."""
 
-json_frames = (typed_frames | unknown_types | random_objects | huge_sends()).map(
-    lambda frame: ("json", frame)
-)
+json_frames = (typed_frames | unknown_types | random_objects | huge_sends()).map(lambda frame: ("json", frame))
 broken_json = (typed_frames | random_objects).flatmap(
     lambda frame: st.integers(min_value=0, max_value=max(0, len(json.dumps(frame)) - 1)).map(
         lambda cut: ("text", json.dumps(frame)[:cut])
@@ -175,6 +182,7 @@ frames = valid_frames.map(lambda frame: ("json", frame)) | json_frames | broken_
 
 
 # --- the exchange ---------------------------------------------------------------------------------
+
 
 def steer(frame: dict[str, Any], target: Target) -> dict[str, Any]:
     """Half of the valid ids point at the real chat and message, past the membership checks."""
@@ -293,9 +301,13 @@ async def exchange(target: Target, kind: str, payload: Any) -> None:
 
 # --- tests ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.timeout(180)
 @settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking would replay on a wrecked socket
 )
 @given(frame=frames)
@@ -344,7 +356,9 @@ async def test_a_seq_past_the_bigint_maximum_is_an_invalid_request_naming_it(
     frame = {"type": kind, "chat_id": target.chat_id, field: PG_BIGINT_MAX + 1, "client_msg_id": f"big-{kind}"}
     await send(socket, json.dumps(frame))
     refused = await next_frame_of(socket, "error", "sync.done", "read")
-    assert (refused["type"], refused.get("code"), refused.get("ref")) == ("error", INVALID_REQUEST, f"big-{kind}"), refused
+    assert (refused["type"], refused.get("code"), refused.get("ref")) == ("error", INVALID_REQUEST, f"big-{kind}"), (
+        refused
+    )
     assert field in refused["message"], refused
     await ping(socket)
     assert not socket.closed

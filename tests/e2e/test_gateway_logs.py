@@ -43,7 +43,8 @@ class LoggedGateway:
         deadline = time.monotonic() + LINE_WAIT_S
         while time.monotonic() < deadline:
             found = [
-                line for line in self.lines()
+                line
+                for line in self.lines()
                 if line["logger"] == "gateway.access" and line.get("request_id") == request_id
             ]
             if found:
@@ -76,9 +77,15 @@ async def gateway(
         await create_topics(settings)
         port = free_port()
         env = {
-            "TOPIC_PREFIX": settings.topic_prefix, "TOPIC_PARTITIONS": "2", "DATABASE_URL": database_url,
-            "JWT_SECRET": jwt_secret, "GATEWAY_PORT": str(port), "GATEWAY_INSTANCE_ID": "logs",
-            "WORKER_HEALTH_URLS": "", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
+            "TOPIC_PREFIX": settings.topic_prefix,
+            "TOPIC_PARTITIONS": "2",
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": jwt_secret,
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_INSTANCE_ID": "logs",
+            "WORKER_HEALTH_URLS": "",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
         }
         process = start("gateway-logs", ["gateway"], env, tmp_path_factory.mktemp("logs"))
         try:
@@ -113,7 +120,10 @@ async def test_every_request_has_one_access_line_with_its_id_and_user_and_the_to
 
     health_line = await gateway.access_line(ids["health"])
     assert {k: health_line[k] for k in ("level", "method", "path", "status")} == {
-        "level": "INFO", "method": "GET", "path": "/healthz", "status": 200,
+        "level": "INFO",
+        "method": "GET",
+        "path": "/healthz",
+        "status": 200,
     }
     assert health_line["duration_ms"] >= 0 and health_line["bytes"] > 0 and "user_id" not in health_line
     chats_line = await gateway.access_line(ids["chats"])

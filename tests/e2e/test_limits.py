@@ -67,7 +67,10 @@ def assert_rate_limited(status: int, body: Any, headers: Any) -> int:
 
 # --- login and registration ---------------------------------------------------------------------
 
-async def test_fifty_concurrent_guesses_verify_at_most_the_limit_and_hide_no_right_password(system: GatewaySystem) -> None:
+
+async def test_fifty_concurrent_guesses_verify_at_most_the_limit_and_hide_no_right_password(
+    system: GatewaySystem,
+) -> None:
     """Row 1: fifty guesses at one account at once, the right password as the fiftieth (sent
     once the gateway has verified the first ones, while the rest are in flight): at most five
     passwords are verified (argon2id, counted by the gateway), every other guess is 429 with
@@ -75,12 +78,16 @@ async def test_fifty_concurrent_guesses_verify_at_most_the_limit_and_hide_no_rig
     gateway = system.gateways[0]
     name, password = f"victim{uuid.uuid4().hex[:8]}", "the right password"
     async with http_from("127.0.0.3") as http:
-        status, body, _ = await call(http, "POST", f"{gateway.url}/api/v1/auth/register", json={"username": name, "password": password})
+        status, body, _ = await call(
+            http, "POST", f"{gateway.url}/api/v1/auth/register", json={"username": name, "password": password}
+        )
         assert status == 201, body
         checks_before = gateway.metric(PASSWORD_CHECKS)
 
         async def guess(attempt: str) -> tuple[int, Any, Any]:
-            return await call(http, "POST", f"{gateway.url}/api/v1/auth/login", json={"username": name, "password": attempt})
+            return await call(
+                http, "POST", f"{gateway.url}/api/v1/auth/login", json={"username": name, "password": attempt}
+            )
 
         async def right_guess() -> tuple[int, Any, Any]:
             deadline = asyncio.get_running_loop().time() + 10
@@ -104,16 +111,23 @@ async def test_registration_is_throttled_per_address(system: GatewaySystem) -> N
     url = f"{gateway.url}/api/v1/auth/register"
     async with http_from("127.0.0.2") as http:
         for _ in range(REGISTER_LIMIT):
-            status, body, _ = await call(http, "POST", url, json={"username": f"r{uuid.uuid4().hex[:10]}", "password": "password1"})
+            status, body, _ = await call(
+                http, "POST", url, json={"username": f"r{uuid.uuid4().hex[:10]}", "password": "password1"}
+            )
             assert status == 201, body
-        retry_after = assert_rate_limited(*await call(http, "POST", url, json={"username": f"r{uuid.uuid4().hex[:10]}", "password": "password1"}))
+        retry_after = assert_rate_limited(
+            *await call(http, "POST", url, json={"username": f"r{uuid.uuid4().hex[:10]}", "password": "password1"})
+        )
         assert retry_after <= 3600
     async with http_from("127.0.0.4") as http:
-        status, body, _ = await call(http, "POST", url, json={"username": f"r{uuid.uuid4().hex[:10]}", "password": "password1"})
+        status, body, _ = await call(
+            http, "POST", url, json={"username": f"r{uuid.uuid4().hex[:10]}", "password": "password1"}
+        )
         assert status == 201, body
 
 
 # --- one write budget ---------------------------------------------------------------------------
+
 
 def send_frame(chat_id: uuid.UUID, client_msg_id: str) -> Frame:
     return {"type": "message.send", "chat_id": str(chat_id), "client_msg_id": client_msg_id, "text": "hello"}
@@ -186,11 +200,15 @@ async def test_the_frame_bucket_is_not_refilled_by_reconnecting(system: GatewayS
 
 # --- the socket cap -----------------------------------------------------------------------------
 
+
 async def upgrade(system: GatewaySystem, gateway: Gateway, token: str) -> tuple[int, Any, Any]:
     """A WebSocket handshake by hand, to read a refusal's status, body and headers."""
     headers = {
-        "Authorization": f"Bearer {token}", "Connection": "Upgrade", "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Authorization": f"Bearer {token}",
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
     }
     async with system.http.get(gateway.ws_url, headers=headers) as response:
         body = await response.json() if response.content_type == "application/json" else None

@@ -47,12 +47,17 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-async def api(topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str) -> AsyncIterator[Api]:
+async def api(
+    topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
+) -> AsyncIterator[Api]:
     prefix = f"{topic_prefix}rest."
     async with cloned_database(template_database) as database_url:
         settings = GatewaySettings(
-            topic_prefix=prefix, topic_partitions=4, jwt_secret=jwt_secret,
-            database_url=database_url, gateway_instance_id=f"rest-{uuid.uuid4().hex[:6]}",
+            topic_prefix=prefix,
+            topic_partitions=4,
+            jwt_secret=jwt_secret,
+            database_url=database_url,
+            gateway_instance_id=f"rest-{uuid.uuid4().hex[:6]}",
             register_limit_per_address=1000,  # every test registers its users from 127.0.0.1
         )
         await create_topics(settings)
@@ -70,13 +75,19 @@ def error_code(body: Any) -> str:
 
 async def test_register_login_and_me(api: Api) -> None:
     name = f"Mixed{uuid.uuid4().hex[:6]}"
-    status, body = await api.call("POST", "/api/v1/auth/register", json={"username": name, "password": "password1", "display_name": "Ann"})
+    status, body = await api.call(
+        "POST", "/api/v1/auth/register", json={"username": name, "password": "password1", "display_name": "Ann"}
+    )
     assert status == 201
     user = body["user"]
     assert user["username"] == name.lower() and user["display_name"] == "Ann" and user["bio"] == ""
-    status, body = await api.call("POST", "/api/v1/auth/register", json={"username": name.upper(), "password": "password1"})
+    status, body = await api.call(
+        "POST", "/api/v1/auth/register", json={"username": name.upper(), "password": "password1"}
+    )
     assert status == 409 and error_code(body) == "username_taken"
-    status, login = await api.call("POST", "/api/v1/auth/login", json={"username": name.upper(), "password": "password1"})
+    status, login = await api.call(
+        "POST", "/api/v1/auth/login", json={"username": name.upper(), "password": "password1"}
+    )
     assert status == 200 and login["token_type"] == "Bearer" and login["expires_in"] == 900
     status, me = await api.call("GET", "/api/v1/users/me", login["access_token"])
     assert status == 200 and me == user
@@ -100,7 +111,9 @@ async def test_wrong_password_and_unknown_user_answer_alike_then_throttle(api: A
     unknown = await api.call("POST", "/api/v1/auth/login", json={"username": "nobody_here", "password": "nope nope"})
     assert wrong == unknown == (401, wrong[1]) and error_code(wrong[1]) == "invalid_credentials"
     for _ in range(5):
-        status, body = await api.call("POST", "/api/v1/auth/login", json={"username": user["username"], "password": "bad password"})
+        status, body = await api.call(
+            "POST", "/api/v1/auth/login", json={"username": user["username"], "password": "bad password"}
+        )
     assert status == 429 and error_code(body) == "rate_limited"
 
 
@@ -131,7 +144,9 @@ async def test_calls_without_or_with_a_bad_token_are_refused(api: Api) -> None:
 
 async def test_profile_update_is_read_back_at_once(api: Api) -> None:
     user = await api.user()
-    status, body = await api.call("PATCH", "/api/v1/users/me", user["token"], json={"display_name": "New", "bio": "hello"})
+    status, body = await api.call(
+        "PATCH", "/api/v1/users/me", user["token"], json={"display_name": "New", "bio": "hello"}
+    )
     assert status == 200 and body["display_name"] == "New" and body["bio"] == "hello"
     status, body = await api.call("PATCH", "/api/v1/users/me", user["token"], json={"bio": "x" * 501})
     assert status == 400 and body["error"]["details"]["field"] == "bio"
@@ -155,36 +170,50 @@ async def test_direct_chat_is_one_per_pair_and_private(api: Api) -> None:
     assert status == 201
     chat = body["chat"]
     assert chat["type"] == "direct" and sorted(m["user_id"] for m in chat["members"]) == sorted([a["id"], b["id"]])
-    status, again = await api.call("POST", "/api/v1/chats", b["token"], json={"type": "direct", "member_ids": [a["id"]]})
+    status, again = await api.call(
+        "POST", "/api/v1/chats", b["token"], json={"type": "direct", "member_ids": [a["id"]]}
+    )
     assert status == 200 and again["chat"]["id"] == chat["id"]
     first, second = sorted((a["id"], b["id"]))
     unkeyed = uuid.uuid5(uuid.UUID("0b6a1d2e-8f3c-4b7e-9d41-2c5e7a9f1b03"), f"{first}|{second}")
     assert chat["id"] != str(unkeyed), "the id of a direct chat must not be computable from the pair alone"
     assert (await api.call("GET", f"/api/v1/chats/{chat['id']}", c["token"]))[0] == 404
     assert (await api.call("GET", f"/api/v1/chats/{chat['id']}/messages", c["token"]))[0] == 404
-    status, body = await api.call("POST", f"/api/v1/chats/{chat['id']}/messages", c["token"], json={"text": "hi", "client_msg_id": "x"})
+    status, body = await api.call(
+        "POST", f"/api/v1/chats/{chat['id']}/messages", c["token"], json={"text": "hi", "client_msg_id": "x"}
+    )
     assert status in (403, 404)
-    status, body = await api.call("POST", "/api/v1/chats", a["token"], json={"type": "direct", "member_ids": [b["id"], c["id"]]})
+    status, body = await api.call(
+        "POST", "/api/v1/chats", a["token"], json={"type": "direct", "member_ids": [b["id"], c["id"]]}
+    )
     assert status == 400 and body["error"]["details"]["field"] == "member_ids"
 
 
 async def test_group_members_roles_and_removal(api: Api) -> None:
     owner, m1, m2 = await api.user(), await api.user(), await api.user()
-    status, body = await api.call("POST", "/api/v1/chats", owner["token"], json={"type": "group", "title": "G", "member_ids": [m1["id"]]})
+    status, body = await api.call(
+        "POST", "/api/v1/chats", owner["token"], json={"type": "group", "title": "G", "member_ids": [m1["id"]]}
+    )
     assert status == 201
     chat = body["chat"]
     roles = {m["user_id"]: m["role"] for m in chat["members"]}
     assert roles == {owner["id"]: "owner", m1["id"]: "member"}
-    status, body = await api.call("POST", f"/api/v1/chats/{chat['id']}/members", m1["token"], json={"user_id": m2["id"]})
+    status, body = await api.call(
+        "POST", f"/api/v1/chats/{chat['id']}/members", m1["token"], json={"user_id": m2["id"]}
+    )
     assert status == 403 and error_code(body) == "forbidden"
-    status, body = await api.call("POST", f"/api/v1/chats/{chat['id']}/members", owner["token"], json={"user_id": m2["id"]})
+    status, body = await api.call(
+        "POST", f"/api/v1/chats/{chat['id']}/members", owner["token"], json={"user_id": m2["id"]}
+    )
     assert status == 200 and m2["id"] in {m["user_id"] for m in body["members"]}
     status, _ = await api.call("GET", f"/api/v1/chats/{chat['id']}", m2["token"])
     assert status == 200
     assert (await api.call("DELETE", f"/api/v1/chats/{chat['id']}/members/{m2['id']}", m1["token"]))[0] == 403
     assert (await api.call("DELETE", f"/api/v1/chats/{chat['id']}/members/{m2['id']}", owner["token"]))[0] == 204
     assert (await api.call("GET", f"/api/v1/chats/{chat['id']}", m2["token"]))[0] == 404
-    assert (await api.call("DELETE", f"/api/v1/chats/{chat['id']}/members/{m1['id']}", m1["token"]))[0] == 204  # leaving
+    assert (await api.call("DELETE", f"/api/v1/chats/{chat['id']}/members/{m1['id']}", m1["token"]))[
+        0
+    ] == 204  # leaving
 
 
 async def users_in_read_model(api: Api, count: int) -> list[str]:
@@ -213,7 +242,9 @@ async def test_a_group_holds_at_most_max_group_members(api: Api) -> None:
     assert status == 400 and body["error"]["details"]["field"] == "member_ids"
     status, body = await api.call("POST", create, owner["token"], json={"type": "group", "member_ids": others[:limit]})
     assert status == 409 and error_code(body) == "group_full", "the creator is a member too"
-    status, body = await api.call("POST", create, owner["token"], json={"type": "group", "member_ids": others[: limit - 1]})
+    status, body = await api.call(
+        "POST", create, owner["token"], json={"type": "group", "member_ids": others[: limit - 1]}
+    )
     assert status == 201 and len(body["chat"]["members"]) == limit
     add = f"/api/v1/chats/{body['chat']['id']}/members"
     status, body = await api.call("POST", add, owner["token"], json={"user_id": others[limit]})
@@ -226,11 +257,18 @@ async def test_messages_history_idempotency_and_chat_list(api: Api) -> None:
     chat_id = body["chat"]["id"]
     sent = []
     for i in range(1, 61):
-        status, body = await api.call("POST", f"/api/v1/chats/{chat_id}/messages", a["token"] if i % 2 else b["token"], json={"text": f"m{i}", "client_msg_id": f"c{i}"})
+        status, body = await api.call(
+            "POST",
+            f"/api/v1/chats/{chat_id}/messages",
+            a["token"] if i % 2 else b["token"],
+            json={"text": f"m{i}", "client_msg_id": f"c{i}"},
+        )
         assert status == 201
         sent.append(body["message"])
     assert [m["seq"] for m in sent] == list(range(1, 61))
-    status, again = await api.call("POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": "other", "client_msg_id": "c1"})
+    status, again = await api.call(
+        "POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": "other", "client_msg_id": "c1"}
+    )
     assert status == 200 and again["message"] == sent[0]
     status, page = await api.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
     assert status == 200 and [m["seq"] for m in page["messages"]] == list(range(11, 61))
@@ -239,7 +277,9 @@ async def test_messages_history_idempotency_and_chat_list(api: Api) -> None:
     _, page = await api.call("GET", f"/api/v1/chats/{chat_id}/messages?after=58", b["token"])
     assert [m["text"] for m in page["messages"]] == ["m59", "m60"]
     assert (await api.call("GET", f"/api/v1/chats/{chat_id}/messages?limit=201", b["token"]))[0] == 400
-    status, body = await api.call("POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": "", "client_msg_id": "e"})
+    status, body = await api.call(
+        "POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": "", "client_msg_id": "e"}
+    )
     assert status == 400 and body["error"]["details"]["field"] == "text"
     status, chats = await api.call("GET", "/api/v1/chats", b["token"])
     listed = chats["chats"][0]
@@ -248,10 +288,14 @@ async def test_messages_history_idempotency_and_chat_list(api: Api) -> None:
 
 async def test_unread_count_follows_messages_of_others(api: Api) -> None:
     a, b = await api.user(), await api.user()
-    _, body = await api.call("POST", "/api/v1/chats", a["token"], json={"type": "group", "title": "u", "member_ids": [b["id"]]})
+    _, body = await api.call(
+        "POST", "/api/v1/chats", a["token"], json={"type": "group", "title": "u", "member_ids": [b["id"]]}
+    )
     chat_id = body["chat"]["id"]
     for i in range(3):
-        await api.call("POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": "x", "client_msg_id": f"u{i}"})
+        await api.call(
+            "POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": "x", "client_msg_id": f"u{i}"}
+        )
 
     async def unread(user: dict[str, Any]) -> int:
         return int((await api.call("GET", f"/api/v1/chats/{chat_id}", user["token"]))[1]["unread_count"])
@@ -267,7 +311,9 @@ async def test_unread_count_follows_messages_of_others(api: Api) -> None:
 
 async def test_errors_are_enveloped_never_500(api: Api) -> None:
     user = await api.user()
-    status, body = await api.call("POST", "/api/v1/chats", user["token"], data=b"{not json", headers={"Content-Type": "application/json"})
+    status, body = await api.call(
+        "POST", "/api/v1/chats", user["token"], data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and error_code(body) == "invalid_request"
     status, body = await api.call("GET", "/api/v1/nothing-here")
     assert status == 404 and error_code(body) == "not_found"

@@ -34,13 +34,18 @@ BACK_TIMEOUT_S = 120.0
 
 def system(env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SYSTEM, *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+        [SYSTEM, *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 
 
 def health(url: str) -> str:
-    """"200", or what came instead (not listening yet, or 503 with the parts that are down)."""
+    """ "200", or what came instead (not listening yet, or 503 with the parts that are down)."""
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             return str(response.status)

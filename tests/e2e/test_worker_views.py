@@ -44,8 +44,11 @@ async def views(topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt
     port = free_port()
     async with streams_system(f"{topic_prefix}views.", tmp_path, jwt_secret) as system:
         env = {
-            "TOPIC_PREFIX": system.settings.topic_prefix, "TOPIC_PARTITIONS": str(system.settings.topic_partitions),
-            "WORKER_WEB_PORT": str(port), "WORKER_DATA_DIR": str(tmp_path), "OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "TOPIC_PREFIX": system.settings.topic_prefix,
+            "TOPIC_PARTITIONS": str(system.settings.topic_partitions),
+            "WORKER_WEB_PORT": str(port),
+            "WORKER_DATA_DIR": str(tmp_path),
+            "OPERATOR_TOKEN": OPERATOR_TOKEN,
         }
         worker = start("streams", ["streams", "worker", "-l", "info"], env, tmp_path)
         try:
@@ -125,15 +128,15 @@ def test_health_and_metrics_stay_open(streams_worker: str) -> None:
     assert status == 200 and b"python_info" in body
 
 
-def test_without_a_token_on_loopback_the_worker_runs_and_tables_are_closed(
-    topic_prefix: str, tmp_path: Path
-) -> None:
+def test_without_a_token_on_loopback_the_worker_runs_and_tables_are_closed(topic_prefix: str, tmp_path: Path) -> None:
     """An empty OPERATOR_TOKEN on loopback: the worker starts (health and metrics answer) and
     nobody reads its tables, not even with an empty bearer token."""
     port = free_port()
     env = {
-        "TOPIC_PREFIX": topic_prefix + "views-open.", "WORKER_WEB_PORT": str(port),
-        "WORKER_DATA_DIR": str(tmp_path), "OPERATOR_TOKEN": "",
+        "TOPIC_PREFIX": topic_prefix + "views-open.",
+        "WORKER_WEB_PORT": str(port),
+        "WORKER_DATA_DIR": str(tmp_path),
+        "OPERATOR_TOKEN": "",
     }
     worker: Process = start("streams-no-token", ["streams", "worker", "-l", "info"], env, tmp_path)
     try:
@@ -149,7 +152,12 @@ def test_without_a_token_on_loopback_the_worker_runs_and_tables_are_closed(
 def test_a_worker_bound_beyond_loopback_without_a_token_does_not_start(module: str, token: str) -> None:
     env = {"WORKER_WEB_HOST": "0.0.0.0", "OPERATOR_TOKEN": token, "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", module, "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", module, "worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert done.returncode == 2, done.stderr[-2000:]

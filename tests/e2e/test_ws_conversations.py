@@ -55,6 +55,7 @@ async def close_all(*clients: Client) -> None:
 
 # --- the handshake ------------------------------------------------------------------------------
 
+
 async def test_a_bad_or_missing_token_is_refused_with_401_before_the_upgrade(system: GatewaySystem) -> None:
     gateway = system.gateways[0]
     for headers, params, code in [
@@ -101,6 +102,7 @@ async def test_an_origin_not_allowed_is_refused_with_403_and_an_allowed_one_pass
 
 # --- bad frames ---------------------------------------------------------------------------------
 
+
 async def test_bad_frames_get_error_frames_and_the_socket_stays_open(system: GatewaySystem) -> None:
     client = await system.connect(system.gateways[0], uuid.uuid4())
     chat = str(uuid.uuid4())
@@ -109,9 +111,16 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(system: Gat
         ("[1, 2]", "invalid_request", None),
         ('{"chat_id": "x"}', "invalid_request", None),
         ('{"type": "message.shout", "client_msg_id": "u1"}', "unknown_type", "u1"),
-        (json.dumps({"type": "message.send", "chat_id": chat, "client_msg_id": "t1", "text": ""}), "invalid_request", "t1"),
-        (json.dumps({"type": "message.send", "chat_id": chat, "client_msg_id": "t2", "text": "x" * 4001}),
-         "invalid_request", "t2"),
+        (
+            json.dumps({"type": "message.send", "chat_id": chat, "client_msg_id": "t1", "text": ""}),
+            "invalid_request",
+            "t1",
+        ),
+        (
+            json.dumps({"type": "message.send", "chat_id": chat, "client_msg_id": "t2", "text": "x" * 4001}),
+            "invalid_request",
+            "t2",
+        ),
         (json.dumps({"type": "read", "chat_id": chat, "seq": "3"}), "invalid_request", None),
     ]
     for text, code, ref in cases:
@@ -147,6 +156,7 @@ async def test_a_flood_of_frames_is_rate_limited_and_the_socket_stays_open(syste
 
 
 # --- conversations ------------------------------------------------------------------------------
+
 
 async def test_users_on_different_instances_talk_both_ways(system: GatewaySystem) -> None:
     a_gw, b_gw = system.gateways[:2]
@@ -204,7 +214,9 @@ async def test_a_user_with_a_socket_on_each_instance_gets_every_frame_on_both(sy
     assert (await alice_a.expect("message.new", is_message("x-2")))["message"]["seq"] == 3
     await bob.expect("message.new", is_message("x-2"))
 
-    own_news = [f for f in await alice_a.drain() if f["type"] == "message.new" and f["message"]["client_msg_id"] == "x-1"]
+    own_news = [
+        f for f in await alice_a.drain() if f["type"] == "message.new" and f["message"]["client_msg_id"] == "x-1"
+    ]
     assert own_news == [], "the sending socket gets message.ack, not message.new"
     await close_all(alice_a, alice_b, bob)
 
@@ -279,7 +291,9 @@ async def test_member_changes_arrive_as_deltas_and_the_chat_follows_its_members(
     bob = await system.connect(system.gateways[1], bob_id, label="bob")
     carol = await system.connect(system.gateways[1], carol_id, label="carol")
 
-    assert (await system.bus.ask(topics.CHAT_COMMANDS, str(chat), AddMember(chat_id=chat, user_id=carol_id), alice_id)).ok
+    assert (
+        await system.bus.ask(topics.CHAT_COMMANDS, str(chat), AddMember(chat_id=chat, user_id=carol_id), alice_id)
+    ).ok
     added = {"type": "chat.member_added", "chat_id": str(chat), "user_id": str(carol_id), "role": "member"}
     assert await alice.expect("chat.member_added") == added
     assert await bob.expect("chat.member_added") == added
@@ -289,7 +303,9 @@ async def test_member_changes_arrive_as_deltas_and_the_chat_follows_its_members(
     await alice.expect("message.ack")
     await carol.expect("message.new", is_message("join-1"))
 
-    assert (await system.bus.ask(topics.CHAT_COMMANDS, str(chat), RemoveMember(chat_id=chat, user_id=carol_id), alice_id)).ok
+    assert (
+        await system.bus.ask(topics.CHAT_COMMANDS, str(chat), RemoveMember(chat_id=chat, user_id=carol_id), alice_id)
+    ).ok
     removed = {"type": "chat.member_removed", "chat_id": str(chat), "user_id": str(carol_id)}
     for client in (alice, bob, carol):
         assert await client.expect("chat.member_removed") == removed
@@ -428,7 +444,8 @@ async def test_a_lost_listen_connection_is_reopened_and_writes_stay_fast(system:
     try:
         ended = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = $1 AND datname = current_database()", APPLICATION_NAME,
+            " WHERE application_name = $1 AND datname = current_database()",
+            APPLICATION_NAME,
         )
     finally:
         await admin.close()
@@ -469,7 +486,9 @@ async def test_a_write_the_read_models_do_not_reach_in_time_is_refused_not_acked
         assert not [f for f in alice.inbox if f["type"] == "message.ack"]
         headers = {"Authorization": f"Bearer {await system.token(alice_id)}"}
         body = {"text": "stalled too", "client_msg_id": "stall-2"}
-        async with system.http.post(f"{gateway.url}/api/v1/chats/{chat}/messages", json=body, headers=headers) as response:
+        async with system.http.post(
+            f"{gateway.url}/api/v1/chats/{chat}/messages", json=body, headers=headers
+        ) as response:
             assert response.status == 503 and response.headers["Retry-After"] == "1"
             assert (await response.json())["error"]["code"] == "unavailable"
         async with system.http.get(f"{gateway.url}/healthz") as response:
@@ -511,6 +530,7 @@ async def first_of(client: Client, types: tuple[str, ...], timeout: float) -> Fr
 
 # --- a slow consumer, and stopping -------------------------------------------------------------
 
+
 async def flood(system: GatewaySystem, user_id: uuid.UUID, records: int, size: int) -> None:
     """`records` big frames for `user_id`, written to message.delivered as the streams would."""
     topic = system.settings.topic(topics.MESSAGE_DELIVERED.name)
@@ -527,7 +547,9 @@ async def test_a_socket_that_never_reads_is_closed_and_delays_nobody(system: Gat
     chat = await system.create_chat(alice_id, [bob_id])
     connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer(4096))
     async with aiohttp.ClientSession(connector=connector) as slow_http:
-        socket = await slow_http.ws_connect(a_gw.ws_url, headers={"Authorization": f"Bearer {await system.token(slow_id)}"})
+        socket = await slow_http.ws_connect(
+            a_gw.ws_url, headers={"Authorization": f"Bearer {await system.token(slow_id)}"}
+        )
         slow = Client(slow_id, socket, "slow")
         bob = await system.connect(a_gw, bob_id, label="bob@A")
         alice = await system.connect(b_gw, alice_id, label="alice@B")

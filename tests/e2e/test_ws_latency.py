@@ -51,7 +51,9 @@ async def send_paced(client: Client, chat_id: uuid.UUID, count: int, timings: Ti
     for i in range(count):
         client_msg_id = f"{client.label}-{i}"
         timings.sent[client_msg_id] = time.perf_counter()
-        await client.send({"type": "message.send", "chat_id": str(chat_id), "client_msg_id": client_msg_id, "text": f"m{i}"})
+        await client.send(
+            {"type": "message.send", "chat_id": str(chat_id), "client_msg_id": client_msg_id, "text": f"m{i}"}
+        )
         await asyncio.sleep(max(0.0, start + (i + 1) * interval - time.perf_counter()))
 
 
@@ -108,8 +110,10 @@ async def test_measure_send_to_delivery_latency_across_instances(
     delivery = [timings.delivered[k] - timings.sent[k] for k in timings.sent]
     ack = [timings.acked[k] - timings.sent[k] for k in timings.sent]
     with capsys.disabled():
-        print(f"\n{MESSAGES} messages, alice on {system.gateways[0].instance_id}, bob on "
-              f"{system.gateways[1].instance_id}, {2 * RATE_PER_USER:.0f} msg/s, {elapsed:.1f} s")
+        print(
+            f"\n{MESSAGES} messages, alice on {system.gateways[0].instance_id}, bob on "
+            f"{system.gateways[1].instance_id}, {2 * RATE_PER_USER:.0f} msg/s, {elapsed:.1f} s"
+        )
         print(report("send -> message.new (other user)", delivery))
         print(report("send -> message.ack (sender)    ", ack))
     await asyncio.gather(alice.close(), bob.close())

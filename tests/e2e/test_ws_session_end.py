@@ -87,7 +87,9 @@ async def test_logout_closes_the_sessions_sockets_on_every_instance_and_no_other
     on_a = await system.connect(gw_a, alice, token=ending_token, label="ending@a")
     on_b = await system.connect(gw_b, alice, token=await system.token(alice, ending.session_id), label="ending@b")
     others = [
-        await system.connect(gw, alice, token=await system.token(alice, staying.session_id), label=f"staying@{gw.instance_id}")
+        await system.connect(
+            gw, alice, token=await system.token(alice, staying.session_id), label=f"staying@{gw.instance_id}"
+        )
         for gw in (gw_a, gw_b)
     ]
 
@@ -138,7 +140,10 @@ async def test_a_socket_closes_at_its_tokens_expiry_unless_an_auth_frame_came_fi
     expires_at = jwt.decode(expiring_token, options={"verify_signature": False})["exp"]
     expiring = await system.connect(system.gateways[0], alice, token=expiring_token, label="expiring")
     extended = await system.connect(
-        system.gateways[1], alice, token=await system.token(alice, first.session_id, lifetime_s=SHORT_S), label="extended"
+        system.gateways[1],
+        alice,
+        token=await system.token(alice, first.session_id, lifetime_s=SHORT_S),
+        label="extended",
     )
     await extended.send({"type": "auth", "token": await system.token(alice, second.session_id)})
     await assert_open(extended)
@@ -155,7 +160,9 @@ async def test_a_socket_closes_at_its_tokens_expiry_unless_an_auth_frame_came_fi
     await assert_session_ended(extended, started)
 
 
-async def test_an_auth_frame_with_another_users_or_a_bad_token_is_refused_and_the_deadline_stays(system: GatewaySystem) -> None:
+async def test_an_auth_frame_with_another_users_or_a_bad_token_is_refused_and_the_deadline_stays(
+    system: GatewaySystem,
+) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
     grant = await system.session(alice)
     token = await system.token(alice, grant.session_id, lifetime_s=SHORT_S)

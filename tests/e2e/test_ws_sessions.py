@@ -34,7 +34,9 @@ def instance(redis: aioredis.Redis, prefix: str, name: str, clock: Clock) -> Ses
     return SessionStore(redis, prefix, name, ttl_s=TTL_S, clock=clock)
 
 
-async def test_the_first_socket_anywhere_comes_online_and_the_last_goes_offline(redis: aioredis.Redis, prefix: str) -> None:
+async def test_the_first_socket_anywhere_comes_online_and_the_last_goes_offline(
+    redis: aioredis.Redis, prefix: str
+) -> None:
     clock = Clock()
     a, b = instance(redis, prefix, "a", clock), instance(redis, prefix, "b", clock)
     user = str(uuid.uuid4())
@@ -49,7 +51,9 @@ async def test_the_first_socket_anywhere_comes_online_and_the_last_goes_offline(
     assert await a.close(Session(user, "s3")) is False, "closing twice announces once"
 
 
-async def test_concurrent_opens_and_closes_across_instances_announce_exactly_once(redis: aioredis.Redis, prefix: str) -> None:
+async def test_concurrent_opens_and_closes_across_instances_announce_exactly_once(
+    redis: aioredis.Redis, prefix: str
+) -> None:
     clock = Clock()
     stores = [instance(redis, prefix, f"i{n}", clock) for n in range(4)]
     user = str(uuid.uuid4())
@@ -81,7 +85,9 @@ async def test_a_crashed_instances_sessions_expire_into_one_offline(redis: aiore
     assert await crashed.close(Session(gone, "g1")) is False, "already swept and announced"
 
 
-async def test_a_session_swept_while_its_instance_stalled_is_reported_for_reopening(redis: aioredis.Redis, prefix: str) -> None:
+async def test_a_session_swept_while_its_instance_stalled_is_reported_for_reopening(
+    redis: aioredis.Redis, prefix: str
+) -> None:
     clock = Clock()
     stalled, other = instance(redis, prefix, "stalled", clock), instance(redis, prefix, "other", clock)
     user = str(uuid.uuid4())

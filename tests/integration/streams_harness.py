@@ -34,7 +34,12 @@ class StreamsSystem:
             "WORKER_DATA_DIR": str(self.log_dir / "faust"),
             "DATABASE_URL": self.settings.database_url,
         }
-        worker = start(f"streams-{len(self.workers)}", ["streams", "worker", "-l", "info", "--web-port", str(port)], env, self.log_dir)
+        worker = start(
+            f"streams-{len(self.workers)}",
+            ["streams", "worker", "-l", "info", "--web-port", str(port)],
+            env,
+            self.log_dir,
+        )
         worker.env["port"] = str(port)
         self.workers.append(worker)
         if wait:

@@ -84,7 +84,10 @@ async def test_healthz_reports_every_service_up(database_url: str, jwt_secret: s
     assert status == 200, body
     assert body["services"] == {"kafka": "up", "postgresql": "up", "redis": "up"}
     assert body["connections"] == {
-        "projection_progress": "up", "reply_consumer": "up", "user_channels": "up", "delivery_consumer": "up",
+        "projection_progress": "up",
+        "reply_consumer": "up",
+        "user_channels": "up",
+        "delivery_consumer": "up",
     }
     assert body["workers"] == {}, "no worker named in WORKER_HEALTH_URLS"
 
@@ -93,7 +96,9 @@ async def test_healthz_is_503_when_a_service_is_down(database_url: str, jwt_secr
     from tests.processes import free_port
 
     settings = GatewaySettings(
-        database_url=database_url, jwt_secret=jwt_secret, redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        database_url=database_url,
+        jwt_secret=jwt_secret,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         topic_prefix=f"{topic_prefix}health.",
     )
     status, body = await gateway_health(settings)

@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.rest.errors import ApiError
 from gateway.auth.refresh_tokens import LIVE_BATCH, EndedSession, FamilyReused, RefreshTokenStore
+from gateway.rest.errors import ApiError
 
 pytestmark = pytest.mark.integration
 

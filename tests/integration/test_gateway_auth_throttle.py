@@ -8,7 +8,6 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.rest.errors import ApiError
 from gateway.auth.throttle import (
     MAX_FAILURES_PER_ADDRESS,
     MAX_FAILURES_PER_USERNAME,
@@ -16,6 +15,7 @@ from gateway.auth.throttle import (
     LoginThrottle,
     RegisterThrottle,
 )
+from gateway.rest.errors import ApiError
 
 pytestmark = pytest.mark.integration
 

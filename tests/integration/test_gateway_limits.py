@@ -45,7 +45,9 @@ async def test_a_write_of_several_units_takes_them_all_or_none(
     assert await budget.take(user) > 0
 
 
-async def test_instances_share_one_budget_under_concurrency(redis: aioredis.Redis, redis_prefix: str, user: str) -> None:
+async def test_instances_share_one_budget_under_concurrency(
+    redis: aioredis.Redis, redis_prefix: str, user: str
+) -> None:
     """Two gateways' budgets over one Redis: 100 concurrent writes, exactly the burst let through."""
     a = WriteBudget(redis, redis_prefix, rate_per_s=0.01, burst=20)
     b = WriteBudget(redis, redis_prefix, rate_per_s=0.01, burst=20)
@@ -100,4 +102,3 @@ async def test_a_crashed_instances_sockets_stop_counting_when_they_expire(
     assert caught.value.retry_after_ms == 10_000, "the soonest session expires in 10 s unless renewed"
     now[0] += 10.001
     await alive.open(Session(user, "new"), cap=3)
-

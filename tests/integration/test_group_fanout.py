@@ -36,7 +36,9 @@ Offsets = dict[TopicPartition, int]
 
 
 @pytest.fixture(scope="module")
-async def system(topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str) -> AsyncIterator[StreamsSystem]:
+async def system(
+    topic_prefix: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
+) -> AsyncIterator[StreamsSystem]:
     async with streams_system(f"{topic_prefix}fanout.", tmp_path_factory.mktemp("fanout"), jwt_secret) as system:
         system.start_worker()
         yield system
@@ -57,7 +59,8 @@ async def end_offsets(consumer: AIOKafkaConsumer, prefix: str) -> Offsets:
     cluster = await consumer._client.fetch_all_metadata()
     tps = [
         TopicPartition(topic, p)
-        for topic in sorted(cluster.topics()) if topic.startswith(prefix)
+        for topic in sorted(cluster.topics())
+        if topic.startswith(prefix)
         for p in sorted(cluster.partitions_for_topic(topic) or ())
     ]
     return dict(await consumer.end_offsets(tps))
@@ -109,7 +112,9 @@ async def full_group(system: StreamsSystem, size: int) -> tuple[uuid.UUID, uuid.
 
 
 async def add_one(system: StreamsSystem, chat_id: uuid.UUID, owner: uuid.UUID) -> tuple[bool, str | None]:
-    reply = await system.bus.ask(topics.CHAT_COMMANDS, str(chat_id), AddMember(chat_id=chat_id, user_id=uuid.uuid4()), owner)
+    reply = await system.bus.ask(
+        topics.CHAT_COMMANDS, str(chat_id), AddMember(chat_id=chat_id, user_id=uuid.uuid4()), owner
+    )
     return reply.ok, reply.code
 
 

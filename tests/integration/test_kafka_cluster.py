@@ -192,9 +192,7 @@ class Load:
             self.acked.add(record_id)
 
 
-async def kill_and_restart(
-    cluster: Cluster, admin: AIOKafkaAdminClient, load: Load, restarted: asyncio.Event
-) -> None:
+async def kill_and_restart(cluster: Cluster, admin: AIOKafkaAdminClient, load: Load, restarted: asyncio.Event) -> None:
     """Kill a node, keep it down until the cluster has moved on without it, start it again."""
     await asyncio.wait_for(load.reached_kill.wait(), 60)
     await cluster.services("kill-kafka-node", str(KILLED_NODE))
@@ -221,9 +219,7 @@ async def test_a_broker_killed_under_load_loses_and_doubles_nothing(cluster: Clu
         assert [len(p["replicas"]) for p in partitions] == [3] * settings.topic_partitions
         assert await eventually(lambda: min_insync_of(admin, topic), timeout=10) == "2"
 
-        producer = AIOKafkaProducer(
-            **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5
-        )
+        producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True, linger_ms=5)
         await producer.start()
         try:
             load, restarted = Load(producer, topic), asyncio.Event()

@@ -45,8 +45,11 @@ def without_login(settings: CommonSettings) -> dict[str, Any]:
 
 
 def wrong_password(settings: CommonSettings) -> dict[str, Any]:
-    return {**client_options(settings), "sasl_plain_password": "not-the-password-" + uuid.uuid4().hex,
-            "request_timeout_ms": REFUSAL_TIMEOUT_MS}
+    return {
+        **client_options(settings),
+        "sasl_plain_password": "not-the-password-" + uuid.uuid4().hex,
+        "request_timeout_ms": REFUSAL_TIMEOUT_MS,
+    }
 
 
 def wrong_user(settings: CommonSettings) -> dict[str, Any]:

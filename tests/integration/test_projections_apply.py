@@ -43,12 +43,16 @@ async def apply_log(conn: asyncpg.Connection, projection: Projection, log: Event
 
 
 async def next_offsets(conn: asyncpg.Connection, projection: Projection) -> dict[int, int]:
-    rows = await conn.fetch("SELECT partition, next_offset FROM projection_offsets WHERE projection = $1", projection.name)
+    rows = await conn.fetch(
+        "SELECT partition, next_offset FROM projection_offsets WHERE projection = $1", projection.name
+    )
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
 def bad_count(projection: str, reason: str) -> float:
-    return REGISTRY.get_sample_value("projection_bad_records_total", {"projection": projection, "reason": reason}) or 0.0
+    return (
+        REGISTRY.get_sample_value("projection_bad_records_total", {"projection": projection, "reason": reason}) or 0.0
+    )
 
 
 async def test_users_registered_and_profile_updated(conn: asyncpg.Connection) -> None:
@@ -61,7 +65,11 @@ async def test_users_registered_and_profile_updated(conn: asyncpg.Connection) ->
 
     rows = {r["username"]: dict(r) for r in await conn.fetch("SELECT * FROM users")}
     assert rows["ann"] == {
-        "id": ann, "username": "ann", "display_name": "Annie", "bio": "hello", "created_at": T0 + timedelta(milliseconds=1)
+        "id": ann,
+        "username": "ann",
+        "display_name": "Annie",
+        "bio": "hello",
+        "created_at": T0 + timedelta(milliseconds=1),
     }
     assert rows["bob"]["display_name"] == "Bob B" and rows["bob"]["bio"] == ""
     hashes = {r["user_id"]: r["password_hash"] for r in await conn.fetch("SELECT * FROM user_credentials")}
@@ -90,7 +98,11 @@ async def test_chat_created_members_added_removed_and_roles(conn: asyncpg.Connec
 
     chats = {r["id"]: dict(r) for r in await conn.fetch("SELECT * FROM chats")}
     assert chats[chat] == {
-        "id": chat, "type": "group", "title": "trip", "created_by": ann, "created_at": T0 + timedelta(milliseconds=1)
+        "id": chat,
+        "type": "group",
+        "title": "trip",
+        "created_by": ann,
+        "created_at": T0 + timedelta(milliseconds=1),
     }
     assert chats[direct]["type"] == "direct" and chats[direct]["title"] is None
     rows = await conn.fetch("SELECT * FROM chat_members WHERE chat_id = $1", chat)
@@ -130,14 +142,19 @@ async def test_messages_sent_move_activity_and_unread_counts(conn: asyncpg.Conne
 
     rows = await conn.fetch("SELECT * FROM messages ORDER BY seq")
     assert [(r["seq"], r["sender_id"], r["text"], r["client_msg_id"]) for r in rows] == [
-        (1, ann, "hi", "c-1"), (2, bob, "hello", "c-2"), (3, ann, "how are you?", "c-3"),
+        (1, ann, "hi", "c-1"),
+        (2, bob, "hello", "c-2"),
+        (3, ann, "how are you?", "c-3"),
     ]
     assert rows[0]["id"] == first and rows[0]["created_at"] == T0 + timedelta(milliseconds=2)
     assert all(r["edited_at"] is None and not r["deleted"] for r in rows)
     activity = await conn.fetchrow("SELECT * FROM chat_activity")
     assert activity is not None
     assert dict(activity) == {
-        "chat_id": chat, "last_seq": 3, "last_message_id": last, "last_activity_at": T0 + timedelta(milliseconds=4)
+        "chat_id": chat,
+        "last_seq": 3,
+        "last_message_id": last,
+        "last_activity_at": T0 + timedelta(milliseconds=4),
     }
     assert await markers(conn, chat) == {ann: (3, 0), bob: (2, 1), cid: (0, 3)}
 
@@ -230,13 +247,23 @@ async def test_batch_boundaries_do_not_change_the_rows(conn: asyncpg.Connection)
 
 
 def envelope(type_: str, payload: dict[str, object]) -> bytes:
-    return orjson.dumps({
-        "event_id": str(uuid.uuid4()), "type": type_, "version": 1, "aggregate_id": str(uuid.uuid4()),
-        "occurred_at": T0.isoformat(), "actor_id": None, "correlation_id": None, "payload": payload,
-    })
+    return orjson.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": type_,
+            "version": 1,
+            "aggregate_id": str(uuid.uuid4()),
+            "occurred_at": T0.isoformat(),
+            "actor_id": None,
+            "correlation_id": None,
+            "payload": payload,
+        }
+    )
 
 
-async def test_bad_records_are_logged_counted_and_skipped(conn: asyncpg.Connection, caplog: pytest.LogCaptureFixture) -> None:
+async def test_bad_records_are_logged_counted_and_skipped(
+    conn: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
     log = EventLog()
     log.register("ann")
     log.register("bob")
@@ -244,7 +271,10 @@ async def test_bad_records_are_logged_counted_and_skipped(conn: asyncpg.Connecti
     foreign = ChatCreated(chat_id=uuid.uuid4(), type="group", title="t", created_by=uuid.uuid4(), members=[])
     chat_event = encode_event(EventLog().add(topics.CHAT_EVENTS, foreign.chat_id, foreign))
     bad_values: list[bytes | None] = [
-        b"{not json", envelope("user.exploded", {}), None, chat_event,
+        b"{not json",
+        envelope("user.exploded", {}),
+        None,
+        chat_event,
         envelope("user.registered", {"user_id": "not-a-uuid"}),
     ]
     records = [good[0]] + [Record(0, 1 + i, v) for i, v in enumerate(bad_values)] + [Record(0, 6, good[1].value)]
@@ -256,7 +286,13 @@ async def test_bad_records_are_logged_counted_and_skipped(conn: asyncpg.Connecti
     assert outcome.applied == 2 and outcome.next_offsets == {0: 7}
     assert sorted(r["username"] for r in await conn.fetch("SELECT username FROM users")) == ["ann", "bob"]
     assert [s.record.offset for s in outcome.skipped] == [1, 2, 3, 4, 5]
-    assert [s.reason for s in outcome.skipped] == ["malformed", "unknown_type", "malformed", "unknown_type", "malformed"]
+    assert [s.reason for s in outcome.skipped] == [
+        "malformed",
+        "unknown_type",
+        "malformed",
+        "unknown_type",
+        "malformed",
+    ]
     assert bad_count("users", "malformed") - before["malformed"] == 3
     assert bad_count("users", "unknown_type") - before["unknown_type"] == 2
     lines = [r.getMessage() for r in caplog.records]

@@ -95,7 +95,9 @@ async def test_a_rebuild_gives_the_rows_the_events_give(settings: CommonSettings
     assert all(c.rows > 0 for c in expected)
 
 
-async def test_a_rebuild_of_one_projection_repairs_its_tables_only(settings: CommonSettings, conn: asyncpg.Connection) -> None:
+async def test_a_rebuild_of_one_projection_repairs_its_tables_only(
+    settings: CommonSettings, conn: asyncpg.Connection
+) -> None:
     await produce(settings, mixed_workload(seed=22, steps=200))
     await rebuild(settings, selected(None), progress=False)
     before = await checksums(conn)
@@ -128,12 +130,19 @@ async def test_a_rebuild_is_refused_while_a_worker_holds_the_lock(
 def run_command(settings: CommonSettings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TOPIC_PREFIX": settings.topic_prefix, "DATABASE_URL": settings.database_url}
     return subprocess.run(
-        [sys.executable, "-m", "projections", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "projections", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
 
 
-async def test_the_commands_show_progress_and_print_checksums(settings: CommonSettings, conn: asyncpg.Connection) -> None:
+async def test_the_commands_show_progress_and_print_checksums(
+    settings: CommonSettings, conn: asyncpg.Connection
+) -> None:
     await produce(settings, mixed_workload(seed=24, steps=100))
 
     rebuilt = await asyncio.to_thread(run_command, settings, "rebuild", "--only", "users", "--only", "chats")

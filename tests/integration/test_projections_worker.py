@@ -127,7 +127,11 @@ async def test_the_worker_applies_the_events_reports_lag_and_matches_a_rebuild(
 
         refused = await refuse_rebuild(worker)
         assert refused.returncode == 1
-        assert refused.stderr.count("\n") == 1 and "rebuild refused" in refused.stderr and "scripts/system" in refused.stderr
+        assert (
+            refused.stderr.count("\n") == 1
+            and "rebuild refused" in refused.stderr
+            and "scripts/system" in refused.stderr
+        )
     finally:
         assert process.stop() == 0, process.log()[-3000:]
 
@@ -153,8 +157,13 @@ async def last_notified(payloads: list[str], expected: dict[str, str], timeout: 
 async def refuse_rebuild(worker: Worker) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **worker.env}
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "projections", "rebuild"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=60,
+        subprocess.run,
+        [sys.executable, "-m", "projections", "rebuild"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

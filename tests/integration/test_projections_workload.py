@@ -74,7 +74,12 @@ class EventLog:
     def add(self, topic: TopicSpec, key: uuid.UUID, payload: Payload) -> Event:
         self.clock += timedelta(milliseconds=1)
         event = new_event(
-            payload, aggregate_id=key, event_id=self.new_id(), actor_id=None, correlation_id=None, occurred_at=self.clock
+            payload,
+            aggregate_id=key,
+            event_id=self.new_id(),
+            actor_id=None,
+            correlation_id=None,
+            occurred_at=self.clock,
         )
         self.entries.append(Logged(topic, key, event))
         return event
@@ -82,7 +87,9 @@ class EventLog:
     def register(self, username: str, display_name: str | None = None) -> uuid.UUID:
         user = self.new_id()
         payload = UserRegistered(
-            user_id=user, username=username, display_name=display_name or username.title(),
+            user_id=user,
+            username=username,
+            display_name=display_name or username.title(),
             password_hash=f"$argon2id$v=19$m=65536,t=3,p=4${username}",
         )
         self.add(topics.USER_EVENTS, user, payload)
@@ -95,9 +102,15 @@ class EventLog:
     def create_chat(self, creator: uuid.UUID, others: list[uuid.UUID], title: str | None = None) -> uuid.UUID:
         chat = self.new_id()
         kind: ChatType = "direct" if title is None and len(others) == 1 else "group"
-        members: dict[uuid.UUID, Role] = {creator: "owner" if kind == "group" else "member", **dict.fromkeys(others, "member")}
+        members: dict[uuid.UUID, Role] = {
+            creator: "owner" if kind == "group" else "member",
+            **dict.fromkeys(others, "member"),
+        }
         payload = ChatCreated(
-            chat_id=chat, type=kind, title=title, created_by=creator,
+            chat_id=chat,
+            type=kind,
+            title=title,
+            created_by=creator,
             members=[Member(user_id=u, role=r) for u, r in members.items()],
         )
         self.add(topics.CHAT_EVENTS, chat, payload)
@@ -123,8 +136,13 @@ class EventLog:
         state.last_seq += 1
         message = self.new_id()
         payload = MessageSent(
-            message_id=message, chat_id=chat, seq=state.last_seq, sender_id=sender, text=text,
-            client_msg_id=f"c-{state.last_seq}", recipients=list(state.members),
+            message_id=message,
+            chat_id=chat,
+            seq=state.last_seq,
+            sender_id=sender,
+            text=text,
+            client_msg_id=f"c-{state.last_seq}",
+            recipients=list(state.members),
         )
         self.add(topics.MESSAGE_EVENTS, chat, payload)
         state.messages[state.last_seq] = (message, sender)
@@ -191,7 +209,9 @@ async def produce(settings: CommonSettings, log: EventLog, extra: Sequence[tuple
     await producer.start()
     try:
         for entry in log.entries:
-            await producer.send(settings.topic(entry.topic.name), encode_event(entry.event), key=str(entry.key).encode())
+            await producer.send(
+                settings.topic(entry.topic.name), encode_event(entry.event), key=str(entry.key).encode()
+            )
         for topic, value in extra:
             await producer.send(settings.topic(topic.name), value, key=b"bad")
         await producer.flush()
@@ -203,8 +223,16 @@ def test_the_workload_is_the_same_for_the_same_seed_and_has_every_type() -> None
     first, second = mixed_workload(seed=3), mixed_workload(seed=3)
     assert [encode_event(e.event) for e in first.entries] == [encode_event(e.event) for e in second.entries]
     assert {e.event.type for e in first.entries} == {
-        "user.registered", "user.profile_updated", "chat.created", "chat.member_added", "chat.member_removed",
-        "chat.role_changed", "message.sent", "message.edited", "message.deleted", "message.read",
+        "user.registered",
+        "user.profile_updated",
+        "chat.created",
+        "chat.member_added",
+        "chat.member_removed",
+        "chat.role_changed",
+        "message.sent",
+        "message.edited",
+        "message.deleted",
+        "message.read",
     }
 
 

@@ -71,7 +71,12 @@ def cluster_folder(data: Path) -> Path:
 
 async def refused(url: str, passfile: Path, **override: str) -> bool:
     parts = urlsplit(url)
-    options: dict[str, Any] = {"host": parts.hostname, "port": parts.port, "user": parts.username, "database": parts.path[1:]}
+    options: dict[str, Any] = {
+        "host": parts.hostname,
+        "port": parts.port,
+        "user": parts.username,
+        "database": parts.path[1:],
+    }
     try:
         connection = await asyncpg.connect(**{**options, **override}, passfile=str(passfile))
     except REFUSED:
@@ -151,8 +156,15 @@ class PrivateSet:
     env: dict[str, str]
 
     def services(self, *args: str) -> str:
-        done = subprocess.run([str(SERVICES), *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=SCRIPT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            [str(SERVICES), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT_S,
+            check=False,
+        )
         assert done.returncode == 0, f"scripts/services {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -189,7 +201,9 @@ def private_set(tmp_path: Path) -> Iterator[PrivateSet]:
     try:
         yield private
     finally:
-        subprocess.run([str(SERVICES), "down"], cwd=ROOT, env=env, capture_output=True, timeout=SCRIPT_TIMEOUT_S, check=False)
+        subprocess.run(
+            [str(SERVICES), "down"], cwd=ROOT, env=env, capture_output=True, timeout=SCRIPT_TIMEOUT_S, check=False
+        )
         cluster = cluster_folder(private.data)
         if not cluster.is_relative_to(private.data):
             shutil.rmtree(cluster.parent, ignore_errors=True)
@@ -217,16 +231,53 @@ def old_layout(private: PrivateSet) -> None:
     pgdata.mkdir(mode=0o700)
     if os.geteuid() == 0:
         shutil.chown(pgdata, "postgres", "postgres")
-    as_cluster_user(pg_bin() / "initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+    as_cluster_user(
+        pg_bin() / "initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"
+    )
     with (pgdata / "postgresql.conf").open("a") as conf:
         conf.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{pgdata}'\n")
     as_cluster_user(pg_bin() / "pg_ctl", "-D", pgdata, "-l", pgdata / "server.log", "-w", "-t", "60", "start")
-    as_cluster_user(pg_bin() / "psql", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-                    "-c", "CREATE ROLE messenger LOGIN CREATEDB PASSWORD 'messenger'", "-c", "CREATE DATABASE messenger OWNER messenger")
+    as_cluster_user(
+        pg_bin() / "psql",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        "CREATE ROLE messenger LOGIN CREATEDB PASSWORD 'messenger'",
+        "-c",
+        "CREATE DATABASE messenger OWNER messenger",
+    )
     redis_dir = data / "redis"
-    subprocess.run(["redis-server", "--bind", "127.0.0.1", "--port", private.env["REDIS_PORT"], "--dir", str(redis_dir),
-                    "--daemonize", "yes", "--pidfile", str(redis_dir / "redis.pid"), "--logfile", str(redis_dir / "redis.log"),
-                    "--save", "", "--appendonly", "yes"], check=True, timeout=30)
+    subprocess.run(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            private.env["REDIS_PORT"],
+            "--dir",
+            str(redis_dir),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(redis_dir / "redis.pid"),
+            "--logfile",
+            str(redis_dir / "redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ],
+        check=True,
+        timeout=30,
+    )
     (data / "logs").mkdir(mode=0o755)
     (data / "logs" / "gateway.log").write_text("a log line\n")
     (data / "logs" / "gateway.log").chmod(0o644)
@@ -265,7 +316,9 @@ async def test_up_upgrades_in_place_what_the_older_script_made(private_set: Priv
     connection = await asyncpg.connect(private_set.url("DATABASE_URL"))
     try:
         assert await connection.fetchval("SELECT id FROM kept") == 7
-        assert not await connection.fetchval("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert not await connection.fetchval(
+            "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
     finally:
         await connection.close()
     intruder = redis_client(redis_port)
@@ -286,12 +339,18 @@ def test_a_fresh_set_is_private_and_a_second_up_changes_nothing(private_set: Pri
     assert open_paths(private_set.data) == []
     cluster = cluster_folder(private_set.data)
     assert open_paths(cluster) == []
-    hba = [line.split() for line in (cluster / "pg_hba.conf").read_text().splitlines() if line and not line.startswith("#")]
+    hba = [
+        line.split() for line in (cluster / "pg_hba.conf").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert {rule[-1] for rule in hba if rule[0] == "host"} == {"scram-sha-256"}
     assert [rule[:3] for rule in hba if rule[0] == "local"] == [["local", "all", "postgres"]]
 
 
 def test_services_stop_with_one_line_without_credentials(private_set: PrivateSet) -> None:
     env = {**private_set.env, "DATABASE_URL": "postgresql://messenger@127.0.0.1:1/messenger"}
-    done = subprocess.run([str(SERVICES), "up", "postgres"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 2 and done.stderr.strip().splitlines() == ["DATABASE_URL carries no password: run make env"]
+    done = subprocess.run(
+        [str(SERVICES), "up", "postgres"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "DATABASE_URL carries no password: run make env"
+    ]

@@ -22,7 +22,9 @@ from tests.kafka_tools import eventually, read_events, read_topic
 pytestmark = pytest.mark.integration
 
 
-async def send_until_acked(system: StreamsSystem, chat_id: uuid.UUID, sender: uuid.UUID, cmid: str) -> dict[str, object]:
+async def send_until_acked(
+    system: StreamsSystem, chat_id: uuid.UUID, sender: uuid.UUID, cmid: str
+) -> dict[str, object]:
     """What a client does: send, and on a timeout send the same client_msg_id again."""
     body = SendMessage(chat_id=chat_id, client_msg_id=cmid, text=f"text {cmid}")
     for _ in range(30):
@@ -48,7 +50,9 @@ async def new_group(system: StreamsSystem, owner: uuid.UUID, members: list[uuid.
     raise AssertionError("chat never created")
 
 
-async def flow(system: StreamsSystem, chats: list[uuid.UUID], sender: uuid.UUID, count: int, acked: list[dict[str, object]]) -> None:
+async def flow(
+    system: StreamsSystem, chats: list[uuid.UUID], sender: uuid.UUID, count: int, acked: list[dict[str, object]]
+) -> None:
     window = asyncio.Semaphore(20)
 
     async def one(i: int) -> None:
@@ -58,7 +62,9 @@ async def flow(system: StreamsSystem, chats: list[uuid.UUID], sender: uuid.UUID,
     await asyncio.gather(*(one(i) for i in range(count)))
 
 
-def assert_exactly_once_and_gapless(events: list[Event], chats: list[uuid.UUID], acked: list[dict[str, object]]) -> None:
+def assert_exactly_once_and_gapless(
+    events: list[Event], chats: list[uuid.UUID], acked: list[dict[str, object]]
+) -> None:
     sent = [e for e in events if e.type == "message.sent" and e.aggregate_id in chats]
     ids = Counter(str(e.payload.message_id) for e in sent)  # type: ignore[attr-defined]
     assert [m for m, n in ids.items() if n > 1] == []
@@ -74,7 +80,9 @@ async def test_kill_9_while_messages_flow_loses_and_doubles_nothing(
     prefix = f"{topic_prefix}crash."
     async with streams_system(prefix, tmp_path, jwt_secret, database_url=database_url) as system:
         worker = system.start_worker()
-        system.workers.append(start_worker("projections", worker_env(prefix, database_url, 4, tmp_path / "faust"), tmp_path))
+        system.workers.append(
+            start_worker("projections", worker_env(prefix, database_url, 4, tmp_path / "faust"), tmp_path)
+        )
         alice = uuid.uuid4()
         chats = [await new_group(system, alice, [uuid.uuid4()]) for _ in range(3)]
         acked: list[dict[str, object]] = []
@@ -102,7 +110,9 @@ async def read_model_messages(database_url: str, expected: int) -> list[str] | N
     return [r["id"] for r in rows] if len(rows) >= expected else None
 
 
-async def test_two_workers_and_a_rebalance_mid_flow_give_the_same_result(topic_prefix: str, tmp_path: Path, jwt_secret: str) -> None:
+async def test_two_workers_and_a_rebalance_mid_flow_give_the_same_result(
+    topic_prefix: str, tmp_path: Path, jwt_secret: str
+) -> None:
     async with streams_system(f"{topic_prefix}scale.", tmp_path, jwt_secret) as system:
         first = system.start_worker()
         alice = uuid.uuid4()
@@ -126,18 +136,24 @@ def read_url(url: str) -> str:
         return str(response.read().decode())
 
 
-async def test_malformed_and_unknown_records_are_skipped_counted_and_followed(topic_prefix: str, tmp_path: Path, jwt_secret: str) -> None:
+async def test_malformed_and_unknown_records_are_skipped_counted_and_followed(
+    topic_prefix: str, tmp_path: Path, jwt_secret: str
+) -> None:
     async with streams_system(f"{topic_prefix}bad.", tmp_path, jwt_secret, partitions=1) as system:
         worker = system.start_worker()
         alice = uuid.uuid4()
         chat_id = await new_group(system, alice, [uuid.uuid4()])
         topic = system.settings.topic("message.send")
         await system.producer.send_and_wait(topic, b"{not json", key=str(chat_id).encode())
-        await system.producer.send_and_wait(topic, b'{"command_id": "x", "body": {"kind": "chat.explode"}}', key=str(chat_id).encode())
+        await system.producer.send_and_wait(
+            topic, b'{"command_id": "x", "body": {"kind": "chat.explode"}}', key=str(chat_id).encode()
+        )
         message = await send_until_acked(system, chat_id, alice, "after")
         assert message["seq"] == 1
         metrics = await asyncio.to_thread(read_url, f"http://127.0.0.1:{worker.env['port']}/metrics")
-        counted = [line for line in metrics.splitlines() if line.startswith("streams_bad_records_total{") and topic in line]
+        counted = [
+            line for line in metrics.splitlines() if line.startswith("streams_bad_records_total{") and topic in line
+        ]
         assert counted and float(counted[0].rsplit(" ", 1)[1]) == 2.0
         assert "skipped record" in worker.log()
         await read_topic(system.settings, topic)

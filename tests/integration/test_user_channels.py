@@ -17,9 +17,12 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_dropped_pubsub_connection_is_reopened_resubscribed_and_reported(redis_prefix: str) -> None:
-    client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-        CommonSettings().redis_url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
-    ))
+    client = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            CommonSettings().redis_url,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        )
+    )
     received: list[Route] = []
     reopened = asyncio.Event()
     channels = UserChannels(client, redis_prefix, "test-instance", received.append, on_reopened=reopened.set)

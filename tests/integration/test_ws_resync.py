@@ -35,11 +35,18 @@ async def chat_with(pool: asyncpg.Pool, members: list[uuid.UUID], senders: list[
         await pool.execute(
             "INSERT INTO messages (id, chat_id, seq, sender_id, text, client_msg_id, created_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            uuid.uuid4(), chat_id, seq, sender, f"m{seq}", f"c{seq}", at + timedelta(milliseconds=seq),
+            uuid.uuid4(),
+            chat_id,
+            seq,
+            sender,
+            f"m{seq}",
+            f"c{seq}",
+            at + timedelta(milliseconds=seq),
         )
     await pool.execute(
         "INSERT INTO chat_activity SELECT chat_id, seq, id, created_at FROM messages WHERE chat_id = $1 AND seq = $2",
-        chat_id, len(senders),
+        chat_id,
+        len(senders),
     )
     return chat_id
 

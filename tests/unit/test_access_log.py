@@ -79,7 +79,11 @@ async def test_one_access_line_per_request_with_the_request_id_and_the_user(serv
     assert handled["message"] == "handling it" and handled["request_id"] == "req-42.a:b"
     assert access["logger"] == "gateway.access"
     assert {k: access[k] for k in ("method", "path", "status", "request_id", "user_id")} == {
-        "method": "GET", "path": "/api/v1/ws", "status": 200, "request_id": "req-42.a:b", "user_id": USER_ID,
+        "method": "GET",
+        "path": "/api/v1/ws",
+        "status": 200,
+        "request_id": "req-42.a:b",
+        "user_id": USER_ID,
     }
     assert access["bytes"] > len(body) and access["duration_ms"] >= 0, "bytes sent, the headers included"
 

@@ -25,12 +25,24 @@ ASYNCAPI_YAML = ROOT / "docs" / "asyncapi.yaml"
 
 CONTRACT_CLIENT_FRAMES = {"message.send", "message.edit", "message.delete", "read", "typing", "sync", "ping"}
 CONTRACT_SERVER_FRAMES = {
-    "message.ack", "message.new", "message.edited", "message.deleted", "read", "typing",
-    "presence", "chat.updated", "sync.done", "pong", "error",
-    "chat.member_added", "chat.member_removed",  # v1.1
+    "message.ack",
+    "message.new",
+    "message.edited",
+    "message.deleted",
+    "read",
+    "typing",
+    "presence",
+    "chat.updated",
+    "sync.done",
+    "pong",
+    "error",
+    "chat.member_added",
+    "chat.member_removed",  # v1.1
 }
 EVENT_CHANNELS = {
-    topics.USER_EVENTS.name: "user.", topics.CHAT_EVENTS.name: "chat.", topics.MESSAGE_EVENTS.name: "message.",
+    topics.USER_EVENTS.name: "user.",
+    topics.CHAT_EVENTS.name: "chat.",
+    topics.MESSAGE_EVENTS.name: "message.",
 }
 """Each event topic and the prefix of the types it carries (how `streams/` routes them)."""
 
@@ -86,6 +98,7 @@ def component_model_differences(doc: Doc, pairs: Mapping[str, type[BaseModel]]) 
 
 # --- the document as a whole ----------------------------------------------------------------------
 
+
 def test_it_is_asyncapi_3_and_every_reference_resolves(doc: Doc) -> None:
     assert doc["asyncapi"].startswith("3.")
     broken = []
@@ -106,6 +119,7 @@ def test_every_operation_sends_messages_of_its_own_channel(doc: Doc) -> None:
 
 
 # --- Kafka ----------------------------------------------------------------------------------------
+
 
 def test_every_topic_is_a_channel_with_its_retention(doc: Doc) -> None:
     by_address = channels_by_address(doc)
@@ -157,6 +171,7 @@ def test_commands_replies_and_deliveries_match_schemas_commands(doc: Doc) -> Non
 
 # --- WebSocket ------------------------------------------------------------------------------------
 
+
 def test_every_client_frame_type_is_received(doc: Doc) -> None:
     received = {frame_type(doc, message) for message in operation_messages(doc, "receiveClientFrames")}
     expected = CONTRACT_CLIENT_FRAMES | set(frames.CLIENT_FRAME_TYPES)
@@ -184,11 +199,21 @@ def sample_server_frames() -> dict[str, dict[str, Any]]:
     now = datetime.now(UTC)
     ids = [str(uuid.uuid4()) for _ in range(3)]
     message = Message(
-        id=ids[0], chat_id=ids[1], seq=1, sender_id=ids[2], text="hi", client_msg_id="c1", created_at=now,
+        id=ids[0],
+        chat_id=ids[1],
+        seq=1,
+        sender_id=ids[2],
+        text="hi",
+        client_msg_id="c1",
+        created_at=now,
     ).model_dump(mode="json")
     chat = Chat(
-        id=ids[1], type="group", title=None, created_at=now,
-        members=[Member(user_id=ids[2], role="owner")], last_message=None,
+        id=ids[1],
+        type="group",
+        title=None,
+        created_at=now,
+        members=[Member(user_id=ids[2], role="owner")],
+        last_message=None,
     ).model_dump(mode="json")
     return {
         "AckFrame": frames.ack_frame("c1", message),

@@ -36,6 +36,9 @@ def test_the_cpu_meter_sees_this_process_work() -> None:
 def test_rates_are_set_beside_the_floor_s_sequential_rate_and_lag_is_read_at_its_rate() -> None:
     assert rate_ratio(2000, 1.0, "Kafka round trips") == "2.00x sequential Kafka round trips (1,000/s)"
     assert rate_ratio(None, 1.0, "x") == ""
-    runs = [{"offered_rate": 1000.0, "projection_lag": {"p99_ms": 44.0}}, {"offered_rate": 2000.0, "projection_lag": {"p99_ms": 900.0}}]
+    runs = [
+        {"offered_rate": 1000.0, "projection_lag": {"p99_ms": 44.0}},
+        {"offered_rate": 2000.0, "projection_lag": {"p99_ms": 900.0}},
+    ]
     assert lag_at(runs, 1000.0) == 44.0
     assert lag_at(runs[1:], 1000.0) is None

@@ -37,8 +37,13 @@ def wire(decision: Decision) -> dict[str, Any]:
 
 def command(actor: uuid.UUID, body: Any, origin: Origin | None = None) -> Command:
     return Command(
-        command_id=uuid.uuid4(), correlation_id=uuid.uuid4().hex, actor_id=actor, reply_to=None,
-        issued_at=datetime.now(UTC), origin=origin, body=body,
+        command_id=uuid.uuid4(),
+        correlation_id=uuid.uuid4().hex,
+        actor_id=actor,
+        reply_to=None,
+        issued_at=datetime.now(UTC),
+        origin=origin,
+        body=body,
     )
 
 
@@ -81,10 +86,14 @@ def test_direct_chat_is_one_per_pair() -> None:
 
 def test_direct_chat_needs_exactly_one_other_and_its_derived_id() -> None:
     store = MemoryChatStore()
-    assert run(store, ALICE, CreateChat(chat_id=uuid.uuid4(), type="direct", member_ids=[BOB])).code == "invalid_request"
+    assert (
+        run(store, ALICE, CreateChat(chat_id=uuid.uuid4(), type="direct", member_ids=[BOB])).code == "invalid_request"
+    )
     other_key = direct_chat_id(b"another deployment's key, 32+ bytes", ALICE, BOB)
     assert run(store, ALICE, CreateChat(chat_id=other_key, type="direct", member_ids=[BOB])).code == "invalid_request"
-    wrong = run(store, ALICE, CreateChat(chat_id=direct_chat_id(KEY, ALICE, BOB), type="direct", member_ids=[BOB, CAROL]))
+    wrong = run(
+        store, ALICE, CreateChat(chat_id=direct_chat_id(KEY, ALICE, BOB), type="direct", member_ids=[BOB, CAROL])
+    )
     assert wrong.code == "invalid_request"
 
 
@@ -109,9 +118,16 @@ def test_non_member_can_neither_write_nor_read_marks(group: tuple[MemoryChatStor
     assert send(store, uuid.uuid4(), ALICE, "x").code == "not_found"
 
 
-def test_sent_message_reaches_every_member_and_skips_the_sending_socket(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+def test_sent_message_reaches_every_member_and_skips_the_sending_socket(
+    group: tuple[MemoryChatStore, uuid.UUID],
+) -> None:
     store, chat_id = group
-    decision = run(store, BOB, SendMessage(chat_id=chat_id, client_msg_id="a", text="yo"), Origin(instance_id="g1", connection_id="c1"))
+    decision = run(
+        store,
+        BOB,
+        SendMessage(chat_id=chat_id, client_msg_id="a", text="yo"),
+        Origin(instance_id="g1", connection_id="c1"),
+    )
     by_user = {str(d.recipient_id): d for d in decision.deliveries}
     assert set(by_user) == {str(ALICE), str(BOB), str(CAROL)}
     assert by_user[str(BOB)].skip_connection == "c1" and by_user[str(ALICE)].skip_connection is None
@@ -184,7 +200,11 @@ def test_replaying_events_on_fresh_state_gives_the_same_state(group: tuple[Memor
     events += run(replay_source, ALICE, AddMember(chat_id=chat_id, user_id=CAROL)).events
     for event in events:
         evolve(fresh, event)
-    assert (fresh.chats, fresh.messages, fresh.sent) == (replay_source.chats, replay_source.messages, replay_source.sent)
+    assert (fresh.chats, fresh.messages, fresh.sent) == (
+        replay_source.chats,
+        replay_source.messages,
+        replay_source.sent,
+    )
 
 
 def test_replaying_a_tail_mends_state_that_a_crash_left_half_written(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
@@ -203,6 +223,7 @@ def test_replaying_a_tail_mends_state_that_a_crash_left_half_written(group: tupl
 
 # --- group size and membership deltas (contract v1.1, "Group size") ------------------------------
 
+
 def frames_by_user(decision: Decision) -> dict[uuid.UUID, list[dict[str, Any]]]:
     frames: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for d in decision.deliveries:
@@ -210,7 +231,9 @@ def frames_by_user(decision: Decision) -> dict[uuid.UUID, list[dict[str, Any]]]:
     return frames
 
 
-def test_an_add_tells_the_members_by_a_delta_and_the_added_the_whole_chat(group: tuple[MemoryChatStore, uuid.UUID]) -> None:
+def test_an_add_tells_the_members_by_a_delta_and_the_added_the_whole_chat(
+    group: tuple[MemoryChatStore, uuid.UUID],
+) -> None:
     store, chat_id = group
     frames = frames_by_user(run(store, ALICE, AddMember(chat_id=chat_id, user_id=DAVE)))
     delta = {"type": "chat.member_added", "chat_id": str(chat_id), "user_id": str(DAVE), "role": "member"}
@@ -238,13 +261,25 @@ def test_an_owner_who_leaves_passes_ownership_on_by_a_delta(group: tuple[MemoryC
 def test_a_group_holds_at_most_the_limit_its_creator_included() -> None:
     store = MemoryChatStore()
     others = [uuid.uuid4() for _ in range(4)]
-    too_many = decide(store, command(ALICE, CreateChat(chat_id=uuid.uuid4(), type="group", member_ids=others)), chat_id_key=KEY, max_group_members=4)
+    too_many = decide(
+        store,
+        command(ALICE, CreateChat(chat_id=uuid.uuid4(), type="group", member_ids=others)),
+        chat_id_key=KEY,
+        max_group_members=4,
+    )
     assert (too_many.ok, too_many.code, too_many.events, too_many.deliveries) == (False, "group_full", [], [])
     chat_id = uuid.uuid4()
-    assert decide(store, command(ALICE, CreateChat(chat_id=chat_id, type="group", member_ids=others[:3])), chat_id_key=KEY, max_group_members=4).ok
+    assert decide(
+        store,
+        command(ALICE, CreateChat(chat_id=chat_id, type="group", member_ids=others[:3])),
+        chat_id_key=KEY,
+        max_group_members=4,
+    ).ok
     full = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=DAVE)), chat_id_key=KEY, max_group_members=4)
     assert (full.code, full.events, full.deliveries) == ("group_full", [], [])
-    again = decide(store, command(ALICE, AddMember(chat_id=chat_id, user_id=others[0])), chat_id_key=KEY, max_group_members=4)
+    again = decide(
+        store, command(ALICE, AddMember(chat_id=chat_id, user_id=others[0])), chat_id_key=KEY, max_group_members=4
+    )
     assert again.ok and again.duplicate, "adding a member already there is no growth"
 
 

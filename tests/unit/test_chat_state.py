@@ -7,12 +7,23 @@ import orjson
 from streams.chat_state import ChatState, StoredMessage, chat_from_json, message_from_json
 
 CHAT_JSON = {
-    "type": "group", "title": "t", "created_at": "2026-11-30T05:00:00+00:00", "created_by": "a",
-    "members": {"a": "owner", "b": "member"}, "last_seq": 7,
+    "type": "group",
+    "title": "t",
+    "created_at": "2026-11-30T05:00:00+00:00",
+    "created_by": "a",
+    "members": {"a": "owner", "b": "member"},
+    "last_seq": 7,
 }
 MESSAGE_JSON = {
-    "id": "m", "chat_id": "c", "seq": 7, "sender_id": "a", "text": "hi", "client_msg_id": "c1",
-    "created_at": "2026-11-30T05:00:00+00:00", "edited_at": None, "deleted": False,
+    "id": "m",
+    "chat_id": "c",
+    "seq": 7,
+    "sender_id": "a",
+    "text": "hi",
+    "client_msg_id": "c1",
+    "created_at": "2026-11-30T05:00:00+00:00",
+    "edited_at": None,
+    "deleted": False,
 }
 
 

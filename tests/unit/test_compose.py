@@ -83,7 +83,9 @@ def test_postgres_and_redis_take_passwords_only_from_the_environment() -> None:
 
 def test_the_gateway_reports_each_worker_at_its_compose_address() -> None:
     services = compose()["services"]
-    named = GatewaySettings(jwt_secret="0123456789abcdef" * 2, worker_health_urls=services["gateway"]["environment"]["WORKER_HEALTH_URLS"]).worker_health
+    named = GatewaySettings(
+        jwt_secret="0123456789abcdef" * 2, worker_health_urls=services["gateway"]["environment"]["WORKER_HEALTH_URLS"]
+    ).worker_health
     for worker in ("streams", "projections"):
         port = services[worker]["environment"]["WORKER_WEB_PORT"]
         assert named[worker] == f"http://{worker}:{port}/healthz"
@@ -177,8 +179,16 @@ def ignored(path: str, patterns: list[str]) -> bool:
 
 def test_dockerignore_keeps_data_secrets_and_caches_out_of_the_build() -> None:
     patterns = dockerignore()
-    for path in (".data/kafka/logs/x", ".env", ".venv/bin/python", ".git/HEAD", "bench/results/run.json",
-                 "gateway/__pycache__/app.cpython-311.pyc", ".pytest_cache/v", ".mypy_cache/3.11/x"):
+    for path in (
+        ".data/kafka/logs/x",
+        ".env",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "bench/results/run.json",
+        "gateway/__pycache__/app.cpython-311.pyc",
+        ".pytest_cache/v",
+        ".mypy_cache/3.11/x",
+    ):
         assert ignored(path, patterns), path
 
 

@@ -19,7 +19,9 @@ def test_encoded_delivery_is_the_schema_s_json(skip: str | None) -> None:
     recipient = uuid.uuid4()
     encoded = encode_delivery(str(recipient), orjson.dumps(FRAME), skip)
     assert Delivery.model_validate_json(encoded) == Delivery(recipient_id=recipient, frame=FRAME, skip_connection=skip)
-    assert orjson.loads(encoded) == orjson.loads(codec.dumps(Delivery(recipient_id=recipient, frame=FRAME, skip_connection=skip)))
+    assert orjson.loads(encoded) == orjson.loads(
+        codec.dumps(Delivery(recipient_id=recipient, frame=FRAME, skip_connection=skip))
+    )
 
 
 def test_encoding_refuses_a_recipient_that_is_no_uuid() -> None:
@@ -33,11 +35,18 @@ def test_decoded_delivery_gives_recipient_frame_and_skip() -> None:
     assert decode_delivery(codec.dumps(delivery)) == DeliveryRecord(str(recipient), FRAME, "s")
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"[]", b'"text"', b'{"frame": {}}', b'{"recipient_id": "not-a-uuid", "frame": {}}',
-    b'{"recipient_id": "%s", "frame": []}' % str(uuid.uuid4()).encode(),
-    b'{"recipient_id": "%s", "frame": {}, "skip_connection": 5}' % str(uuid.uuid4()).encode(),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"[]",
+        b'"text"',
+        b'{"frame": {}}',
+        b'{"recipient_id": "not-a-uuid", "frame": {}}',
+        b'{"recipient_id": "%s", "frame": []}' % str(uuid.uuid4()).encode(),
+        b'{"recipient_id": "%s", "frame": {}, "skip_connection": 5}' % str(uuid.uuid4()).encode(),
+    ],
+)
 def test_a_record_that_is_no_delivery_is_refused_like_the_schema_does(data: bytes) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 any of its refusals: not JSON, not an object, a bad field
         decode_delivery(data)

@@ -16,8 +16,10 @@ A, B, C = (uuid.uuid4() for _ in range(3))
 UNKEYED_NAMESPACE = uuid.UUID("0b6a1d2e-8f3c-4b7e-9d41-2c5e7a9f1b03")
 """The namespace of the old ids (uuid5 of the sorted pair), which anyone could compute."""
 SERVICES = {
-    "database_url": "postgresql://u:p@127.0.0.1:5432/db", "redis_url": "redis://:p@127.0.0.1:6379/0",
-    "kafka_password": "a-kafka-password-0123456789", "_env_file": None,
+    "database_url": "postgresql://u:p@127.0.0.1:5432/db",
+    "redis_url": "redis://:p@127.0.0.1:6379/0",
+    "kafka_password": "a-kafka-password-0123456789",
+    "_env_file": None,
 }
 """Every other required setting, and no `.env`: these tests read nothing of the machine's."""
 

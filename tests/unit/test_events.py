@@ -23,14 +23,25 @@ from schemas.events import (
 
 def read_marker_event() -> bytes:
     payload = ReadMarkerMoved(chat_id=uuid.uuid4(), user_id=uuid.uuid4(), seq=3)
-    event = new_event(payload, aggregate_id=payload.chat_id, event_id=event_id_for("cmd", 0), actor_id=None, correlation_id="c")
+    event = new_event(
+        payload, aggregate_id=payload.chat_id, event_id=event_id_for("cmd", 0), actor_id=None, correlation_id="c"
+    )
     return encode_event(event)
 
 
 def test_an_event_survives_encoding_and_carries_the_contract_envelope() -> None:
     data = read_marker_event()
     envelope = orjson.loads(data)
-    assert set(envelope) == {"event_id", "type", "version", "aggregate_id", "occurred_at", "actor_id", "correlation_id", "payload"}
+    assert set(envelope) == {
+        "event_id",
+        "type",
+        "version",
+        "aggregate_id",
+        "occurred_at",
+        "actor_id",
+        "correlation_id",
+        "payload",
+    }
     assert encode_event(decode_event(data)) == data
 
 

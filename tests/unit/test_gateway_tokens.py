@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from config.settings import GatewaySettings
-from gateway.rest.errors import ApiError
 from gateway.auth.tokens import (
     LEEWAY_SECONDS,
     REQUIRED_CLAIMS,
@@ -21,6 +20,7 @@ from gateway.auth.tokens import (
     verify_access_claims,
     verify_access_token,
 )
+from gateway.rest.errors import ApiError
 
 TTL = 900
 USER = uuid.UUID("0b9e4c5e-8f1a-4f0e-9a51-7c1d2b3a4f56")

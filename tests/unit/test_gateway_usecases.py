@@ -34,8 +34,13 @@ class FakeBus:
     asked: list[tuple[str, str, Body, uuid.UUID | None, Origin | None]] = field(default_factory=list)
 
     async def ask(
-        self, topic: topics.TopicSpec, key: str, body: Body, actor_id: uuid.UUID | None,
-        origin: Origin | None = None, timeout: float = 10.0,
+        self,
+        topic: topics.TopicSpec,
+        key: str,
+        body: Body,
+        actor_id: uuid.UUID | None,
+        origin: Origin | None = None,
+        timeout: float = 10.0,
     ) -> Reply:
         self.asked.append((topic.name, key, body, actor_id, origin))
         if self.reply is None:
@@ -66,8 +71,11 @@ class FakeBudget:
 
 def ports(bus: FakeBus, watermarks: FakeWatermarks | None = None, budget: FakeBudget | None = None) -> Ports:
     return Ports(
-        bus=bus, watermarks=watermarks or FakeWatermarks(), pool=cast(read_store.Pool, None),
-        budget=budget or FakeBudget(), settings=cast(GatewaySettings, None),
+        bus=bus,
+        watermarks=watermarks or FakeWatermarks(),
+        pool=cast(read_store.Pool, None),
+        budget=budget or FakeBudget(),
+        settings=cast(GatewaySettings, None),
     )
 
 

@@ -36,11 +36,13 @@ async def socket(request: web.Request) -> web.WebSocketResponse:
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
     app = web.Application(middlewares=[error_middleware])
-    app.add_routes([
-        web.post("/api/v1/auth/login", login),
-        web.get("/api/v1/users/me", refused),
-        web.get("/api/v1/ws", socket),
-    ])
+    app.add_routes(
+        [
+            web.post("/api/v1/auth/login", login),
+            web.get("/api/v1/users/me", refused),
+            web.get("/api/v1/ws", socket),
+        ]
+    )
     app.add_routes(docs.routes)
     http_headers.setup(app)
     async with TestClient(TestServer(app)) as test_client:
@@ -90,6 +92,7 @@ async def test_swagger_ui_files_may_be_cached_but_are_revalidated(client: Client
 
 
 # --- the docs page and its policy -------------------------------------------------------------------
+
 
 class PageParts(HTMLParser):
     """What a page loads and what it holds inline (which a policy without 'unsafe-inline' blocks)."""

@@ -16,13 +16,15 @@ PASSWORD = "Zq3-_kP8sL0aTn4wXc7RbV2m"
 
 
 def settings(**values: Any) -> CommonSettings:
-    return CommonSettings(**{
-        "database_url": "postgresql://u:pw-0123456789abcdef@db:5432/d",
-        "redis_url": "redis://:pw-0123456789abcdef@r:6379/0",
-        "kafka_brokers": "k1:9092,k2:9094",
-        "kafka_password": PASSWORD,
-        **values,
-    })
+    return CommonSettings(
+        **{
+            "database_url": "postgresql://u:pw-0123456789abcdef@db:5432/d",
+            "redis_url": "redis://:pw-0123456789abcdef@r:6379/0",
+            "kafka_brokers": "k1:9092,k2:9094",
+            "kafka_password": PASSWORD,
+            **values,
+        }
+    )
 
 
 def test_client_options_log_in_with_sasl_plain_by_default() -> None:

@@ -57,7 +57,9 @@ def test_the_ids_in_context_are_on_every_line_of_the_scope_only(output: tuple[lo
     first, second, third, outside = lines(stream)
     assert first["request_id"] == "r-1" and "command_id" not in first
     assert {k: second[k] for k in ("request_id", "command_id", "correlation_id")} == {
-        "request_id": "r-1", "command_id": "c-1", "correlation_id": "k-1",
+        "request_id": "r-1",
+        "command_id": "c-1",
+        "correlation_id": "k-1",
     }
     assert "ignored" not in second
     assert third["request_id"] == "r-1" and "command_id" not in third

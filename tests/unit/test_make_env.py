@@ -24,8 +24,9 @@ JWT_SECRET=change-me-to-at-least-32-random-characters
 
 
 def make_env(path: Path) -> str:
-    done = subprocess.run([sys.executable, str(MAKE_ENV), "--env", str(path)], capture_output=True, text=True,
-                          timeout=30, check=True)
+    done = subprocess.run(
+        [sys.executable, str(MAKE_ENV), "--env", str(path)], capture_output=True, text=True, timeout=30, check=True
+    )
     return done.stdout
 
 

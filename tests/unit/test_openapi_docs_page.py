@@ -25,7 +25,9 @@ async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
         yield test_client
 
 
-async def test_the_page_loads_swagger_ui_from_the_gateway_itself(client: TestClient[web.Request, web.Application]) -> None:
+async def test_the_page_loads_swagger_ui_from_the_gateway_itself(
+    client: TestClient[web.Request, web.Application],
+) -> None:
     response = await client.get("/docs")
     assert response.status == 200 and response.content_type == "text/html"
     page = await response.text()

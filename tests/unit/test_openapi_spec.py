@@ -38,8 +38,17 @@ UNDOCUMENTED_ROUTES = {("GET", "/api/v1/ws")}
 """The WebSocket upgrade: documented in docs/asyncapi.yaml."""
 
 LIMIT_KEYS = (
-    "format", "minLength", "maxLength", "pattern", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "uniqueItems",
+    "format",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
 )
 MISSING = "<absent>"
 
@@ -51,6 +60,7 @@ Schema = Mapping[str, Any]
 
 
 # --- schema comparison (shared with test_asyncapi_spec.py) ----------------------------------------
+
 
 def deref(schema: Schema, root: Schema) -> Schema:
     """`schema` with local `$ref`s (`#/components/...`, `#/$defs/...`) followed."""
@@ -157,6 +167,7 @@ def schema_differences(model: type[BaseModel], doc_schema: Schema, doc_root: Sch
 
 # --- the spec and the app -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
     loaded = yaml.safe_load(SWAGGER_YAML.read_text(encoding="utf-8"))
@@ -231,6 +242,7 @@ def load_json_script() -> ModuleType:
 
 # --- tests ----------------------------------------------------------------------------------------
 
+
 def test_swagger_yaml_is_valid_openapi(spec: dict[str, Any]) -> None:
     validate(spec)
 
@@ -264,9 +276,7 @@ def test_the_docs_routes_are_registered(app: web.Application) -> None:
         assert ("GET", path) in paths
 
 
-def test_request_bodies_match_the_models_the_handlers_validate(
-    app: web.Application, spec: dict[str, Any]
-) -> None:
+def test_request_bodies_match_the_models_the_handlers_validate(app: web.Application, spec: dict[str, Any]) -> None:
     operations = dict(spec_operations(spec))
     problems: list[str] = []
     for key, handler in sorted(served_routes(app).items()):
@@ -287,9 +297,7 @@ def test_request_bodies_match_the_models_the_handlers_validate(
     assert not problems, "docs/swagger.yaml disagrees with schemas/api.py:\n  " + "\n  ".join(problems)
 
 
-def test_query_parameters_match_the_models_the_handlers_validate(
-    app: web.Application, spec: dict[str, Any]
-) -> None:
+def test_query_parameters_match_the_models_the_handlers_validate(app: web.Application, spec: dict[str, Any]) -> None:
     operations = dict(spec_operations(spec))
     problems: list[str] = []
     for key, handler in sorted(served_routes(app).items()):
@@ -322,7 +330,8 @@ def query_differences(
         problems += differences(mine, normalized(param["schema"], spec), f"{label} ?{name}")
     problems += [
         f"{label}: query parameter {name} in the doc, but {model.__name__} has no such field"
-        for name in documented_params if name not in code["properties"]
+        for name in documented_params
+        if name not in code["properties"]
     ]
     return problems
 

@@ -16,8 +16,10 @@ from config.settings import WorkerSettings
 
 TOKEN = "0123456789abcdefghijABCDEFGHIJ-_xyz"
 SERVICES = {
-    "database_url": "postgresql://u:p@127.0.0.1:5432/db", "redis_url": "redis://:p@127.0.0.1:6379/0",
-    "kafka_password": "a-kafka-password-0123456789", "_env_file": None,
+    "database_url": "postgresql://u:p@127.0.0.1:5432/db",
+    "redis_url": "redis://:p@127.0.0.1:6379/0",
+    "kafka_password": "a-kafka-password-0123456789",
+    "_env_file": None,
 }
 """Every other required setting, and no `.env`: these tests read nothing of the machine's."""
 
@@ -38,8 +40,17 @@ def test_addresses_beyond_loopback(host: str) -> None:
 
 @pytest.mark.parametrize(
     ("header", "token"),
-    [("Bearer abc", "abc"), ("bearer abc", "abc"), ("Bearer  abc ", "abc"), ("Basic abc", None),
-     ("abc", None), ("Bearer", None), ("Bearer   ", None), ("", None), (None, None)],
+    [
+        ("Bearer abc", "abc"),
+        ("bearer abc", "abc"),
+        ("Bearer  abc ", "abc"),
+        ("Basic abc", None),
+        ("abc", None),
+        ("Bearer", None),
+        ("Bearer   ", None),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_bearer_token_parsing(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
@@ -51,6 +62,7 @@ def test_nothing_matches_an_empty_token() -> None:
 
 
 # --- settings ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.2"])
 @pytest.mark.parametrize("token", ["", "too-short-a-token"])
@@ -76,16 +88,23 @@ def test_a_token_set_at_all_is_a_real_one(token: str) -> None:
 
 # --- the middleware --------------------------------------------------------------------------------------
 
+
 async def ok(request: web.Request) -> web.Response:
     return web.json_response({"secret": "table contents"})
 
 
 async def client_for(token: str) -> TestClient[web.Request, web.Application]:
     app = web.Application(middlewares=[operator_auth(token)])
-    app.add_routes([
-        web.get("/healthz", ok), web.get("/metrics", ok), web.get("/projections/lag", ok), web.get("/table/", ok),
-        web.get("/table/{name}/{key}/", ok), web.get("/router/", ok),
-    ])
+    app.add_routes(
+        [
+            web.get("/healthz", ok),
+            web.get("/metrics", ok),
+            web.get("/projections/lag", ok),
+            web.get("/table/", ok),
+            web.get("/table/{name}/{key}/", ok),
+            web.get("/router/", ok),
+        ]
+    )
     return TestClient(TestServer(app))
 
 

@@ -26,7 +26,9 @@ AT = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def encoded(payload: Payload, aggregate: uuid.UUID) -> bytes:
-    event = new_event(payload, aggregate_id=aggregate, event_id=uuid.uuid4(), actor_id=None, correlation_id=None, occurred_at=AT)
+    event = new_event(
+        payload, aggregate_id=aggregate, event_id=uuid.uuid4(), actor_id=None, correlation_id=None, occurred_at=AT
+    )
     return encode_event(event)
 
 
@@ -91,7 +93,17 @@ def test_a_good_record_gives_the_statement_parameters_in_order() -> None:
     payload = MessageSent(
         message_id=message, chat_id=chat, seq=4, sender_id=sender, text="hi", client_msg_id="c", recipients=[sender]
     )
-    assert to_params(MESSAGES, Record(0, 0, encoded(payload, chat))) == ("message.sent", chat, message, 4, sender, "hi", "c", [sender], AT)
+    assert to_params(MESSAGES, Record(0, 0, encoded(payload, chat))) == (
+        "message.sent",
+        chat,
+        message,
+        4,
+        sender,
+        "hi",
+        "c",
+        [sender],
+        AT,
+    )
 
 
 def test_every_projection_reads_its_own_topic_into_its_own_tables() -> None:
@@ -115,8 +127,12 @@ def test_the_lag_report_sums_partitions_and_projections() -> None:
     )
     assert report["lag"] == 3
     assert report["projections"]["users"] == {
-        "topic": "u", "lag": 3,
-        "partitions": {"0": {"end_offset": 10, "next_offset": 7, "lag": 3}, "1": {"end_offset": 3, "next_offset": 3, "lag": 0}},
+        "topic": "u",
+        "lag": 3,
+        "partitions": {
+            "0": {"end_offset": 10, "next_offset": 7, "lag": 3},
+            "1": {"end_offset": 3, "next_offset": 3, "lag": 0},
+        },
     }
     assert report["projections"]["chats"]["lag"] == 0
 

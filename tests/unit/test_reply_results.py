@@ -23,13 +23,22 @@ from schemas.models import Chat, Member, Message, User
 NOW = datetime.now(UTC)
 USER = User(id=uuid.uuid4(), username="alice", display_name="Alice", bio="", created_at=NOW)
 MESSAGE = Message(
-    id=uuid.uuid4(), chat_id=uuid.uuid4(), seq=3, sender_id=USER.id, text="hi", client_msg_id="c1", created_at=NOW,
+    id=uuid.uuid4(),
+    chat_id=uuid.uuid4(),
+    seq=3,
+    sender_id=USER.id,
+    text="hi",
+    client_msg_id="c1",
+    created_at=NOW,
 )
 CHAT = Chat(id=uuid.uuid4(), type="group", title=None, created_at=NOW, members=[Member(user_id=USER.id, role="owner")])
 RESULTS: list[ReplyResult] = [
-    UserResult(user=USER), ChatResult(chat=CHAT), MessageResult(message=MESSAGE),
+    UserResult(user=USER),
+    ChatResult(chat=CHAT),
+    MessageResult(message=MESSAGE),
     MessageDeletedResult(chat_id=MESSAGE.chat_id, message_id=MESSAGE.id, seq=3),
-    ReadResult(chat_id=MESSAGE.chat_id, seq=3), NoResult(),
+    ReadResult(chat_id=MESSAGE.chat_id, seq=3),
+    NoResult(),
 ]
 
 

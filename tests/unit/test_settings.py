@@ -42,13 +42,16 @@ def test_service_urls_have_no_default_so_no_well_known_password(capsys: pytest.C
 
 
 @pytest.mark.usefixtures("services_env")
-@pytest.mark.parametrize("secret", [
-    "change-me-to-at-least-32-random-characters",  # the placeholder of .env.example
-    "CHANGEME-please-0123456789abcdefghij",
-    "x" * 64,
-    "passwordpasswordpasswordpassword",
-    "ab12" * 16,
-])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "change-me-to-at-least-32-random-characters",  # the placeholder of .env.example
+        "CHANGEME-please-0123456789abcdefghij",
+        "x" * 64,
+        "passwordpasswordpasswordpassword",
+        "ab12" * 16,
+    ],
+)
 def test_placeholder_or_guessable_secret_is_refused_with_one_line(
     secret: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,9 +90,7 @@ def test_missing_secret_stops_with_one_line_naming_it(capsys: pytest.CaptureFixt
     assert "JWT_SECRET" in err
 
 
-def test_malformed_setting_is_named(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_malformed_setting_is_named(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("KAFKA_BROKERS", "not a broker list")
     monkeypatch.setenv("TOPIC_PARTITIONS", "many")
     with pytest.raises(SystemExit):
@@ -98,9 +99,7 @@ def test_malformed_setting_is_named(
     assert "KAFKA_BROKERS" in err and "TOPIC_PARTITIONS" in err
 
 
-def test_short_secret_is_refused(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_short_secret_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("JWT_SECRET", "short")
     with pytest.raises(SystemExit):
         load(GatewaySettings)

@@ -30,8 +30,12 @@ def wire(decision: Decision) -> dict[str, Any]:
 
 def run(store: Names, body: Body, actor: uuid.UUID | None = None, command_id: uuid.UUID | None = None) -> Decision:
     command = Command(
-        command_id=command_id or uuid.uuid4(), correlation_id="c", actor_id=actor, reply_to=None,
-        issued_at=datetime.now(UTC), body=body,
+        command_id=command_id or uuid.uuid4(),
+        correlation_id="c",
+        actor_id=actor,
+        reply_to=None,
+        issued_at=datetime.now(UTC),
+        body=body,
     )
     return decide(store, command)
 

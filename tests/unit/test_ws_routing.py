@@ -34,8 +34,16 @@ def test_a_message_new_record_names_its_chat_and_seq_and_a_stale_one_asks_for_a_
     value = encode_delivery(user, frame % (chat.encode(), user.encode()), "conn")
     fresh = route_of(record(value, 2_000), oldest_ms=1_000)
     assert fresh is not None
-    assert (fresh.user_id, fresh.chat_id, fresh.seq, fresh.skip_connection, fresh.sent_as) == (user, chat, 7, "conn", "m")
-    to_other = route_of(record(encode_delivery(str(uuid.uuid4()), frame % (chat.encode(), user.encode()), None), 2_000), 1_000)
+    assert (fresh.user_id, fresh.chat_id, fresh.seq, fresh.skip_connection, fresh.sent_as) == (
+        user,
+        chat,
+        7,
+        "conn",
+        "m",
+    )
+    to_other = route_of(
+        record(encode_delivery(str(uuid.uuid4()), frame % (chat.encode(), user.encode()), None), 2_000), 1_000
+    )
     assert to_other is not None and to_other.sent_as is None, "only the sender's own frames name their client_msg_id"
     stale = route_of(record(value, 500), oldest_ms=1_000)
     assert stale == Route(user, "", resync=True)
@@ -50,5 +58,15 @@ def test_only_message_new_frames_have_a_position() -> None:
 
 
 def test_a_stale_backlog_asks_each_recipient_for_one_resync() -> None:
-    routes = [Route("a", "", resync=True), Route("a", "x"), Route("a", "", resync=True), None, Route("b", "", resync=True)]
-    assert without_repeated_resyncs(routes) == [Route("a", "", resync=True), Route("a", "x"), Route("b", "", resync=True)]
+    routes = [
+        Route("a", "", resync=True),
+        Route("a", "x"),
+        Route("a", "", resync=True),
+        None,
+        Route("b", "", resync=True),
+    ]
+    assert without_repeated_resyncs(routes) == [
+        Route("a", "", resync=True),
+        Route("a", "x"),
+        Route("b", "", resync=True),
+    ]

@@ -88,7 +88,9 @@ def test_many_moves_keep_the_heap_small_and_the_answers_right() -> None:
 
 def socket_of(watch: SessionWatch, user: str, session: str, expires_at: float) -> tuple[Connection, FakeSocket]:
     fake = FakeSocket()
-    conn = Connection(user, fake, fake.abort, OutgoingQueue(8, 4), close_grace=0.2, session_id=session, expires_at=expires_at)
+    conn = Connection(
+        user, fake, fake.abort, OutgoingQueue(8, 4), close_grace=0.2, session_id=session, expires_at=expires_at
+    )
     watch.track(conn)
     return conn, fake
 
