@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint stop bench chaos setup services services-down migrate topics env unit typecheck clean
+.PHONY: run test lint stop bench chaos setup services services-down migrate topics env unit clean
 
 run: setup
 	scripts/system up
@@ -14,7 +14,8 @@ stop:
 	scripts/system down
 	scripts/services down
 
-test: $(STAMP) env
+# Lint first: a style or type error fails in seconds, before the services start.
+test: lint env
 	scripts/services up
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -34,9 +35,6 @@ unit: $(STAMP) env
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
-
-typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 setup: $(STAMP) env services migrate topics
