@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
+from schemas import topics
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
@@ -94,6 +95,21 @@ async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
         linger_ms=PRODUCER_LINGER_MS,
     )
     await producer.start()
+    await know_command_topics(producer, app[SETTINGS])
     app[PRODUCER] = producer
     yield
     await producer.stop()
+
+
+COMMAND_TOPICS = (topics.USER_COMMANDS, topics.CHAT_COMMANDS, topics.MESSAGE_SEND)
+
+
+async def know_command_topics(producer: AIOKafkaProducer, settings: GatewaySettings) -> None:
+    """Fetch the partitions of every topic the gateway sends commands to before it takes requests.
+
+    A producer that has not seen a topic yet fetches its metadata on the first send to it, and
+    sends made meanwhile may leave in another order than they were made: one socket's first
+    messages then reached the deciding agent, and got their `seq`, out of the order they were sent.
+    """
+    for spec in COMMAND_TOPICS:
+        await producer.partitions_for(settings.topic(spec.name))
