@@ -8,6 +8,7 @@ import uuid
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.commands import CLIENT_MSG_ID_MAX, TEXT_MAX
 from schemas.models import ChatType, fold_username
@@ -19,6 +20,8 @@ GROUP_MEMBERS_DEFAULT = 500
 GROUP_MEMBERS_CEILING = 1000
 """The most `MAX_GROUP_MEMBERS` may be set to. Every message of a group is one delivery record
 per member, and its create one whole Chat (a member list) per member: members² bytes."""
+GROUP_FULL = "group_full"
+"""The contract's code for a group past `MAX_GROUP_MEMBERS` (409), also the validation error's type."""
 MAX_GROUP_MEMBERS_CONTEXT = "max_group_members"
 """The validation context key by which the gateway passes its `MAX_GROUP_MEMBERS` to `CreateChatBody`."""
 Username = Annotated[str, StringConstraints(min_length=3, max_length=32), Clean]
@@ -58,19 +61,20 @@ class ProfilePatch(Body):
 
 class CreateChatBody(Body):
     type: ChatType
-    member_ids: list[uuid.UUID] = Field(max_length=GROUP_MEMBERS_CEILING)
+    member_ids: list[uuid.UUID]
     title: Annotated[str, Clean] | None = Field(None, min_length=1, max_length=128)
 
     @field_validator("member_ids")
     @classmethod
     def bounded(cls, value: list[uuid.UUID], info: ValidationInfo) -> list[uuid.UUID]:
         """No more ids than a group may hold (the context's limit, else the default): a longer
-        list cannot make a valid chat, so it is refused before any read or command. The limit
-        itself (the creator counts) is the chat agent's to enforce: 409 `group_full`."""
+        list cannot make a valid chat, so it is refused before any read or command, with the
+        contract's `group_full` (409) as the error type. The limit counting the creator is the
+        chat agent's to enforce. The body's 64 KiB bound caps how long the list can be at all."""
         context = info.context if isinstance(info.context, dict) else {}
         limit = int(context.get(MAX_GROUP_MEMBERS_CONTEXT, GROUP_MEMBERS_DEFAULT))
         if len(value) > limit:
-            raise ValueError(f"at most {limit} members")
+            raise PydanticCustomError(GROUP_FULL, "a group holds at most {limit} members", {"limit": limit})
         return value
 
 

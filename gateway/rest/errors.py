@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.infra.resources import DEPENDENCY_DOWN
 from gateway.usecases.refusal import RATE_LIMITED, UNAVAILABLE, Refused
+from schemas.api import GROUP_FULL
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def field_name(location: tuple[int | str, ...]) -> str:
 
 
 def from_validation_error(error: ValidationError) -> ApiError:
-    """400 naming every bad field.
+    """400 naming every bad field; 409 `group_full` for a group's member list past its limit.
 
     Only the location, pydantic's message and its error type are kept: the offending `input` may
     be a password, and `ctx` may hold exception objects that are neither JSON nor meant for clients.
@@ -198,6 +199,9 @@ def from_validation_error(error: ValidationError) -> ApiError:
         for item in error.errors(include_url=False)
     ]
     first = errors[0]["field"] if errors else BODY_FIELD
+    full = next((e for e in errors if e["type"] == GROUP_FULL), None)
+    if full is not None:
+        return ApiError(STATUS_BY_CODE[GROUP_FULL], GROUP_FULL, full["message"], details={"field": full["field"]})
     return invalid_request(first, f"invalid field: {first}", errors)
 
 

@@ -1,5 +1,5 @@
 """The bound on `member_ids` (contract v1.1, "Group size"): refused by the schema, before any
-read or command, when the list cannot make a group of at most `MAX_GROUP_MEMBERS`."""
+read or command, as `group_full`, when the list cannot make a group of at most `MAX_GROUP_MEMBERS`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT, MAX_GROUP_MEMBERS_CONTEXT, CreateChatBody
+from schemas.api import (
+    GROUP_FULL,
+    GROUP_MEMBERS_CEILING,
+    GROUP_MEMBERS_DEFAULT,
+    MAX_GROUP_MEMBERS_CONTEXT,
+    CreateChatBody,
+)
 
 
 def body(count: int) -> dict[str, object]:
@@ -19,7 +25,7 @@ def test_member_ids_are_bounded_by_the_default_limit() -> None:
     assert len(CreateChatBody.model_validate(body(GROUP_MEMBERS_DEFAULT)).member_ids) == GROUP_MEMBERS_DEFAULT
     with pytest.raises(ValidationError) as refused:
         CreateChatBody.model_validate(body(GROUP_MEMBERS_DEFAULT + 1))
-    assert refused.value.errors()[0]["loc"] == ("member_ids",)
+    assert [(e["loc"], e["type"]) for e in refused.value.errors()] == [(("member_ids",), GROUP_FULL)]
 
 
 def test_member_ids_follow_the_limit_the_gateway_passes() -> None:
@@ -29,6 +35,7 @@ def test_member_ids_follow_the_limit_the_gateway_passes() -> None:
         CreateChatBody.model_validate(body(4), context=context)
 
 
-def test_no_limit_lifts_the_ceiling() -> None:
-    with pytest.raises(ValidationError):
-        CreateChatBody.model_validate(body(GROUP_MEMBERS_CEILING + 1), context={MAX_GROUP_MEMBERS_CONTEXT: 10**6})
+def test_a_list_past_the_ceiling_is_group_full_too() -> None:
+    with pytest.raises(ValidationError) as refused:
+        CreateChatBody.model_validate(body(GROUP_MEMBERS_CEILING + 1), context={MAX_GROUP_MEMBERS_CONTEXT: 1000})
+    assert refused.value.errors()[0]["type"] == GROUP_FULL
