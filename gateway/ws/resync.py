@@ -76,6 +76,7 @@ class Resyncer:
         if connection.id in self._running:
             self._again.add(connection.id)
             return
+        connection.hold()
         self._running[connection.id] = asyncio.create_task(self._run(connection), name=f"resync {connection.id}")
 
     async def stop(self) -> None:
@@ -85,6 +86,9 @@ class Resyncer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, connection: Connection) -> None:
+        """Resync until no request came meanwhile. Live pushes are held from the request on (see
+        `request`): a route the listener reads before this task first runs would otherwise reach
+        the socket, raise its last `seq` given past a gap, and hide the gap from the resync."""
         try:
             while not connection.closing:
                 self._again.discard(connection.id)
@@ -97,6 +101,7 @@ class Resyncer:
         finally:
             self._running.pop(connection.id, None)
             self._again.discard(connection.id)
+            connection.release()
 
     async def resync(self, connection: Connection) -> None:
         connection.hold()

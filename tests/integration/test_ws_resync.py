@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from gateway.infra import read_store
 from gateway.ws.connections import SLOW_CLOSE_CODE, Connection, ConnectionRegistry, OutgoingQueue
 from gateway.ws.resync import RESYNC_LIMIT, Resyncer
+from schemas.frames import encode_frame, message_new_frame
 from tests.unit.test_ws_connections import FakeSocket, until
 
 pytestmark = pytest.mark.integration
@@ -99,3 +101,25 @@ async def test_a_socket_that_missed_too_much_is_closed_to_sync_itself(pool: asyn
     await until(lambda: socket.closed_with is not None)
     assert socket.closed_with is not None and socket.closed_with[0] == SLOW_CLOSE_CODE
     assert socket.sent == []
+
+
+async def test_a_live_push_read_right_after_a_resync_request_waits_for_it(pool: asyncpg.Pool) -> None:
+    """The pub/sub listener asks for a resync and may push the next route it reads before the
+    resync's task first runs: that push must wait, or it raises the socket's last `seq` given past
+    the gap (3 and 4 here) and the resync finds nothing missing."""
+    me, other = uuid.uuid4(), uuid.uuid4()
+    opened = datetime.now(UTC) - timedelta(minutes=1)
+    chat = await chat_with(pool, [me, other], [other] * 5, opened + timedelta(seconds=1))
+    conn, socket = open_socket(me, opened)
+    conn.note_given(str(chat), 2)
+    registry = ConnectionRegistry()
+    registry.add(conn)
+    resyncer = Resyncer(pool, registry)
+    [fifth] = await read_store.messages_page(pool, chat, before=None, after=4, limit=1)
+
+    resyncer.request(conn, "pubsub_reconnect")
+    conn.push(encode_frame(message_new_frame(fifth)), str(chat), 5)
+    await until(lambda: len(socket.sent) >= 3)
+    await asyncio.sleep(0.1)
+    assert seqs(socket) == [(str(chat), 3), (str(chat), 4), (str(chat), 5)]
+    await conn.close(1000, "")
