@@ -61,6 +61,8 @@ ALL: tuple[TopicSpec, ...] = (
     MESSAGE_DELIVERED,
 )
 EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
+COMMAND_TOPICS: tuple[TopicSpec, ...] = (USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)
+"""What the gateway sends commands to."""
 
 
 def reply_topic_name(instance_id: str) -> str:

@@ -101,9 +101,6 @@ async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
     await producer.stop()
 
 
-COMMAND_TOPICS = (topics.USER_COMMANDS, topics.CHAT_COMMANDS, topics.MESSAGE_SEND)
-
-
 async def know_command_topics(producer: AIOKafkaProducer, settings: GatewaySettings) -> None:
     """Fetch the partitions of every topic the gateway sends commands to before it takes requests.
 
@@ -111,5 +108,5 @@ async def know_command_topics(producer: AIOKafkaProducer, settings: GatewaySetti
     sends made meanwhile may leave in another order than they were made: one socket's first
     messages then reached the deciding agent, and got their `seq`, out of the order they were sent.
     """
-    for spec in COMMAND_TOPICS:
+    for spec in topics.COMMAND_TOPICS:
         await producer.partitions_for(settings.topic(spec.name))
