@@ -6,6 +6,7 @@ variable into one line naming it and a non-zero exit, before anything starts.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Annotated, Literal, TypeVar
 
@@ -13,12 +14,23 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError, Validati
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.logs import LogFormat
-from config.operator_auth import OPERATOR_TOKEN_MIN_LENGTH, is_loopback
 from config.weak_secrets import weakness
 from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
 
 JWT_SECRET_MIN_LENGTH = 32
+OPERATOR_TOKEN_MIN_LENGTH = 32
+LOOPBACK_NAMES = frozenset({"localhost"})
 KAFKA_PASSWORD_MIN_LENGTH = 16
+
+
+def is_loopback(host: str) -> bool:
+    """True for a bind address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class CommonSettings(BaseSettings):
@@ -70,7 +82,7 @@ class WorkerSettings(CommonSettings):
     worker_data_dir: str = ".data/faust"
     operator_token: str = ""
     """`Authorization: Bearer` token of the web views that show table contents
-    (`config.operator_auth`); empty: those views are closed to everyone. Required beyond loopback."""
+    (`runtime.operator_auth`); empty: those views are closed to everyone. Required beyond loopback."""
 
     @field_validator("operator_token")
     @classmethod

@@ -3,7 +3,7 @@
 Both workers get the same broker settings, memory tables recovered from their changelogs, and
 the operator pages beside Faust's own web views (`/table/`, `/router/`, …): `/healthz` and
 `/metrics`. Every view but those two asks for `Authorization: Bearer <OPERATOR_TOKEN>`
-(`config.operator_auth`); the web server binds to loopback unless `WORKER_WEB_HOST` says
+(`runtime.operator_auth`); the web server binds to loopback unless `WORKER_WEB_HOST` says
 otherwise, which `WorkerSettings` allows only with a token.
 """
 
@@ -18,10 +18,10 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.logs import configure, faust_logging_config
-from config.operator_auth import operator_auth
 from config.settings import CommonSettings, WorkerSettings
 from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from runtime.kafka_cluster import replication_of
+from runtime.operator_auth import operator_auth
 
 ACKS_ALL = -1
 SESSION_TIMEOUT_S = 10.0

@@ -1,4 +1,4 @@
-"""The operator token of the workers' web views (`config.operator_auth`) and the settings that
+"""The operator token of the workers' web views (`runtime.operator_auth`) and the settings that
 refuse to expose them without one. The real workers are tested in tests/e2e/test_worker_views.py."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
-from config.operator_auth import bearer_token, is_loopback, operator_auth, token_matches
-from config.settings import WorkerSettings
+from config.settings import WorkerSettings, is_loopback
+from runtime.operator_auth import bearer_token, operator_auth, token_matches
 
 TOKEN = "0123456789abcdefghijABCDEFGHIJ-_xyz"
 SERVICES = {

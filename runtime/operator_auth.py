@@ -20,7 +20,6 @@ token still runs, and table contents stay behind a token that must first be set.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 import orjson
 from aiohttp import web
@@ -30,19 +29,7 @@ OPEN_PATHS = frozenset({"/healthz", "/metrics", "/projections/lag"})
 """Routes answered without a token: liveness, Prometheus text and the projections' lag (offsets per
 partition, what the lag gauge of `/metrics` already says); never table data."""
 
-OPERATOR_TOKEN_MIN_LENGTH = 32
-LOOPBACK_NAMES = frozenset({"localhost"})
 REALM = "operator"
-
-
-def is_loopback(host: str) -> bool:
-    """True for a bind address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.strip().lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bearer_token(header: str | None) -> str | None:
