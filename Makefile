@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint stop bench chaos setup services services-down migrate topics env unit clean
+.PHONY: run test lint stop bench chaos setup services services-down migrate topics env unit clean browser
 
 run: setup
 	scripts/system up
@@ -15,7 +15,7 @@ stop:
 	scripts/services down
 
 # Lint first: a style or type error fails in seconds, before the services start.
-test: lint env
+test: lint env browser
 	scripts/services up
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -30,6 +30,10 @@ chaos: $(STAMP) env
 
 unit: $(STAMP) env
 	$(PY) -m pytest -q tests/unit
+
+# Debian's chromium and chromium-driver for the browser tests (tests/browser/), installed when missing.
+browser:
+	scripts/browser
 
 # Lint, formatting and types of every Python file (configured in pyproject.toml); `make test` runs it first.
 lint: $(STAMP)
