@@ -41,11 +41,11 @@ def test_leads_to_the_contract(name: str) -> None:
     assert "docs/contract.md" in (ROOT / name).read_text(encoding="utf-8"), f"{name} does not name docs/contract.md"
 
 
-PACKAGES = ("config", "schemas", "streams", "projections", "gateway", "runtime")
+PACKAGES = ("config", "schemas", "streams", "projections", "gateway", "runtime", "console")
 PROJECT_FOLDERS = frozenset((*PACKAGES, "tests", "docs", "scripts", "bench", "migrations"))
 TEST_FOLDERS = frozenset(("unit", "integration", "e2e", "chaos"))
 """Pages name tests relative to `tests/` (`unit/test_settings.py`)."""
-GENERATED = ("bench/results/",)
+GENERATED = ("bench/results/", "tests/browser/screenshots/")
 """Written by a run, not kept in the repository."""
 PATH_NAME = re.compile(r"`([\w.\-]+(?:/[\w.\-]+)+/?)`")
 MODULE_NAME = re.compile(rf"`((?:{'|'.join(PACKAGES)})(?:\.[A-Za-z_]\w*)+)`")
