@@ -1,0 +1,328 @@
+"""Folds: a projection's final rows computed in memory from its events, for the bulk loader.
+
+A fold takes the parameters `projection.params` gives for each event (the `$1, $2, ...` of the
+projection's statement), in log order, and keeps the rows that executing the statement once per
+event would leave in the tables; `rows()` then gives them, table by table, for a COPY. Each fold
+models one statement text: `MODELLED` holds the sha256 of the statement each fold was written for,
+and `fold_for` gives no fold for a projection whose statement differs (the loader then applies the
+statement itself), so a changed statement never meets an outdated fold.
+
+What a statement does, and so what its fold does, is written beside the statement
+(`projections/messages.py`, `users.py`, `chats.py`). The parts that are easy to miss:
+
+- `message.sent` that conflicts with a stored message (same id, or same chat and seq, deleted or
+  not) changes nothing at all; otherwise every recipient but the sender gets one more unread, and
+  the sender's marker moves to the message (never back) with nothing unread.
+- `message.read` recounts: messages of the chat after the marker (which never moves back), sent by
+  others, not deleted, as they are at that event. A deletion lowers no count until then.
+- edits and deletions find the message by id alone, and only while it is not deleted.
+- `chat.created` writes its founders only with a new chat row; the first of two founders with the
+  same user wins.
+
+A fold sees only the events given to it. The loader may fold the messages of different partitions
+in different processes (a chat's events are all in its one partition): `MessagesFold.chat_ids` and
+`strangers` let it check afterwards that no event needed what another fold held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right, insort
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from projections.model import Params, Projection
+
+Row = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class TableRows:
+    table: str
+    columns: tuple[str, ...]
+    rows: Iterable[Row]
+
+
+class Fold(Protocol):
+    def apply(self, params: Params) -> None:
+        """One event's statement parameters, in log order."""
+
+    def rows(self) -> list[TableRows]:
+        """The final rows, table by table, in an order the tables' keys allow (referenced first)."""
+
+
+def fingerprint(statement: str) -> str:
+    return hashlib.sha256(statement.encode()).hexdigest()
+
+
+MODELLED = {
+    "messages": "2943a2841912b56e7363d7e4b1bbc45a724ebf5886e61c41728c5ae900723be5",
+    "users": "e7e313f608823f69a4d2661320ec75269feb97d57e35558e080a8d69a8a40a6e",
+    "chats": "5c84e425eaa3ced0bd21c6149d495c0f8aba86d2fc7225658c8836bf493d1c93",
+}
+"""The sha256 of the statement each fold was written for (`fingerprint`). A change of the statement
+makes `tests/unit/test_folds.py` fail until the fold is checked against it and this updated."""
+
+
+# --- messages --------------------------------------------------------------------------------------
+
+
+class ChatMessages:
+    """What the messages projection holds of one chat."""
+
+    __slots__ = ("activity", "live", "live_by", "markers", "seqs")
+
+    def __init__(self) -> None:
+        self.seqs: set[int] = set()
+        """Every stored message's seq, deleted or not: (chat_id, seq) is unique."""
+        self.live: list[int] = []
+        """The seqs of the messages not deleted, sorted."""
+        self.live_by: dict[UUID, list[int]] = {}
+        """The same, by sender."""
+        self.activity: tuple[int, UUID, datetime] | None = None
+        """last_seq, last_message_id, last_activity_at."""
+        self.markers: dict[UUID, list[Any]] = {}
+        """user_id -> [seq, unread_count, updated_at]."""
+
+    def add_live(self, seq: int, sender: UUID) -> None:
+        add_sorted(self.live, seq)
+        own = self.live_by.get(sender)
+        if own is None:
+            self.live_by[sender] = [seq]
+        else:
+            add_sorted(own, seq)
+
+    def drop_live(self, seq: int, sender: UUID) -> None:
+        drop_sorted(self.live, seq)
+        drop_sorted(self.live_by[sender], seq)
+
+    def unread_after(self, seq: int, user: UUID) -> int:
+        """Messages not deleted after `seq`, sent by others than `user`."""
+        live = self.live
+        count = len(live) - bisect_right(live, seq)
+        own = self.live_by.get(user)
+        if own:
+            count -= len(own) - bisect_right(own, seq)
+        return count
+
+
+def add_sorted(values: list[int], value: int) -> None:
+    if not values or value > values[-1]:
+        values.append(value)
+    else:
+        insort(values, value)
+
+
+def drop_sorted(values: list[int], value: int) -> None:
+    del values[bisect_right(values, value) - 1]
+
+
+MESSAGE_COLUMNS = ("id", "chat_id", "seq", "sender_id", "text", "client_msg_id", "created_at", "edited_at", "deleted")
+ID, CHAT, SEQ, SENDER, TEXT, CLIENT_MSG_ID, CREATED_AT, EDITED_AT, DELETED = range(len(MESSAGE_COLUMNS))
+
+
+class MessagesFold:
+    """`projections.messages.STATEMENT`, one event at a time, in memory."""
+
+    def __init__(self) -> None:
+        self.messages: dict[UUID, list[Any]] = {}
+        """id -> the row, in `MESSAGE_COLUMNS` order."""
+        self.chats: dict[UUID, ChatMessages] = {}
+        self.unknown_targets = 0
+
+    def chat(self, chat_id: UUID) -> ChatMessages:
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            chat = self.chats[chat_id] = ChatMessages()
+        return chat
+
+    def apply(self, params: Params) -> None:
+        kind = params[0]
+        if kind == "message.sent":
+            self.sent(params)
+        elif kind == "message.read":
+            self.read(params)
+        elif kind == "message.edited":
+            self.edited(params)
+        elif kind == "message.deleted":
+            self.deleted(params)
+
+    def sent(self, params: Any) -> None:
+        _, chat_id, message_id, seq, sender, text, client_msg_id, recipients, at = params
+        if message_id in self.messages:
+            return
+        chat = self.chat(chat_id)
+        if seq in chat.seqs:
+            return
+        chat.seqs.add(seq)
+        self.messages[message_id] = [message_id, chat_id, seq, sender, text, client_msg_id, at, None, False]
+        chat.add_live(seq, sender)
+        if chat.activity is None or seq > chat.activity[0]:
+            chat.activity = (seq, message_id, at)
+        markers = chat.markers
+        for user in set(recipients):
+            if user != sender:
+                marker = markers.get(user)
+                if marker is None:
+                    markers[user] = [0, 1, at]
+                else:
+                    marker[1] += 1
+        own = markers.get(sender)
+        if own is None:
+            markers[sender] = [seq, 0, at]
+        else:
+            own[0] = max(own[0], seq)
+            own[1] = 0
+            own[2] = at
+
+    def edited(self, params: Any) -> None:
+        row = self.target(params[2])
+        if row is not None:
+            row[TEXT] = params[5]
+            row[EDITED_AT] = params[8]
+
+    def deleted(self, params: Any) -> None:
+        row = self.target(params[2])
+        if row is not None:
+            row[TEXT] = ""
+            row[DELETED] = True
+            self.chats[row[CHAT]].drop_live(row[SEQ], row[SENDER])
+
+    def target(self, message_id: UUID) -> list[Any] | None:
+        """The row an edit or deletion changes: its message, unless deleted."""
+        row = self.messages.get(message_id)
+        if row is None:
+            self.unknown_targets += 1
+            return None
+        return None if row[DELETED] else row
+
+    def read(self, params: Any) -> None:
+        _, chat_id, _, seq, user, _, _, _, at = params
+        chat = self.chat(chat_id)
+        marker = chat.markers.get(user)
+        if marker is None:
+            chat.markers[user] = [seq, chat.unread_after(seq, user), at]
+        else:
+            moved = max(marker[0], seq)
+            marker[0] = moved
+            marker[1] = chat.unread_after(moved, user)
+            marker[2] = at
+
+    def rows(self) -> list[TableRows]:
+        return [
+            TableRows("messages", MESSAGE_COLUMNS, (tuple(row) for row in self.messages.values())),
+            TableRows(
+                "chat_activity",
+                ("chat_id", "last_seq", "last_message_id", "last_activity_at"),
+                ((chat_id, *chat.activity) for chat_id, chat in self.chats.items() if chat.activity is not None),
+            ),
+            TableRows("read_markers", ("chat_id", "user_id", "seq", "unread_count", "updated_at"), self.marker_rows()),
+        ]
+
+    def marker_rows(self) -> Iterator[Row]:
+        for chat_id, chat in self.chats.items():
+            for user, marker in chat.markers.items():
+                yield (chat_id, user, *marker)
+
+    def chat_ids(self) -> set[UUID]:
+        """The chats whose rows this fold holds."""
+        return set(self.chats)
+
+    def strangers(self) -> int:
+        """Edits and deletions of a message this fold does not hold: another fold may hold it."""
+        return self.unknown_targets
+
+
+# --- users -----------------------------------------------------------------------------------------
+
+
+class UsersFold:
+    """`projections.users.STATEMENT`, one event at a time, in memory."""
+
+    def __init__(self) -> None:
+        self.users: dict[UUID, list[Any]] = {}
+        """id -> [id, username, display_name, bio, created_at, password_hash]."""
+        self.usernames: set[object] = set()
+
+    def apply(self, params: Any) -> None:
+        kind, user_id, username, display_name, bio, password_hash, at = params
+        if kind == "user.registered":
+            if user_id not in self.users and username not in self.usernames:
+                self.usernames.add(username)
+                self.users[user_id] = [user_id, username, display_name, bio or "", at, password_hash]
+        elif kind == "user.profile_updated":
+            row = self.users.get(user_id)
+            if row is not None:
+                if display_name is not None:
+                    row[2] = display_name
+                if bio is not None:
+                    row[3] = bio
+
+    def rows(self) -> list[TableRows]:
+        return [
+            TableRows(
+                "users",
+                ("id", "username", "display_name", "bio", "created_at"),
+                (tuple(row[:5]) for row in self.users.values()),
+            ),
+            TableRows("user_credentials", ("user_id", "password_hash"), ((r[0], r[5]) for r in self.users.values())),
+        ]
+
+
+# --- chats -----------------------------------------------------------------------------------------
+
+
+class ChatsFold:
+    """`projections.chats.STATEMENT`, one event at a time, in memory."""
+
+    def __init__(self) -> None:
+        self.chats: dict[UUID, Row] = {}
+        """id -> (id, type, title, created_by, created_at)."""
+        self.members: dict[tuple[UUID, UUID], list[Any]] = {}
+        """(chat_id, user_id) -> [role, joined_at], in the order they were first written."""
+
+    def apply(self, params: Any) -> None:
+        kind, chat_id, chat_type, title, created_by, ids, roles, user_id, role, at = params
+        members = self.members
+        if kind == "chat.created":
+            if chat_id in self.chats:
+                return
+            self.chats[chat_id] = (chat_id, chat_type, title, created_by, at)
+            for founder, founder_role in zip(ids, roles, strict=True):
+                members.setdefault((chat_id, founder), [founder_role, at])
+        elif kind == "chat.member_added":
+            member = members.get((chat_id, user_id))
+            if member is None:
+                members[(chat_id, user_id)] = [role, at]
+            else:
+                member[0] = role
+        elif kind == "chat.member_removed":
+            members.pop((chat_id, user_id), None)
+        elif kind == "chat.role_changed":
+            member = members.get((chat_id, user_id))
+            if member is not None:
+                member[0] = role
+
+    def rows(self) -> list[TableRows]:
+        return [
+            TableRows("chats", ("id", "type", "title", "created_by", "created_at"), self.chats.values()),
+            TableRows(
+                "chat_members",
+                ("chat_id", "user_id", "role", "joined_at"),
+                ((chat_id, user_id, *m) for (chat_id, user_id), m in self.members.items()),
+            ),
+        ]
+
+
+FOLDS: dict[str, Callable[[], Fold]] = {"messages": MessagesFold, "users": UsersFold, "chats": ChatsFold}
+
+
+def fold_for(projection: Projection) -> Fold | None:
+    """A new fold of `projection`, or None when no fold models its statement as it is now."""
+    make = FOLDS.get(projection.name)
+    if make is None or fingerprint(projection.statement) != MODELLED.get(projection.name):
+        return None
+    return make()
