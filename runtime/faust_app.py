@@ -1,8 +1,9 @@
 """The Faust app shared shape of the streams and projections workers.
 
 Both workers get the same broker settings, memory tables recovered from their changelogs, and
-the operator pages beside Faust's own web views (`/table/`, `/router/`, …): `/healthz` and
-`/metrics`. Every view but those two asks for `Authorization: Bearer <OPERATOR_TOKEN>`
+the operator pages beside Faust's own web views (`/table/`, `/router/`, …): `/healthz`,
+`/metrics` and the operator console under `/console/` (`console.pages`). Every view but the open
+ones asks for `Authorization: Bearer <OPERATOR_TOKEN>` or the console's session cookie
 (`runtime.operator_auth`); the web server binds to loopback unless `WORKER_WEB_HOST` says
 otherwise, which `WorkerSettings` allows only with a token.
 """
@@ -17,6 +18,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import console.pages
 from config.logs import configure, faust_logging_config
 from config.settings import CommonSettings, WorkerSettings
 from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
@@ -76,7 +78,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
     }
     options.update(overrides)
     app = App(settings.topic(name), settings, **options)
-    add_operator_pages(app)
+    add_operator_pages(app, settings)
     schedule = FreezeSchedule()
 
     async def keep_gc_pauses_short() -> None:
@@ -95,7 +97,10 @@ def broker_credentials(settings: CommonSettings) -> faust.SASLCredentials:
     )
 
 
-def add_operator_pages(app: faust.App) -> None:
+def add_operator_pages(app: faust.App, settings: WorkerSettings) -> None:
+    """`/healthz` and `/metrics`, open, and the operator console (`console.pages`), behind the token."""
+    console.pages.register(app, settings)
+
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:

@@ -203,10 +203,30 @@ def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
     """Declare the chat agent and its tables on `app`."""
     partitions = settings.topic_partitions
     tables = ChatTables(
-        chats=app.Table("chat_state", partitions=partitions, key_type=str),
-        messages=app.Table("message_index", partitions=partitions, key_type=str),
-        sent=app.Table("send_dedupe", partitions=partitions, key_type=str),
-        checkpoints=app.Table("event_checkpoint", partitions=partitions, key_type=str),
+        chats=app.Table(
+            "chat_state",
+            partitions=partitions,
+            key_type=str,
+            help="chat_id -> the chat: type, title, creator, members with their roles, last message seq",
+        ),
+        messages=app.Table(
+            "message_index",
+            partitions=partitions,
+            key_type=str,
+            help="message_id -> the message: chat, seq, sender, text, edited/deleted (in its chat's partition)",
+        ),
+        sent=app.Table(
+            "send_dedupe",
+            partitions=partitions,
+            key_type=str,
+            help="chat_id|sender_id|client_msg_id -> the message_id that send got (a repeated send finds it)",
+        ),
+        checkpoints=app.Table(
+            "event_checkpoint",
+            partitions=partitions,
+            key_type=str,
+            help="topic:partition of the chat and message events -> the next offset not yet in these tables",
+        ),
     )
     decider = ChatDecider(app, settings, tables)
     source = app.topic(

@@ -62,8 +62,14 @@ class Outbox:
             await self.send(command.reply_to, command.correlation_id.encode(), codec.dumps(reply), 0)
 
     async def put(self, table: TableT[str, Any], partition: int, key: str, value: Any) -> None:
-        """Set a table key and write its changelog to `partition` (the key's chat or name)."""
+        """Set a table key and write its changelog to `partition` (the key's chat or name).
+
+        The memory store is told the key's partition, as recovery tells it: it then drops the key
+        when the partition is revoked, and the console counts it in the right partition."""
         table.data[key] = value
+        key_partitions = getattr(table.data, "_key_partition", None)
+        if key_partitions is not None:
+            key_partitions[key] = partition
         changelog = table.changelog_topic
         # `TableT` does not declare the serializers every `Table` has.
         key_bytes, _ = changelog.prepare_key(key, getattr(table, "key_serializer"))  # noqa: B009

@@ -59,7 +59,12 @@ class UserDecider(DecidingAgent[TableUserStore]):
 
 def register(app: faust.App, settings: WorkerSettings) -> UserDecider:
     """Declare the user agent and its table on `app`."""
-    usernames = app.Table("usernames", partitions=settings.topic_partitions, key_type=str)
+    usernames = app.Table(
+        "usernames",
+        partitions=settings.topic_partitions,
+        key_type=str,
+        help="folded (case-insensitive) username -> the user_id that registered it",
+    )
     decider = UserDecider(app, settings, usernames)
     source = app.topic(
         settings.topic(topics.USER_COMMANDS.name),

@@ -1,9 +1,11 @@
-"""The operator token of the workers' web views (`runtime.operator_auth`) and the settings that
-refuse to expose them without one. The real workers are tested in tests/e2e/test_worker_views.py."""
+"""The operator token of the workers' web views (`runtime.operator_auth`), the console's login and
+session cookie (`console.login`), and the settings that refuse to expose them without one. The real
+workers are tested in tests/e2e/test_worker_views.py and tests/e2e/test_console.py."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,7 +14,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from config.settings import WorkerSettings, is_loopback
-from runtime.operator_auth import bearer_token, operator_auth, token_matches
+from console.login import log_in, log_out, safe_next, same_origin, show_login
+from runtime.operator_auth import (
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    bearer_token,
+    operator_auth,
+    session_cookie_value,
+    session_is_valid,
+    token_matches,
+)
 
 TOKEN = "0123456789abcdefghijABCDEFGHIJ-_xyz"
 SERVICES = {
@@ -141,3 +152,109 @@ async def test_without_a_token_set_closed_views_refuse_everyone() -> None:
         for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
             assert (await test_client.get("/table/", headers=headers)).status == 401
         assert (await test_client.get("/healthz")).status == 200
+
+
+# --- the console's session cookie and login ------------------------------------------------------------
+
+
+def test_a_session_cookie_proves_the_token_without_holding_it() -> None:
+    cookie = session_cookie_value(TOKEN, now=1_000)
+    assert TOKEN not in cookie
+    assert session_is_valid(cookie, TOKEN, now=1_001)
+    assert not session_is_valid(cookie, TOKEN + "x", now=1_001)
+    assert not session_is_valid(cookie, TOKEN, now=1_000 + SESSION_TTL_S)
+    assert not session_is_valid(cookie, "", now=1_001)
+
+
+@pytest.mark.parametrize("forged", ["", ".", "abc", "99999999999.x", "-5.abc", "1e9.abc", f"{10**13}.abc"])
+def test_forged_cookies_are_refused(forged: str) -> None:
+    assert not session_is_valid(forged, TOKEN, now=0)
+
+
+def test_a_cookie_cannot_be_moved_to_another_expiry() -> None:
+    expiry, _, signature = session_cookie_value(TOKEN, now=1_000).partition(".")
+    assert not session_is_valid(f"{int(expiry) + SESSION_TTL_S}.{signature}", TOKEN, now=1_001)
+
+
+@pytest.mark.parametrize(
+    ("origin", "referer", "same"),
+    [
+        ("http://127.0.0.1:6066", None, True),
+        ("http://127.0.0.1:6066/", None, True),
+        ("http://127.0.0.1:6067", None, False),
+        ("https://127.0.0.1:6066", None, False),
+        ("http://evil.example", "http://127.0.0.1:6066/console/login", False),
+        ("null", None, False),
+        (None, "http://127.0.0.1:6066/console/login?next=x", True),
+        (None, "http://evil.example/console/login", False),
+        (None, None, False),
+    ],
+)
+def test_the_login_form_must_come_from_this_worker(origin: str | None, referer: str | None, same: bool) -> None:
+    assert same_origin(origin, referer, "http", "127.0.0.1:6066") is same
+
+
+@pytest.mark.parametrize(
+    ("target", "safe"),
+    [
+        ("/console/keys?x=1", "/console/keys?x=1"),
+        (None, "/console/tables"),
+        ("https://evil.example/console/", "/console/tables"),
+        ("//evil.example/console/", "/console/tables"),
+        ("/console/\\evil", "/console/tables"),
+        ("/table/", "/console/tables"),
+    ],
+)
+def test_after_login_only_console_pages_of_this_worker(target: str | None, safe: str) -> None:
+    assert safe_next(target) == safe
+
+
+async def console_client(token: str) -> TestClient[web.Request, web.Application]:
+    app = web.Application(middlewares=[operator_auth(token)])
+    app.add_routes(
+        [
+            web.get("/console/login", show_login),
+            web.post("/console/login", partial(log_in, token=token)),
+            web.post("/console/logout", log_out),
+            web.get("/console/tables", ok),
+        ]
+    )
+    return TestClient(TestServer(app))
+
+
+async def test_a_browser_logs_in_with_the_token_and_reads_with_the_cookie() -> None:
+    async with await console_client(TOKEN) as client:
+        page = await client.get("/console/tables", headers={"Accept": "text/html"}, allow_redirects=False)
+        assert page.status == 303 and page.headers["Location"].startswith("/console/login?next=%2Fconsole%2Ftables")
+        assert (await client.get("/console/tables?format=json", headers={"Accept": "text/html"})).status == 401
+        form = await client.get("/console/login")
+        assert form.status == 200 and 'id="login-form"' in await form.text()
+        assert "script-src" not in form.headers["Content-Security-Policy"]
+        origin = {"Origin": str(client.make_url("/")).rstrip("/")}
+        wrong = await client.post("/console/login", data={"token": TOKEN + "x"}, headers=origin, allow_redirects=False)
+        assert wrong.status == 401 and 'id="login-error"' in await wrong.text()
+        good = await client.post(
+            "/console/login", data={"token": TOKEN, "next": "/console/tables"}, headers=origin, allow_redirects=False
+        )
+        assert good.status == 303 and good.headers["Location"] == "/console/tables"
+        set_cookie = good.headers["Set-Cookie"]
+        assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and TOKEN not in set_cookie
+        assert (await client.get("/console/tables")).status == 200
+        out = await client.post("/console/logout", headers=origin, allow_redirects=False)
+        assert out.status == 303
+        assert (await client.get("/console/tables")).status == 401
+
+
+async def test_a_login_posted_from_another_site_is_refused() -> None:
+    async with await console_client(TOKEN) as client:
+        for headers in ({"Origin": "http://evil.example"}, {}):
+            answer = await client.post("/console/login", data={"token": TOKEN}, headers=headers, allow_redirects=False)
+            assert answer.status == 403 and "Set-Cookie" not in answer.headers
+
+
+async def test_without_a_token_set_no_login_opens_anything() -> None:
+    async with await console_client("") as client:
+        origin = {"Origin": str(client.make_url("/")).rstrip("/")}
+        answer = await client.post("/console/login", data={"token": ""}, headers=origin, allow_redirects=False)
+        assert answer.status == 401
+        assert (await client.get("/console/tables", cookies={SESSION_COOKIE: session_cookie_value("")})).status == 401
