@@ -2,11 +2,13 @@
 
 `schemas.events.decode_event` validates the envelope, then its payload, then builds the `Event`
 (validating it once more). For a record written at its type's current version, one validation
-of a typed envelope (the same `Envelope` fields, the same payload model) gives the same event;
-this module does that, and hands anything else (an older version to upcast, an unknown type,
-any validation error, a value PostgreSQL cannot store) to `to_params`, which decides how it is
-skipped. The rules stay where they are: the models and upcasters in `schemas/events.py`, the
-parameters in each projection's `params`, the skipping in `projections/apply.py`.
+of a typed envelope (the same `Envelope` fields, the same payload model) gives the same values,
+and the projection's `params` reads them from it (`type`, `occurred_at`, `payload`: the typed
+envelope has every field of an `Event`). This module does that, and hands anything else (an
+older version to upcast, an unknown type, any validation error, a value PostgreSQL cannot store)
+to `to_params`, which decides how it is skipped. The rules stay where they are: the models and
+upcasters in `schemas/events.py`, the parameters in each projection's `params`, the skipping in
+`projections/apply.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import Field, TypeAdapter, create_model
 from projections.apply import Skipped, storable, to_params
 from projections.model import Params, Projection, Record
 from schemas import codec
-from schemas.events import EVENT_TYPES, Envelope, Event
+from schemas.events import EVENT_TYPES, Envelope
 
 
 def typed_envelopes() -> TypeAdapter[Any]:
@@ -40,24 +42,14 @@ TYPED = typed_envelopes()
 CURRENT = {name: version for name, (version, _) in EVENT_TYPES.items()}
 
 
-def current_event(value: bytes) -> Event | None:
-    """The event of a record at its type's current version; None for anything else."""
+def current_event(value: bytes) -> Any:
+    """The envelope of a record at its type's current version with its payload parsed (what an
+    `Event` holds, without building one); None for anything else."""
     try:
         typed = TYPED.validate_python(codec.loads(value))
     except ValueError:
         return None
-    if typed.version != CURRENT[typed.type]:
-        return None
-    return Event.model_construct(
-        event_id=typed.event_id,
-        type=typed.type,
-        version=typed.version,
-        aggregate_id=typed.aggregate_id,
-        occurred_at=typed.occurred_at,
-        actor_id=typed.actor_id,
-        correlation_id=typed.correlation_id,
-        payload=typed.payload,
-    )
+    return typed if typed.version == CURRENT[typed.type] else None
 
 
 def params_of(projection: Projection, record: Record) -> Params | Skipped:

@@ -71,23 +71,25 @@ makes `tests/unit/test_folds.py` fail until the fold is checked against it and t
 
 
 class ChatMessages:
-    """What the messages projection holds of one chat."""
+    """What the messages projection holds of one chat. Users are keyed by `UUID.int`: a UUID's own
+    hash and equality are Python code, an int's are not, and the fold does little else."""
 
-    __slots__ = ("activity", "live", "live_by", "markers", "seqs")
+    __slots__ = ("activity", "id", "live", "live_by", "markers", "seqs")
 
-    def __init__(self) -> None:
+    def __init__(self, chat_id: UUID) -> None:
+        self.id = chat_id
         self.seqs: set[int] = set()
         """Every stored message's seq, deleted or not: (chat_id, seq) is unique."""
         self.live: list[int] = []
         """The seqs of the messages not deleted, sorted."""
-        self.live_by: dict[UUID, list[int]] = {}
+        self.live_by: dict[int, list[int]] = {}
         """The same, by sender."""
         self.activity: tuple[int, UUID, datetime] | None = None
         """last_seq, last_message_id, last_activity_at."""
-        self.markers: dict[UUID, list[Any]] = {}
-        """user_id -> [seq, unread_count, updated_at]."""
+        self.markers: dict[int, list[Any]] = {}
+        """user -> [user_id, seq, unread_count, updated_at]."""
 
-    def add_live(self, seq: int, sender: UUID) -> None:
+    def add_live(self, seq: int, sender: int) -> None:
         add_sorted(self.live, seq)
         own = self.live_by.get(sender)
         if own is None:
@@ -95,11 +97,11 @@ class ChatMessages:
         else:
             add_sorted(own, seq)
 
-    def drop_live(self, seq: int, sender: UUID) -> None:
+    def drop_live(self, seq: int, sender: int) -> None:
         drop_sorted(self.live, seq)
         drop_sorted(self.live_by[sender], seq)
 
-    def unread_after(self, seq: int, user: UUID) -> int:
+    def unread_after(self, seq: int, user: int) -> int:
         """Messages not deleted after `seq`, sent by others than `user`."""
         live = self.live
         count = len(live) - bisect_right(live, seq)
@@ -128,15 +130,15 @@ class MessagesFold:
     """`projections.messages.STATEMENT`, one event at a time, in memory."""
 
     def __init__(self) -> None:
-        self.messages: dict[UUID, list[Any]] = {}
+        self.messages: dict[int, list[Any]] = {}
         """id -> the row, in `MESSAGE_COLUMNS` order."""
-        self.chats: dict[UUID, ChatMessages] = {}
+        self.chats: dict[int, ChatMessages] = {}
         self.unknown_targets = 0
 
     def chat(self, chat_id: UUID) -> ChatMessages:
-        chat = self.chats.get(chat_id)
+        chat = self.chats.get(chat_id.int)
         if chat is None:
-            chat = self.chats[chat_id] = ChatMessages()
+            chat = self.chats[chat_id.int] = ChatMessages(chat_id)
         return chat
 
     def apply(self, params: Params) -> None:
@@ -152,31 +154,33 @@ class MessagesFold:
 
     def sent(self, params: Any) -> None:
         _, chat_id, message_id, seq, sender, text, client_msg_id, recipients, at = params
-        if message_id in self.messages:
+        messages = self.messages
+        if message_id.int in messages:
             return
         chat = self.chat(chat_id)
         if seq in chat.seqs:
             return
         chat.seqs.add(seq)
-        self.messages[message_id] = [message_id, chat_id, seq, sender, text, client_msg_id, at, None, False]
-        chat.add_live(seq, sender)
+        messages[message_id.int] = [message_id, chat_id, seq, sender, text, client_msg_id, at, None, False]
+        own_key = sender.int
+        chat.add_live(seq, own_key)
         if chat.activity is None or seq > chat.activity[0]:
             chat.activity = (seq, message_id, at)
         markers = chat.markers
-        for user in set(recipients):
-            if user != sender:
-                marker = markers.get(user)
+        for key, user in {user.int: user for user in recipients}.items():
+            if key != own_key:
+                marker = markers.get(key)
                 if marker is None:
-                    markers[user] = [0, 1, at]
+                    markers[key] = [user, 0, 1, at]
                 else:
-                    marker[1] += 1
-        own = markers.get(sender)
+                    marker[2] += 1
+        own = markers.get(own_key)
         if own is None:
-            markers[sender] = [seq, 0, at]
+            markers[own_key] = [sender, seq, 0, at]
         else:
-            own[0] = max(own[0], seq)
-            own[1] = 0
-            own[2] = at
+            own[1] = max(own[1], seq)
+            own[2] = 0
+            own[3] = at
 
     def edited(self, params: Any) -> None:
         row = self.target(params[2])
@@ -189,11 +193,11 @@ class MessagesFold:
         if row is not None:
             row[TEXT] = ""
             row[DELETED] = True
-            self.chats[row[CHAT]].drop_live(row[SEQ], row[SENDER])
+            self.chats[row[CHAT].int].drop_live(row[SEQ], row[SENDER].int)
 
     def target(self, message_id: UUID) -> list[Any] | None:
         """The row an edit or deletion changes: its message, unless deleted."""
-        row = self.messages.get(message_id)
+        row = self.messages.get(message_id.int)
         if row is None:
             self.unknown_targets += 1
             return None
@@ -202,14 +206,15 @@ class MessagesFold:
     def read(self, params: Any) -> None:
         _, chat_id, _, seq, user, _, _, _, at = params
         chat = self.chat(chat_id)
-        marker = chat.markers.get(user)
+        key = user.int
+        marker = chat.markers.get(key)
         if marker is None:
-            chat.markers[user] = [seq, chat.unread_after(seq, user), at]
+            chat.markers[key] = [user, seq, chat.unread_after(seq, key), at]
         else:
-            moved = max(marker[0], seq)
-            marker[0] = moved
-            marker[1] = chat.unread_after(moved, user)
-            marker[2] = at
+            moved = max(marker[1], seq)
+            marker[1] = moved
+            marker[2] = chat.unread_after(moved, key)
+            marker[3] = at
 
     def rows(self) -> list[TableRows]:
         return [
@@ -217,19 +222,19 @@ class MessagesFold:
             TableRows(
                 "chat_activity",
                 ("chat_id", "last_seq", "last_message_id", "last_activity_at"),
-                ((chat_id, *chat.activity) for chat_id, chat in self.chats.items() if chat.activity is not None),
+                ((chat.id, *chat.activity) for chat in self.chats.values() if chat.activity is not None),
             ),
             TableRows("read_markers", ("chat_id", "user_id", "seq", "unread_count", "updated_at"), self.marker_rows()),
         ]
 
     def marker_rows(self) -> Iterator[Row]:
-        for chat_id, chat in self.chats.items():
-            for user, marker in chat.markers.items():
-                yield (chat_id, user, *marker)
+        for chat in self.chats.values():
+            for marker in chat.markers.values():
+                yield (chat.id, *marker)
 
     def chat_ids(self) -> set[UUID]:
         """The chats whose rows this fold holds."""
-        return set(self.chats)
+        return {chat.id for chat in self.chats.values()}
 
     def strangers(self) -> int:
         """Edits and deletions of a message this fold does not hold: another fold may hold it."""

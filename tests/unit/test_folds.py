@@ -82,6 +82,7 @@ def test_unread_counts_grow_per_message_of_others_and_are_recounted_at_each_read
     assert markers(fold, chat) == {ann: (4, 0), bob: (1, 3), cid: (0, 4)}, "a deletion lowers no count"
 
     log.read(chat, bob, 0)
+    assert markers(room.messages(), chat)[bob] == (1, 2), "the marker stays; 3 and 4 are counted, 2 is deleted"
     log.send(chat, bob, "5")
     log.read(chat, cid, 2)
     fold = room.messages()

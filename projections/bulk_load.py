@@ -1,0 +1,413 @@
+"""Bulk load of a rebuild: a projection's records folded into their final rows in memory, then COPYed.
+
+Applying the statement once per event costs PostgreSQL a statement per event; a rebuild instead
+reads the records of the spans, turns each into the statement's parameters (as the worker does:
+`projections.decoding.params_of`, the same records skipped for the same reasons), folds them into
+the rows the statement would leave (`projections.folds`), and writes each table with one COPY,
+then the schema's `projection_offsets` at the end of each span. The tables must be empty, with
+their primary keys; unique constraints and indexes may come after (the fold keeps them itself).
+
+The messages projection, most of the log, is folded in several processes at once when the load
+is big enough: each takes whole partitions, folds them and COPYs its rows in a transaction of its
+own. A chat's events are all in its partition (they are keyed by chat id), so the folds need
+nothing of each other; that is checked afterwards (no chat in two folds, no edit of a message a
+fold does not hold, no key written twice), and a load that fails the check is truncated and done
+again in one process, where every record meets every other. The offsets are written last, once
+every row is in: a load that dies leaves no offsets, and its schema is dropped, never caught up.
+
+A projection whose statement no fold models (a changed one) is loaded by executing its statement
+per event, in one transaction, on a connection whose search path is the schema alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from projections.apply import Skipped, decode_all, report
+from projections.decoding import params_of
+from projections.folds import Fold, MessagesFold, TableRows, fold_for
+from projections.model import Projection, Record
+from projections.topic_reader import Span, TopicReader, read_assigned
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 5000
+FETCH_OPTIONS: dict[str, Any] = {
+    "max_partition_fetch_bytes": 16 * 1024 * 1024,
+    "fetch_max_bytes": 64 * 1024 * 1024,
+    "fetch_max_wait_ms": 100,
+}
+"""Bigger fetches than a worker's: fewer round trips for a log read from its start."""
+
+PARALLEL_MIN_RECORDS = 200_000
+"""Below this, starting processes costs more than it saves."""
+PARALLEL_FOLDS = frozenset({"messages"})
+"""The folds whose partitions may be folded apart (users: a username is unique across partitions)."""
+PROGRESS_EVERY_S = 0.25
+
+WRITE_OFFSETS = """
+INSERT INTO {schema}.projection_offsets (projection, topic, partition, next_offset)
+SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS t (p, o)
+"""
+
+
+def quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+Progress = Callable[[int], object]
+"""Called with the number of records done since its last call."""
+
+
+async def bulk_load(
+    database_url: str,
+    reader: TopicReader,
+    projection: Projection,
+    topic: str,
+    schema: str,
+    spans: dict[int, Span],
+    on_progress: Progress,
+    *,
+    processes: int | None = None,
+) -> int:
+    """Load the rows the records of `spans` give into the empty tables of `schema`, and its
+    `projection_offsets` (next_offset = each span's end); the number of records read.
+
+    `processes`: how many processes fold the messages (default: one per core once the load is
+    big enough; 1 folds in this process). The other projections are folded in this process.
+    """
+    if fold_for(projection) is None:
+        log.warning("%s: no fold models its statement; loading by the statement", projection.name)
+        read = await load_by_statement(database_url, reader, projection, topic, schema, spans, on_progress)
+    else:
+        count = default_processes(projection, spans) if processes is None else processes
+        if projection.name not in PARALLEL_FOLDS:
+            count = 1
+        counted = Counted(on_progress)
+        parallel = None
+        if count > 1:
+            parallel = await load_in_processes(
+                database_url, reader.options, projection, topic, schema, spans, count, counted
+            )
+        if parallel is None:
+            again = Counted(on_progress, counted.done)
+            read = await load_in_process(database_url, reader.options, projection, topic, schema, spans, again)
+        else:
+            read = parallel
+    conn = await asyncpg.connect(database_url)
+    try:
+        await write_offsets(conn, projection, topic, schema, spans)
+    finally:
+        await conn.close()
+    return read
+
+
+class Counted:
+    """Passes progress on, but none of the first `known` records (reported by a first attempt)."""
+
+    def __init__(self, on_progress: Progress, known: int = 0) -> None:
+        self.on_progress = on_progress
+        self.known = known
+        self.done = 0
+
+    def __call__(self, n: int) -> None:
+        before, self.done = self.done, self.done + n
+        fresh = self.done - max(before, self.known)
+        if fresh > 0:
+            self.on_progress(fresh)
+
+
+def default_processes(projection: Projection, spans: dict[int, Span]) -> int:
+    if sum(s.size for s in spans.values()) < PARALLEL_MIN_RECORDS:
+        return 1
+    return min(os.cpu_count() or 1, len([s for s in spans.values() if s.size]))
+
+
+async def write_offsets(
+    conn: asyncpg.Connection, projection: Projection, topic: str, schema: str, spans: dict[int, Span]
+) -> None:
+    partitions = sorted(spans)
+    ends = [spans[p].end for p in partitions]
+    await conn.execute(WRITE_OFFSETS.format(schema=quoted(schema)), projection.name, topic, partitions, ends)
+
+
+# --- reading and folding ---------------------------------------------------------------------------
+
+
+async def read_records(
+    options: dict[str, Any], topic: str, spans: dict[int, Span]
+) -> AsyncGenerator[list[Record], None]:
+    """The records of `spans`, in batches, in log order per partition (a consumer of no group)."""
+    pending = {TopicPartition(topic, p): s for p, s in spans.items() if s.size > 0}
+    if not pending:
+        return
+    consumer = AIOKafkaConsumer(
+        **options, **FETCH_OPTIONS, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(pending))
+        for tp, span in pending.items():
+            consumer.seek(tp, span.start)
+        async with aclosing(read_assigned(consumer, pending, BATCH_SIZE)) as batches:
+            async for batch in batches:
+                yield batch
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Folded:
+    read: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+async def fold_records(
+    options: dict[str, Any],
+    projection: Projection,
+    topic: str,
+    spans: dict[int, Span],
+    fold: Fold,
+    on_progress: Progress,
+) -> Folded:
+    folded = Folded()
+    apply = fold.apply
+    async with aclosing(read_records(options, topic, spans)) as batches:
+        async for batch in batches:
+            for record in batch:
+                params = params_of(projection, record)
+                if isinstance(params, Skipped):
+                    folded.skipped.append(params)
+                else:
+                    apply(params)
+            folded.read += len(batch)
+            on_progress(len(batch))
+    return folded
+
+
+@contextmanager
+def no_collection() -> Iterator[None]:
+    """The fold allocates millions of objects that all live to the end: the cyclic collector
+    would walk them again and again for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def copy_rows(conn: asyncpg.Connection, schema: str, tables: list[TableRows]) -> None:
+    for table in tables:
+        await conn.copy_records_to_table(
+            table.table, records=table.rows, columns=list(table.columns), schema_name=schema
+        )
+
+
+async def load_in_process(
+    database_url: str,
+    options: dict[str, Any],
+    projection: Projection,
+    topic: str,
+    schema: str,
+    spans: dict[int, Span],
+    on_progress: Progress,
+) -> int:
+    fold = fold_for(projection)
+    assert fold is not None, "checked by bulk_load"
+    with no_collection():
+        folded = await fold_records(options, projection, topic, spans, fold, on_progress)
+        report(projection, topic, folded.skipped)
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await copy_rows(conn, schema, fold.rows())
+        finally:
+            await conn.close()
+    return folded.read
+
+
+# --- in several processes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Share:
+    database_url: str
+    options: dict[str, Any]
+    projection: Projection
+    topic: str
+    schema: str
+    spans: dict[int, Span]
+    slot: int
+
+
+@dataclass
+class ShareOutcome:
+    read: int
+    skipped: list[Skipped]
+    chat_ids: set[UUID]
+    strangers: int
+    conflict: str = ""
+    """Why the share's rows could not be written beside the others' (a key another share wrote)."""
+
+
+DONE: Any = None
+"""The records done by each process (a shared array, one slot each; set in each process)."""
+
+
+def start_process(done: Any) -> None:
+    global DONE  # noqa: PLW0603  the one way to hand shared memory to a pool's processes
+    DONE = done
+
+
+def load_share(share: Share) -> ShareOutcome:
+    """In a process of the pool: fold the share's partitions and COPY their rows."""
+    gc.disable()
+    return asyncio.run(fold_and_copy(share))
+
+
+async def fold_and_copy(share: Share) -> ShareOutcome:
+    fold = MessagesFold()
+
+    def count(n: int) -> None:
+        DONE[share.slot] += n
+
+    folded = await fold_records(share.options, share.projection, share.topic, share.spans, fold, count)
+    outcome = ShareOutcome(folded.read, folded.skipped, fold.chat_ids(), fold.strangers())
+    conn = await asyncpg.connect(share.database_url)
+    try:
+        async with conn.transaction():
+            await copy_rows(conn, share.schema, fold.rows())
+    except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as error:
+        outcome.conflict = str(error)
+    finally:
+        await conn.close()
+    return outcome
+
+
+def shares(spans: dict[int, Span], count: int) -> list[dict[int, Span]]:
+    """`spans` dealt out into `count` groups of about the same number of records."""
+    groups: list[dict[int, Span]] = [{} for _ in range(count)]
+    sizes = [0] * count
+    for partition, span in sorted(spans.items(), key=lambda item: -item[1].size):
+        smallest = sizes.index(min(sizes))
+        groups[smallest][partition] = span
+        sizes[smallest] += span.size
+    return [g for g in groups if g]
+
+
+async def load_in_processes(
+    database_url: str,
+    options: dict[str, Any],
+    projection: Projection,
+    topic: str,
+    schema: str,
+    spans: dict[int, Span],
+    count: int,
+    on_progress: Progress,
+) -> int | None:
+    """Fold and COPY in `count` processes; None (and the tables emptied) when the shares met."""
+    groups = shares(spans, count)
+    context = multiprocessing.get_context("spawn")
+    done = context.Array("q", len(groups), lock=False)
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(len(groups), mp_context=context, initializer=start_process, initargs=(done,)) as pool:
+        futures = [
+            loop.run_in_executor(pool, load_share, Share(database_url, options, projection, topic, schema, group, slot))
+            for slot, group in enumerate(groups)
+        ]
+        outcomes = await with_progress(asyncio.gather(*futures), done, on_progress)
+    for outcome in outcomes:
+        report(projection, topic, outcome.skipped)
+    why = overlap(outcomes)
+    if why:
+        log.warning("%s: folding apart failed (%s); folding again in one process", projection.name, why)
+        await truncate(database_url, projection, schema)
+        return None
+    return sum(o.read for o in outcomes)
+
+
+async def with_progress(
+    work: asyncio.Future[list[ShareOutcome]], done: Any, on_progress: Progress
+) -> list[ShareOutcome]:
+    reported = 0
+    while True:
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), PROGRESS_EVERY_S)
+        except TimeoutError:
+            pass
+        finally:
+            now = sum(done)
+            if now > reported:
+                on_progress(now - reported)
+                reported = now
+
+
+def overlap(outcomes: list[ShareOutcome]) -> str:
+    """Why the shares' folds may have needed each other's rows ("" when they cannot have)."""
+    conflicts = [o.conflict for o in outcomes if o.conflict]
+    if conflicts:
+        return conflicts[0]
+    if any(o.strangers for o in outcomes):
+        return "an edit or deletion of a message its share does not hold"
+    seen: set[UUID] = set()
+    for outcome in outcomes:
+        if not seen.isdisjoint(outcome.chat_ids):
+            return "a chat's events in partitions of two shares"
+        seen |= outcome.chat_ids
+    return ""
+
+
+async def truncate(database_url: str, projection: Projection, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        names = ", ".join(f"{quoted(schema)}.{quoted(name)}" for name in projection.table_names)
+        await conn.execute(f"TRUNCATE {names}")
+    finally:
+        await conn.close()
+
+
+# --- by the statement ------------------------------------------------------------------------------
+
+
+async def load_by_statement(
+    database_url: str,
+    reader: TopicReader,
+    projection: Projection,
+    topic: str,
+    schema: str,
+    spans: dict[int, Span],
+    on_progress: Progress,
+) -> int:
+    """Every record through `projection.statement`, in one transaction (nothing is notified)."""
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": quoted(schema)})
+    read = 0
+    started = time.monotonic()
+    try:
+        async with conn.transaction(), aclosing(read_records(reader.options, topic, spans)) as batches:
+            async for batch in batches:
+                rows, skipped = decode_all(projection, batch)
+                if rows:
+                    await conn.executemany(projection.statement, rows)
+                report(projection, topic, skipped)
+                read += len(batch)
+                on_progress(len(batch))
+    finally:
+        await conn.close()
+    log.info("%s: %d records by the statement in %.1fs", projection.name, read, time.monotonic() - started)
+    return read
