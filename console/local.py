@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -51,17 +51,10 @@ def held_partitions(app: faust.App, topic: str) -> tuple[set[int], set[int]]:
     return actives, standbys
 
 
-def count_by_partition(keys: Iterable[Any], partitions: Mapping[Any, int]) -> tuple[Counter[int], int]:
-    """(keys per partition, keys with no known partition)."""
-    counts: Counter[int] = Counter()
-    unplaced = 0
-    for key in keys:
-        partition = partitions.get(key)
-        if partition is None:
-            unplaced += 1
-        else:
-            counts[partition] += 1
-    return counts, unplaced
+def count_by_partition(total_keys: int, partitions: Mapping[Any, int]) -> tuple[Counter[int], int]:
+    """(keys per partition, keys with no known partition), counted in C: a table of a million keys
+    takes tens of milliseconds of the worker's event loop, not a Python loop's second."""
+    return Counter(partitions.values()), max(0, total_keys - len(partitions))
 
 
 def smallest_keys(
@@ -97,7 +90,7 @@ def partition_state(app: faust.App, topic: str, partition: int, active: bool, ke
 def local_table(app: faust.App, table: Any) -> LocalTable:
     topic = changelog_of(table)
     actives, standbys = held_partitions(app, topic)
-    counts, unplaced = count_by_partition(list(table.data.keys()), key_partitions(table))
+    counts, unplaced = count_by_partition(len(table.data), key_partitions(table))
     partitions = [partition_state(app, topic, p, p in actives, counts.get(p, 0)) for p in sorted(actives | standbys)]
     return LocalTable(name=table.name, partitions=partitions, unplaced_keys=unplaced)
 

@@ -30,7 +30,9 @@ from schemas.console import (
     Unavailable,
 )
 
-STYLE = Path(__file__).with_name("static") / "console.css"
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC = {"console.css": "text/css", "icon.svg": "image/svg+xml"}
+"""The files `/console/static/<file>` serves: these, no path of the request's making."""
 INTERNAL = "/console/internal/tables"
 
 
@@ -180,7 +182,14 @@ class Console:
             lags = await offsets.read_projection_lags(self.settings)
         except Exception as failure:  # the topics still show
             lags, error = [], f"{type(failure).__name__}: {failure}"[:300]
-        view = TopicsPage(served_by=self.me, groups=groups, topics=topics, projections=lags, projections_error=error)
+        view = TopicsPage(
+            served_by=self.me,
+            topic_prefix=self.settings.topic_prefix,
+            groups=groups,
+            topics=topics,
+            projections=lags,
+            projections_error=error,
+        )
         return answer(request, view, render_topics)
 
     async def bad_records(self, request: web.Request) -> web.Response:
@@ -191,12 +200,12 @@ class Console:
         reason = Unavailable(reason="Rebuild progress is not available on this version yet.")
         return answer(request, reason, partial(render_unavailable, "rebuild", "Rebuild", served_by=self.me))
 
-    async def style(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=STYLE.read_bytes(),
-            content_type="text/css",
-            headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
-        )
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["file"]
+        if name not in STATIC:
+            return problem(request, 404, "no such file", self.me)
+        headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
+        return web.Response(body=(STATIC_DIR / name).read_bytes(), content_type=STATIC[name], headers=headers)
 
 
 def register(app: faust.App, settings: WorkerSettings) -> None:
@@ -211,7 +220,7 @@ def register(app: faust.App, settings: WorkerSettings) -> None:
         post=partial(login.log_in, token=settings.operator_token),
     )
     add_view(app, "/console/logout", "console_logout", post=login.log_out)
-    add_view(app, "/console/static/console.css", "console_style", get=console.style)
+    add_view(app, "/console/static/{file}", "console_static", get=console.static)
     add_view(app, "/console/tables", "console_tables", get=console.tables)
     add_view(app, "/console/tables/{name}/keys", "console_keys", get=console.keys)
     add_view(app, "/console/tables/{name}/value", "console_value", get=console.value)

@@ -150,8 +150,7 @@ def render_keys(view: KeysPage, served_by: str) -> str:
             "p",
             el("span", len(view.keys), id="keys-shown"),
             " keys",
-            " after ",
-            el("code", view.after) if view.after else None,
+            join(" after ", el("code", view.after)) if view.after else None,
         ),
         listing,
         el(

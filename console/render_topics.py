@@ -7,7 +7,7 @@ from console.layout import page, section
 from schemas.console import ProjectionLag, TopicsPage, TopicView
 
 
-def topic_rows(topic: TopicView, groups: list[str]) -> list[Html]:
+def topic_rows(topic: TopicView, groups: list[str], prefix: str) -> list[Html]:
     if not topic.exists:
         return [
             el(
@@ -31,7 +31,9 @@ def topic_rows(topic: TopicView, groups: list[str]) -> list[Html]:
         rows.append(
             el(
                 "tr",
-                el("td", el("code", topic.name), el("br"), el("small", topic.doc)) if p.partition == 0 else el("td"),
+                el("td", el("code", topic.name.removeprefix(prefix)), el("br"), el("small", topic.doc))
+                if p.partition == 0
+                else el("td"),
                 el("td", p.partition),
                 el("td", p.end_offset, class_="end-offset"),
                 cells,
@@ -44,9 +46,13 @@ def topic_rows(topic: TopicView, groups: list[str]) -> list[Html]:
 
 
 def topics_table(view: TopicsPage) -> Html:
-    group_heads = [el("th", el("code", g), " ", label) for g in view.groups for label in ("committed", "lag")]
+    group_heads = [
+        el("th", el("code", g.removeprefix(view.topic_prefix)), el("br"), label)
+        for g in view.groups
+        for label in ("committed", "lag")
+    ]
     head = el("tr", el("th", "Topic"), el("th", "Partition"), el("th", "End offset"), group_heads)
-    rows = [row for topic in view.topics for row in topic_rows(topic, view.groups)]
+    rows = [row for topic in view.topics for row in topic_rows(topic, view.groups, view.topic_prefix)]
     return el("table", el("thead", head), el("tbody", rows), id="topics")
 
 
@@ -85,7 +91,13 @@ def projections_table(view: TopicsPage) -> Html:
 
 
 def render_topics(view: TopicsPage) -> str:
+    prefix = (
+        el("p", "Topic and group names below follow the prefix ", el("code", view.topic_prefix), ".")
+        if view.topic_prefix
+        else None
+    )
     body = join(
+        prefix,
         section("Projections' lag", projections_table(view), id="projections"),
         section("Topics", topics_table(view), id="topics-section"),
     )

@@ -35,11 +35,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 OPEN_PATHS = frozenset(
-    {"/healthz", "/metrics", "/projections/lag", "/console/login", "/console/logout", "/console/static/console.css"}
+    {"/healthz", "/metrics", "/projections/lag", "/console/login", "/console/logout", "/console/static/{file}"}
 )
 """Routes answered without a token: liveness, Prometheus text and the projections' lag (offsets per
 partition, what the lag gauge of `/metrics` already says), the console's login and logout and its
-style sheet; never table data."""
+style sheet and icon (`console.pages.STATIC`, nothing else); never table data."""
 
 SESSION_COOKIE = "operator_session"
 SESSION_TTL_S = 12 * 3600

@@ -179,6 +179,8 @@ class ProjectionLag(Model):
 
 class TopicsPage(Model):
     served_by: str
+    topic_prefix: str
+    """`TOPIC_PREFIX`: every topic and group name below starts with it."""
     groups: list[str]
     topics: list[TopicView]
     projections: list[ProjectionLag]

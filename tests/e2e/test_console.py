@@ -96,23 +96,32 @@ async def console(
             await asyncio.gather(
                 *(asyncio.to_thread(wait_http, w, f"http://127.0.0.1:{w.env['port']}/healthz", 90) for w in workers)
             )
+            console = Console(system, streams, projections, [], [])
+            await until(lambda: assigned(console), "both streams workers own partitions", timeout=90)
             owner = uuid.uuid4()
-            chat_ids: list[str] = []
+            chat_ids = console.chat_ids
             for i in range(CHATS):
                 chat_id = uuid.uuid4()
                 create = CreateChat(chat_id=chat_id, type="group", title=f"ops {i}", member_ids=[uuid.uuid4()])
                 assert (await system.bus.ask(topics.CHAT_COMMANDS, str(chat_id), create, owner)).ok
                 chat_ids.append(str(chat_id))
-            message_ids: list[str] = []
+            message_ids = console.message_ids
             for i, chat in enumerate(chat_ids[:3]):
                 send = SendMessage(chat_id=uuid.UUID(chat), client_msg_id=f"c{i}", text=f"{HOSTILE} {i}")
                 reply = await system.bus.ask(topics.MESSAGE_SEND, chat, send, owner)
                 assert reply.ok and isinstance(reply.result, MessageResult), reply
                 message_ids.append(str(reply.result.message.id))
-            yield Console(system, streams, projections, chat_ids, message_ids)
+            yield console
         finally:
             for worker in workers:
                 worker.stop()
+
+
+async def assigned(console: Console) -> bool:
+    """Both streams workers own partitions and the group is not moving them."""
+    page = await tables_of(console.url(console.streams[0]))
+    chats = next(t for t in page.tables if t.name == "chat_state")
+    return not page.rebalancing and len({p.owner for p in chats.partitions if p.state == "active"}) == 2
 
 
 async def settled(console: Console, worker: Process) -> TablesPage | None:
@@ -242,6 +251,8 @@ async def test_a_person_logs_in_with_the_token(console: Console) -> None:
             assert page.status == 200 and 'id="tables"' in text and 'data-table="chat_state"' in text
         async with session.get(f"{url}/console/static/console.css") as style:
             assert style.status == 200 and style.content_type == "text/css"
+        async with session.get(f"{url}/console/static/pages.py") as other:
+            assert other.status == 404
         async with session.post(f"{url}/console/logout", headers={"Origin": url}, allow_redirects=False) as out:
             assert out.status == 303
         async with session.get(f"{url}/console/tables?format=json") as after:

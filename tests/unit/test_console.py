@@ -81,7 +81,7 @@ def test_recovery_progress_and_standbys_are_reported() -> None:
 
 
 def test_keys_are_counted_by_their_recorded_partition() -> None:
-    counts, unplaced = count_by_partition(["a", "b", "c", "d"], {"a": 0, "b": 0, "c": 3})
+    counts, unplaced = count_by_partition(4, {"a": 0, "b": 0, "c": 3})
     assert counts == {0: 2, 3: 1} and unplaced == 1
 
 
