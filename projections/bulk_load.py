@@ -97,23 +97,94 @@ async def bulk_load(
         count = default_processes(projection, spans) if processes is None else processes
         if projection.name not in PARALLEL_FOLDS:
             count = 1
-        counted = Counted(on_progress)
-        parallel = None
-        if count > 1:
-            parallel = await load_in_processes(
-                database_url, reader.options, projection, topic, schema, spans, count, counted
-            )
-        if parallel is None:
-            again = Counted(on_progress, counted.done)
-            read = await load_in_process(database_url, reader.options, projection, topic, schema, spans, again)
-        else:
-            read = parallel
+        read = await load_folded(database_url, reader.options, projection, topic, schema, spans, on_progress, count)
     conn = await asyncpg.connect(database_url)
     try:
         await write_offsets(conn, projection, topic, schema, spans)
     finally:
         await conn.close()
     return read
+
+
+async def load_folded(
+    database_url: str,
+    options: dict[str, Any],
+    projection: Projection,
+    topic: str,
+    schema: str,
+    spans: dict[int, Span],
+    on_progress: Progress,
+    processes: int,
+) -> int:
+    """Fold and COPY with the primary keys off, then put them back (building an index once is
+    cheaper than keeping it through a COPY, and a key two shares both wrote shows there)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        keys = await primary_keys(conn, schema, projection)
+        await drop_keys(conn, schema, keys)
+        counted = Counted(on_progress)
+        read = None
+        if processes > 1:
+            read = await load_in_processes(database_url, options, projection, topic, schema, spans, processes, counted)
+            if read is not None and not await keys_restored(conn, schema, keys):
+                read = None
+            if read is None:
+                await truncate(conn, projection, schema)
+        if read is None:
+            again = Counted(on_progress, counted.done)
+            read = await load_in_process(conn, options, projection, topic, schema, spans, again)
+            await restore_keys(conn, schema, keys)
+    finally:
+        await conn.close()
+    return read
+
+
+PRIMARY_KEYS = """
+SELECT c.relname AS table, k.conname AS name, pg_get_constraintdef(k.oid) AS definition
+FROM pg_constraint AS k
+JOIN pg_class AS c ON c.oid = k.conrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND k.contype = 'p'
+  AND NOT EXISTS (SELECT FROM pg_constraint AS f WHERE f.contype = 'f' AND f.confrelid = c.oid)
+"""
+"""The primary keys of the projection's tables in a schema (but those a foreign key needs)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    table: str
+    name: str
+    definition: str
+
+
+async def primary_keys(conn: asyncpg.Connection, schema: str, projection: Projection) -> list[Key]:
+    rows = await conn.fetch(PRIMARY_KEYS, schema, list(projection.table_names))
+    return [Key(r["table"], r["name"], r["definition"]) for r in rows]
+
+
+async def drop_keys(conn: asyncpg.Connection, schema: str, keys: list[Key]) -> None:
+    async with conn.transaction():
+        for key in keys:
+            await conn.execute(f"ALTER TABLE {quoted(schema)}.{quoted(key.table)} DROP CONSTRAINT {quoted(key.name)}")
+
+
+async def restore_keys(conn: asyncpg.Connection, schema: str, keys: list[Key]) -> None:
+    """Add back those of `keys` the tables lack."""
+    present = {row["name"] for row in await conn.fetch(PRIMARY_KEYS, schema, list({k.table for k in keys}))}
+    for key in keys:
+        if key.name not in present:
+            table = f"{quoted(schema)}.{quoted(key.table)}"
+            await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {quoted(key.name)} {key.definition}")
+
+
+async def keys_restored(conn: asyncpg.Connection, schema: str, keys: list[Key]) -> bool:
+    """False when a key is in two rows: two shares wrote the same message."""
+    try:
+        await restore_keys(conn, schema, keys)
+    except asyncpg.UniqueViolationError as error:
+        log.warning("folding apart failed (%s); folding again in one process", error)
+        return False
+    return True
 
 
 class Counted:
@@ -220,7 +291,7 @@ async def copy_rows(conn: asyncpg.Connection, schema: str, tables: list[TableRow
 
 
 async def load_in_process(
-    database_url: str,
+    conn: asyncpg.Connection,
     options: dict[str, Any],
     projection: Projection,
     topic: str,
@@ -233,12 +304,8 @@ async def load_in_process(
     with no_collection():
         folded = await fold_records(options, projection, topic, spans, fold, on_progress)
         report(projection, topic, folded.skipped)
-        conn = await asyncpg.connect(database_url)
-        try:
-            async with conn.transaction():
-                await copy_rows(conn, schema, fold.rows())
-        finally:
-            await conn.close()
+        async with conn.transaction():
+            await copy_rows(conn, schema, fold.rows())
     return folded.read
 
 
@@ -321,7 +388,7 @@ async def load_in_processes(
     count: int,
     on_progress: Progress,
 ) -> int | None:
-    """Fold and COPY in `count` processes; None (and the tables emptied) when the shares met."""
+    """Fold and COPY in `count` processes; None when the shares met (the caller empties the tables)."""
     groups = shares(spans, count)
     context = multiprocessing.get_context("spawn")
     done = context.Array("q", len(groups), lock=False)
@@ -337,7 +404,6 @@ async def load_in_processes(
     why = overlap(outcomes)
     if why:
         log.warning("%s: folding apart failed (%s); folding again in one process", projection.name, why)
-        await truncate(database_url, projection, schema)
         return None
     return sum(o.read for o in outcomes)
 
@@ -373,13 +439,9 @@ def overlap(outcomes: list[ShareOutcome]) -> str:
     return ""
 
 
-async def truncate(database_url: str, projection: Projection, schema: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        names = ", ".join(f"{quoted(schema)}.{quoted(name)}" for name in projection.table_names)
-        await conn.execute(f"TRUNCATE {names}")
-    finally:
-        await conn.close()
+async def truncate(conn: asyncpg.Connection, projection: Projection, schema: str) -> None:
+    names = ", ".join(f"{quoted(schema)}.{quoted(name)}" for name in projection.table_names)
+    await conn.execute(f"TRUNCATE {names}")
 
 
 # --- by the statement ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.apply import apply_records
-from projections.bulk_load import bulk_load
+from projections.bulk_load import bulk_load, primary_keys
 from projections.catalogue import PROJECTIONS
 from projections.checksum import read_model_tables
 from projections.messages import MESSAGES
@@ -232,6 +232,8 @@ async def test_bulk_load_gives_the_rows_the_statements_give(
     assert all(expected.values()) and any(r["deleted"] for r in expected["messages"])
     assert len(spans) == PARTITIONS and all(s.size > 0 for s in spans.values())
     for schema in ("in_process", "in_processes"):
+        keys = [k for p in PROJECTIONS.values() for k in await primary_keys(conn, schema, p)]
+        assert sorted(k.name for k in keys) == sorted(f"{t.name}_pkey" for t in read_model_tables()), "put back"
         await finish_schema(conn, schema)
         assert differences(expected, await contents(conn, schema)) == [], schema
         assert await offsets(conn, schema) == await offsets(conn, "by_statement")
