@@ -2,8 +2,9 @@
 
 One agent per projection reads its event topic as raw bytes (a bad record must reach the
 projection, which counts and skips it, rather than fail in Faust's deserializer), with
-concurrency 1 and batches from `take_events`. Besides Faust's views and `/healthz`, `/metrics`,
-the worker serves its lag at `/projections/lag`.
+concurrency 1 and batches from `take_events`; the records a projection skips go to the dead
+letters, and a replay asked for on that topic is answered here (`projections.dead_letters`).
+Besides Faust's views and `/healthz`, `/metrics`, the worker serves its lag at `/projections/lag`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn, cast
 
 import faust
 from faust.types import EventT, StreamT
+from faust.types.tuples import Message
 from faust.web import Request, Response, View
 from mode.types.signals import BaseSignalT
 
 from config.logs import log_scope
 from config.settings import WorkerSettings, load
 from projections.catalogue import PROJECTIONS
+from projections.dead_letters import ProducerSink, apply_replay, produce, replay_request
 from projections.model import Projection, Record
+from projections.retry import with_retries
 from projections.runtime import Runtime
 from runtime.faust_app import make_app
+from schemas.dead_letters import DeadLetter, ReplayOutcome
+from schemas.topics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,8 @@ WATCH_INTERVAL = 5.0
 settings = load(WorkerSettings)
 app = make_app("messenger-projections", settings)
 runtime = Runtime(settings)
+dead_letters_topic = settings.topic(DEAD_LETTERS.name)
+runtime.dead_letters = ProducerSink(app, dead_letters_topic)
 
 
 def event_topic(projection: Projection) -> faust.TopicT:
@@ -48,7 +57,13 @@ def event_topic(projection: Projection) -> faust.TopicT:
 
 
 def records_of(events: Sequence[EventT[bytes]]) -> list[Record]:
-    return [Record(e.message.partition, e.message.offset, e.message.value) for e in events]
+    return [record_of(e.message) for e in events]
+
+
+def record_of(message: Message) -> Record:
+    """With its key and time (Faust's in seconds), which only a dead letter uses."""
+    stamp = message.timestamp
+    return Record(message.partition, message.offset, message.value, message.key, int(stamp * 1000) if stamp else None)
 
 
 def offset_spans(records: Sequence[Record]) -> dict[int, list[int]]:
@@ -100,6 +115,37 @@ def add_agent(projection: Projection) -> None:
 
 for _projection in PROJECTIONS.values():
     add_agent(_projection)
+
+
+async def replay(projection: Projection, letter: DeadLetter) -> ReplayOutcome:
+    """Apply a dead letter's record (`projections.dead_letters`); a database that keeps failing
+    fails the replay, not the worker."""
+
+    async def once() -> ReplayOutcome:
+        pool = await runtime.writer_pool()
+        async with pool.acquire() as conn:
+            return await apply_replay(conn, projection, letter, datetime.now(UTC))
+
+    try:
+        return await with_retries(once, f"replaying {letter.id}")
+    except Exception as error:  # GaveUp, a statement PostgreSQL refuses: the operator reads why
+        log.warning("cannot replay %s: %r", letter.id, error)
+        return ReplayOutcome(kind="replay_failed", id=letter.id, at=datetime.now(UTC), detail=f"{error!r}"[:500])
+
+
+@app.agent(
+    app.topic(dead_letters_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+    name="projections.dead_letter_replays",
+    concurrency=1,
+)
+async def replay_dead_letters(stream: StreamT[bytes]) -> None:
+    """Answer the replay requests of `python -m streams dead-letters replay` for this worker's projections."""
+    async for value in stream:
+        request = replay_request(value, PROJECTIONS, datetime.now(UTC))
+        if request is not None:
+            outcome = await replay(PROJECTIONS[request.letter.consumer], request.letter)
+            log.warning("dead letter %s: %s (%s)", request.letter.id, outcome.kind, outcome.detail)
+            await produce(app, dead_letters_topic, [outcome])
 
 
 async def take_lock() -> None:

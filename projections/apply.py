@@ -8,7 +8,8 @@ Each move is announced as a `schemas.progress.ProjectionProgress` on its channel
 PostgreSQL at commit.
 
 A record that is no event of this projection (malformed, of an unknown type, unstorable) is
-logged, counted and skipped; its offset still advances, so it never stops its partition.
+logged, counted and skipped; its offset still advances, so it never stops its partition. The live
+worker also sends it to the dead letters (`projections.dead_letters`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -62,6 +64,12 @@ class Skipped:
     reason: str
     """A label value of `projection_bad_records_total`: malformed, unknown_type, unstorable."""
     detail: str
+
+
+class DeadLetterSink(Protocol):
+    """Where a worker's skipped records go (`projections.dead_letters`): durable once `send` returns."""
+
+    async def send(self, projection: str, topic: str, skipped: Sequence[Skipped]) -> None: ...
 
 
 @dataclass
@@ -162,11 +170,14 @@ async def apply_records(
     records: Sequence[Record],
     *,
     contiguous: bool = False,
+    dead_letters: DeadLetterSink | None = None,
 ) -> BatchOutcome:
     """Apply `records` of `topic` (in log order per partition) in one transaction.
 
     With `contiguous`, a record after a hole in a partition's offsets raises `OffsetGap` before
     anything is written (the live worker fills the hole first; a rebuild starts where the log does).
+    With `dead_letters` (the live worker), the records skipped are sent there before the offsets
+    that pass them commit: a crash in between sends them again, under the same ids.
     """
     if not records:
         return BatchOutcome()
@@ -179,6 +190,8 @@ async def apply_records(
         rows, skipped = decode_all(projection, fresh)
         if rows:
             await conn.executemany(projection.statement, rows)
+        if skipped and dead_letters is not None:
+            await dead_letters.send(projection.name, topic, skipped)
         if moved:
             await advance_offsets(conn, projection.name, topic, moved)
     report(projection, topic, skipped)

@@ -23,6 +23,9 @@ class Record(NamedTuple):
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+    """Kept for a dead letter (`projections.dead_letters`); None where the reader did not keep them."""
 
 
 @dataclass(frozen=True)

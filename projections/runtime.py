@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from config.settings import CommonSettings
-from projections.apply import BatchOutcome, OffsetGap, advance_offsets, apply_records
+from projections.apply import BatchOutcome, DeadLetterSink, OffsetGap, advance_offsets, apply_records
 from projections.catalogue import PROJECTIONS
 from projections.locks import hold_shared
 from projections.metrics import LAG, RECONNECTS
@@ -71,6 +71,8 @@ class Runtime:
         self._reader: TopicReader | None = None
         self._making = asyncio.Lock()
         self._locking = asyncio.Lock()  # apart: waiting out a rebuild must not hold up the lag page
+        self.dead_letters: DeadLetterSink | None = None
+        """Where the records the agents skip go; set by the worker's app (`projections.dead_letters`)."""
 
     def topic(self, projection: Projection) -> str:
         return self.settings.topic(projection.topic.name)
@@ -134,7 +136,9 @@ class Runtime:
     ) -> BatchOutcome:
         pool = await self.writer_pool()
         async with pool.acquire() as conn:
-            return await apply_records(conn, projection, topic, records, contiguous=contiguous)
+            return await apply_records(
+                conn, projection, topic, records, contiguous=contiguous, dead_letters=self.dead_letters
+            )
 
     async def fill(self, projection: Projection, topic: str, gap: OffsetGap) -> None:
         """Apply the records of the hole straight from Kafka, then mark the hole done."""

@@ -117,7 +117,7 @@ async def read_assigned(
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS, max_records=batch_size)
         batch = [
-            Record(tp.partition, r.offset, r.value)
+            Record(tp.partition, r.offset, r.value, r.key, r.timestamp)
             for tp, records in fetched.items()
             for r in records
             if r.offset < pending[tp].end

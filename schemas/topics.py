@@ -50,6 +50,13 @@ GATEWAY_REPLIES = TopicSpec(
     "outcomes of commands, one topic per gateway instance (suffixed with its id)",
     partitioned=False,
 )
+DEAD_LETTERS = TopicSpec(
+    "dead.letters",
+    "consumer|topic|partition|offset of the skipped record",
+    WEEK_MS,
+    "records the agents and projections skipped, with why and their raw bytes; replays of them "
+    "(`python -m streams dead-letters`). A week, as long as the command topics whose records it copies",
+)
 
 ALL: tuple[TopicSpec, ...] = (
     USER_COMMANDS,
@@ -59,6 +66,7 @@ ALL: tuple[TopicSpec, ...] = (
     CHAT_EVENTS,
     MESSAGE_EVENTS,
     MESSAGE_DELIVERED,
+    DEAD_LETTERS,
 )
 EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
 COMMAND_TOPICS: tuple[TopicSpec, ...] = (USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)

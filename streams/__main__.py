@@ -1,4 +1,4 @@
-"""`python -m streams`: the streams worker, and the creation of the system's topics.
+"""`python -m streams`: the streams worker, the creation of the system's topics, the dead letters.
 
 Each command has its `--help`; the settings come from the environment (and `.env`).
 """
@@ -41,6 +41,67 @@ def create_topics() -> int:
     configure(settings.log_format, "WARNING")
     created = asyncio.run(create(settings))
     click.echo(f"topics: {len(created)} created, {len(ALL) - len(created)} already there")
+    return 0
+
+
+@cli.group("dead-letters", context_settings=HELP_OPTIONS)
+def dead_letters() -> None:
+    """The records the agents and projections skipped (topic dead.letters): list them, feed one again after a fix."""
+
+
+@dead_letters.command("list", context_settings=HELP_OPTIONS)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
+@click.option("--consumer", help="Only those this agent or projection skipped (chat_decider, messages, ...).")
+@click.option("--after", help="The cursor printed at the end of the previous page: the older ones.")
+@click.option("--json", "as_json", is_flag=True, help="The page as JSON (raw key and value in base64).")
+def list_dead_letters(limit: int, consumer: str | None, after: str | None, as_json: bool) -> int:
+    """List the dead letters, newest first.
+
+    Each line: id (consumer|topic|partition|offset), status (dead, replay_requested, replayed, replay_failed), reason
+    and detail, size and when; and the outcome of its replay.
+    """
+    from schemas import codec
+    from streams.dead_letters import describe, read_dead_letters
+
+    settings = load(CommonSettings)
+    configure(settings.log_format, "WARNING")
+    try:
+        page = asyncio.run(read_dead_letters(settings, after=after, limit=limit, consumer=consumer))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--after") from None
+    if as_json:
+        click.echo(codec.dumps(page).decode())
+        return 0
+    for entry in page.entries:
+        click.echo(describe(entry))
+    click.echo(
+        f"{len(page.entries)} of {page.total} dead letters"
+        + (f"; older: --after '{page.next_after}'" if page.next_after else "")
+    )
+    return 0
+
+
+@dead_letters.command("replay", context_settings=HELP_OPTIONS)
+@click.argument("ref")
+def replay_dead_letter(ref: str) -> int:
+    """Feed one dead letter again, after a fix.
+
+    REF is its id, or topic:partition:offset. The record is read with the code as it is now first.
+
+    A command goes back to its topic and partition; an event is applied by the projections worker to the projection
+    that skipped it, once. Exit 1, with the reason, when it would still be skipped, was not found or failed; a
+    letter replayed already is not fed again (exit 0).
+    """
+    from streams.dead_letters import ReplayRefused, replay
+
+    settings = load(CommonSettings)
+    configure(settings.log_format, "WARNING")
+    try:
+        outcome = asyncio.run(replay(settings, ref))
+    except ReplayRefused as error:
+        click.echo(f"replay refused: {error}", err=True)
+        return 1
+    click.echo(f"replayed {outcome.id}: {outcome.detail}")
     return 0
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faust.types import TableT
 from faust.types.tuples import RecordMetadata
 
@@ -32,11 +33,12 @@ from config.kafka import client_options
 from config.settings import StreamsSettings
 from schemas import topics
 from schemas.commands import Command
-from schemas.events import BadRecord, Event, decode_event
+from schemas.dead_letters import DeadLetter, encode_letter, key_of
+from schemas.events import BadRecord, Event, UnknownEventType, decode_event
 from streams.chat_rules import decide, evolve
 from streams.chat_state import ChatState, JsonObject, StoredMessage, chat_from_json, message_from_json
 from streams.decision import Decision
-from streams.outbox import Outbox, PendingEvent, skip_bad_record
+from streams.outbox import Outbox, PendingEvent, SourceRecord, skip_bad_record
 from streams.pipeline import Decided, DecidingAgent, run_agent
 
 log = logging.getLogger(__name__)
@@ -106,8 +108,10 @@ class TableChatStore:
 
 
 class ChatDecider(DecidingAgent[TableChatStore]):
+    consumer = "chat_decider"
+
     def __init__(self, app: faust.App, settings: StreamsSettings, tables: ChatTables) -> None:
-        super().__init__(app, settings.topic(topics.MESSAGE_DELIVERED.name))
+        super().__init__(app, settings.topic(topics.DEAD_LETTERS.name), settings.topic(topics.MESSAGE_DELIVERED.name))
         self.settings = settings
         self.tables = tables
         self.chat_id_key = settings.chat_id_key.encode()
@@ -165,26 +169,40 @@ class ChatDecider(DecidingAgent[TableChatStore]):
     async def replay_tail(self, consumer: AIOKafkaConsumer, partition: int) -> int:
         store = TableChatStore(self.tables, partition)
         replayed = 0
+        letters: list[DeadLetter] = []
         for topic in self.event_topics:
             tp = TopicPartition(topic, partition)
             start = self.tables.checkpoints.get(f"{topic}:{partition}") or 0
             end = (await consumer.end_offsets([tp]))[tp]
             if start < end:
-                for event in await read_range(consumer, tp, start, end):
+                events, skipped = await read_range(consumer, tp, start, end)
+                for event in events:
                     evolve(store, event)
                     replayed += 1
+                letters.extend(
+                    skip_bad_record(self.consumer, record, reason, error) for record, reason, error in skipped
+                )
             store.set_checkpoint(topic, partition, end)
         outbox = Outbox(self.app)
+        for letter in letters:
+            await outbox.send(self.dead_letters_topic, key_of(letter), encode_letter(letter))
         await store.commit(outbox)
         await outbox.wait()
         return replayed
 
 
-async def read_range(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int) -> list[Event]:
-    """The events of `tp` from `start` up to `end` (exclusive); bad records are skipped."""
+Skip = tuple[SourceRecord, str, BadRecord]
+"""A record the catch-up skipped: the record, the reason label, the error."""
+
+
+async def read_range(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int
+) -> tuple[list[Event], list[Skip]]:
+    """The events of `tp` from `start` up to `end` (exclusive), and the records that are none."""
     consumer.assign([tp])
     consumer.seek(tp, start)
     events: list[Event] = []
+    skipped: list[Skip] = []
     position = start
     while position < end:
         batches = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
@@ -195,8 +213,15 @@ async def read_range(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
             try:
                 events.append(decode_event(record.value))
             except BadRecord as error:
-                skip_bad_record(tp.topic, tp.partition, record.offset, type(error).__name__, error)
-    return events
+                source = SourceRecord(
+                    tp.topic, tp.partition, record.offset, record.key, record.value, record_time(record)
+                )
+                skipped.append((source, "unknown_type" if isinstance(error, UnknownEventType) else "malformed", error))
+    return events, skipped
+
+
+def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime | None:
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp >= 0 else None
 
 
 def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
@@ -236,5 +261,5 @@ def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
         value_serializer="raw",
         partitions=partitions,
     )
-    run_agent(app, decider, "chat_decider", source)
+    run_agent(app, decider, source)
     return decider

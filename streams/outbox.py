@@ -1,5 +1,6 @@
 """What the agents write to Kafka: events that must be durable before anyone is told, and the
-replies and deliveries that follow them. Also the counters every agent shares."""
+replies and deliveries that follow them; the dead letters of the records they skip. Also the
+counters every agent shares."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -16,6 +18,7 @@ from prometheus_client import Counter
 
 from schemas import codec
 from schemas.commands import Command, Position, Reply
+from schemas.dead_letters import DeadLetter, encode_letter, key_of
 from schemas.events import Event, encode_event
 from streams.decision import Decision
 
@@ -97,6 +100,40 @@ def reply_for(command: Command, decision: Decision, metadata: list[RecordMetadat
     )
 
 
-def skip_bad_record(topic: str, partition: int, offset: int, reason: str, error: Exception) -> None:
-    BAD_RECORDS.labels(topic, reason).inc()
-    log.warning("skipped record %s[%d]@%d (%s): %s", topic, partition, offset, reason, str(error)[:300])
+@dataclass(frozen=True)
+class SourceRecord:
+    """A record as read from Kafka, what a dead letter copies of it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    occurred_at: datetime | None
+
+
+def skip_bad_record(consumer: str, record: SourceRecord, reason: str, error: Exception) -> DeadLetter:
+    """Count and log a record `consumer` skips, and the dead letter to send for it."""
+    BAD_RECORDS.labels(record.topic, reason).inc()
+    detail = " ".join(str(error).split())[:300] or type(error).__name__
+    log.warning("skipped record %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, reason, detail)
+    return DeadLetter(
+        consumer=consumer,
+        reason=reason,
+        detail=detail,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        occurred_at=record.occurred_at,
+        dead_at=datetime.now(UTC),
+    )
+
+
+async def send_dead_letters(app: faust.App, topic: str, letters: list[DeadLetter]) -> None:
+    """Send `letters` to `topic` (the dead letters) and wait until the broker has them all."""
+    futures = [
+        await app.producer.send(topic, key_of(letter), encode_letter(letter), None, None, None) for letter in letters
+    ]
+    await asyncio.gather(*futures)

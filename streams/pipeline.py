@@ -8,6 +8,9 @@ did land is found again, not written twice. If the append fails, the batch is de
 (`prepare` runs again first) with the workers' retry policy; when it still fails the worker
 stops with exit code 70 and its supervisor restarts it (an agent that raised would have its
 records acked and skipped by Faust).
+
+A record that is no command is skipped, and its dead letter (`schemas.dead_letters`) is durable on
+`dead.letters` before the batch goes on, with the same retries and exit: nothing is skipped unseen.
 """
 
 from __future__ import annotations
@@ -17,21 +20,31 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar, cast
 
 import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.types import EventT
-from faust.types.tuples import RecordMetadata
+from faust.types.tuples import Message, RecordMetadata
 
 from config.logs import log_scope
 from runtime.retry import GaveUp, retrying
 from schemas import codec
 from schemas.commands import Command, decode_command, encode_delivery
+from schemas.dead_letters import DeadLetter
 from schemas.events import Event
 from streams.decision import Decision
-from streams.outbox import Outbox, PendingEvent, produce_durable, reply_for, skip_bad_record
+from streams.outbox import (
+    Outbox,
+    PendingEvent,
+    SourceRecord,
+    produce_durable,
+    reply_for,
+    send_dead_letters,
+    skip_bad_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +81,12 @@ Store = TypeVar("Store", bound=TableStore)
 class DecidingAgent(ABC, Generic[Store]):
     """One agent's part: its state, its rules and where its events go; the steps are shared."""
 
-    def __init__(self, app: faust.App, delivered_topic: str = "") -> None:
+    consumer: str
+    """The agent's name, the `consumer` of the dead letters it sends."""
+
+    def __init__(self, app: faust.App, dead_letters_topic: str, delivered_topic: str = "") -> None:
         self.app = app
+        self.dead_letters_topic = dead_letters_topic
         self.delivered_topic = delivered_topic
         """`message.delivered` (with its prefix) for an agent that delivers frames."""
 
@@ -93,7 +110,9 @@ class DecidingAgent(ABC, Generic[Store]):
         """Once the batch's table writes, replies and deliveries are durable."""
 
     async def process(self, batch: Sequence[EventT[bytes]]) -> None:
-        commands = parse_commands(batch)
+        commands, letters = parse_commands(self.consumer, batch)
+        if letters:
+            await self.send_dead_letters(letters)
         if not commands:
             return
         with log_scope(correlation_ids=[command.correlation_id for _, command in commands]):
@@ -117,6 +136,20 @@ class DecidingAgent(ABC, Generic[Store]):
         await self.answer(outbox, decided, metadata)
         await outbox.wait()
         await self.after_batch(outbox, metadata)
+
+    async def send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Before the batch is acked, with the appends' retries: a skipped command is never lost silently."""
+        try:
+            await retrying(
+                lambda: send_dead_letters(self.app, self.dead_letters_topic, letters),
+                what="sending dead letters",
+                attempts=APPEND_ATTEMPTS,
+                first_pause_s=FIRST_APPEND_PAUSE_S,
+                retry_on=APPEND_ERRORS,
+            )
+        except GaveUp as error:
+            log.critical("cannot send dead letters (%s); stopping the worker", error)
+            os._exit(EXIT_CANNOT_APPEND)
 
     async def decide_and_append(
         self, commands: list[tuple[int, Command]]
@@ -158,18 +191,26 @@ class DecidingAgent(ABC, Generic[Store]):
             )
 
 
-def parse_commands(batch: Sequence[EventT[bytes]]) -> list[tuple[int, Command]]:
+def parse_commands(consumer: str, batch: Sequence[EventT[bytes]]) -> tuple[list[tuple[int, Command]], list[DeadLetter]]:
+    """The commands of `batch` with their partitions, and the dead letters of the records that are none."""
     commands = []
+    letters = []
     for event in batch:
         message = event.message
         try:
             commands.append((message.partition, decode_command(message.value or b"")))
         except ValueError as error:
-            skip_bad_record(message.topic, message.partition, message.offset, "malformed", error)
-    return commands
+            letters.append(skip_bad_record(consumer, source_of(message), "malformed", error))
+    return commands, letters
 
 
-def run_agent(app: faust.App, agent: DecidingAgent[Store], name: str, source: faust.TopicT) -> None:
+def source_of(message: Message) -> SourceRecord:
+    """Faust's message (its timestamp in seconds) as the record a dead letter copies."""
+    occurred_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+    return SourceRecord(message.topic, message.partition, message.offset, message.key, message.value, occurred_at)
+
+
+def run_agent(app: faust.App, agent: DecidingAgent[Store], source: faust.TopicT) -> None:
     """Declare `agent` on `app`: one at a time (`concurrency=1`, faust-streaming #606), in batches."""
 
     @app.on_partitions_assigned.connect
@@ -180,4 +221,4 @@ def run_agent(app: faust.App, agent: DecidingAgent[Store], name: str, source: fa
         async for batch in cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await agent.process(batch)
 
-    app.agent(source, name=name, concurrency=1)(decide)
+    app.agent(source, name=agent.consumer, concurrency=1)(decide)

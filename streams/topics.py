@@ -2,7 +2,7 @@
 (`python -m streams create-topics`; idempotent: existing topics are left as they are).
 
 Replication follows the cluster's size (`config.kafka`); the commands and the events, the topics
-whose loss no one could repair, also carry their `min.insync.replicas` explicitly.
+whose loss no one could repair (and the dead letters), also carry their `min.insync.replicas` explicitly.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from config.kafka import Replication, client_options
 from config.settings import CommonSettings
 from runtime.kafka_cluster import cluster_replication
-from schemas.topics import ALL, CHAT_COMMANDS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
+from schemas.topics import ALL, CHAT_COMMANDS, DEAD_LETTERS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
-MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset((*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND))
+MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset(
+    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND, DEAD_LETTERS)
+)
+"""The dead letters too: a skipped command's dead letter is the only copy left once its topic's retention passed."""
 
 
 def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replication) -> NewTopic:

@@ -41,8 +41,10 @@ class TableUserStore:
 
 
 class UserDecider(DecidingAgent[TableUserStore]):
+    consumer = "user_decider"
+
     def __init__(self, app: faust.App, settings: WorkerSettings, usernames: TableT[str, str]) -> None:
-        super().__init__(app)
+        super().__init__(app, settings.topic(topics.DEAD_LETTERS.name))
         self.usernames = usernames
         self.events_topic = settings.topic(topics.USER_EVENTS.name)
 
@@ -72,5 +74,5 @@ def register(app: faust.App, settings: WorkerSettings) -> UserDecider:
         value_serializer="raw",
         partitions=settings.topic_partitions,
     )
-    run_agent(app, decider, "user_decider", source)
+    run_agent(app, decider, source)
     return decider

@@ -35,20 +35,23 @@ BAD_RECORDS = [
 
 
 async def create_event_topics(topic_prefix: str, database_url: str, name: str) -> CommonSettings:
+    """The event topics, and the dead letters a projections worker sends what it skips to."""
     settings = CommonSettings(
         topic_prefix=f"{topic_prefix}{name}.{uuid.uuid4().hex[:6]}.", database_url=database_url, topic_partitions=3
     )
-    await create_topics(settings, topics.EVENT_TOPICS)
+    await create_topics(settings, (*topics.EVENT_TOPICS, topics.DEAD_LETTERS))
     return settings
 
 
 async def delete_event_topics(settings: CommonSettings, *others: str) -> None:
-    """Delete the event topics of `settings`, and the topics `others` (logical names) if they exist."""
+    """Delete the event topics of `settings` (and their dead letters), and the topics `others` (logical names) if
+    they exist."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        names = [settings.topic(t.name) for t in topics.EVENT_TOPICS] + [settings.topic(o) for o in others]
+        names = [settings.topic(t.name) for t in (*topics.EVENT_TOPICS, topics.DEAD_LETTERS)]
+        names += [settings.topic(o) for o in others]
         await admin.delete_topics([n for n in names if n in existing])
     finally:
         await admin.close()

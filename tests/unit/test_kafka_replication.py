@@ -26,7 +26,13 @@ def test_a_cluster_without_brokers_is_an_error() -> None:
 
 def test_commands_and_events_carry_their_min_isr_and_every_topic_the_factor() -> None:
     settings = CommonSettings(topic_prefix="p.", topic_partitions=4)
-    durable = {*topics.EVENT_TOPICS, topics.USER_COMMANDS, topics.CHAT_COMMANDS, topics.MESSAGE_SEND}
+    durable = {
+        *topics.EVENT_TOPICS,
+        topics.USER_COMMANDS,
+        topics.CHAT_COMMANDS,
+        topics.MESSAGE_SEND,
+        topics.DEAD_LETTERS,
+    }
     for spec in topics.ALL:
         topic = new_topic(settings, spec, replication_for(3))
         assert topic.replication_factor == 3, spec.name
