@@ -232,7 +232,7 @@ async def test_a_command_that_reads_now_is_decided_once_though_replayed_twice(de
         command_id=uuid.uuid4(),
         correlation_id="replayed",
         actor_id=alice,
-        reply_to=None,
+        reply_to=deployment.settings.topic("gateway.replies.long-gone"),
         issued_at=datetime.now(UTC),
         body=SendMessage(chat_id=chat_id, client_msg_id="fixed", text="skipped by an older agent"),
     )
@@ -254,6 +254,7 @@ async def test_a_command_that_reads_now_is_decided_once_though_replayed_twice(de
     first = await asyncio.to_thread(cli, deployment, "replay", letter.id)
     assert first.returncode == 0, first.stderr
     assert f"produced again to {topic}[{partition}]@" in first.stdout
+    assert "without reply_to" in first.stdout  # the agent is not left replying to a topic that is gone
 
     async def decided() -> list[MessageSent]:
         events = await good_events(deployment, topics.MESSAGE_EVENTS)
@@ -337,3 +338,25 @@ async def test_an_event_that_reads_now_is_applied_once_though_asked_twice(deploy
         assert await conn.fetchval("SELECT count(*) FROM dead_letter_replays WHERE id = $1", letter.id) == 1
     finally:
         await conn.close()
+
+
+async def test_an_event_the_chat_agent_skipped_while_catching_up_is_not_replayed(deployment: Deployment) -> None:
+    letter = DeadLetter(
+        consumer="chat_decider",
+        reason="malformed",
+        detail="read by the catch-up",
+        topic=deployment.topic(topics.CHAT_EVENTS),
+        partition=1,
+        offset=3_000_000,
+        key=b"c",
+        value=b"{}",
+        occurred_at=None,
+        dead_at=datetime.now(UTC),
+    )
+    await put_letter(deployment, letter)
+    before = await end_offsets(deployment, topics.CHAT_EVENTS, topics.DEAD_LETTERS)
+
+    refused = await asyncio.to_thread(cli, deployment, "replay", letter.id)
+
+    assert refused.returncode == 1 and "catching up its tables" in refused.stderr
+    assert await end_offsets(deployment, topics.CHAT_EVENTS, topics.DEAD_LETTERS) == before
