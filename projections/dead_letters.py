@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 SEND_ATTEMPTS = 5
 FIRST_SEND_PAUSE_S = 1.0
 """As the agents' appends: about 7.5 s of waiting on average before the batch fails (and the worker stops)."""
-KAFKA_ERRORS = (KafkaError, ProducerSendError)
+SEND_TIMEOUT_S = 15.0
+"""One attempt's bound: Faust's producer waits up to 20 minutes for a topic's metadata (a topic not created
+yet), and the batch's transaction stays open meanwhile."""
+RETRY_ON = (KafkaError, ProducerSendError, TimeoutError)
 REQUEST_TTL = timedelta(minutes=5)
 
 CLAIM = """
@@ -67,18 +70,19 @@ async def produce(app: faust.App, topic: str, records: Sequence[DeadLetter | Rep
     """Send `records` to `topic` (the dead letters) and wait until the broker has them, with retries."""
 
     async def send_all() -> None:
-        futures = [
-            await app.producer.send(topic, key_of(record), encode_letter(record), None, None, None)
-            for record in records
-        ]
-        await asyncio.gather(*futures)
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            futures = [
+                await app.producer.send(topic, key_of(record), encode_letter(record), None, None, None)
+                for record in records
+            ]
+            await asyncio.gather(*futures)
 
     await retrying(
         send_all,
         what="sending dead letters",
         attempts=SEND_ATTEMPTS,
         first_pause_s=FIRST_SEND_PAUSE_S,
-        retry_on=KAFKA_ERRORS,
+        retry_on=RETRY_ON,
     )
 
 
