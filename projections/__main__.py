@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 PROG = "python -m projections"
 
 EXIT_REBUILD_REFUSED = 1
+EXIT_REBUILD_FAILED = 1
+EXIT_CHECKSUM_MISMATCH = 3
+EXIT_SWAP_FAILED = 4
 
 
 def common_settings() -> CommonSettings:
@@ -67,7 +70,7 @@ async def print_checksums(database_url: str) -> None:
 
 @cli.command(context_settings=HELP_OPTIONS)
 def checksum() -> int:
-    """Print one md5 per read-model table (equal before and after a rebuild)."""
+    """Print one md5 per live read-model table (equal before and after a rebuild of the same version)."""
     asyncio.run(print_checksums(common_settings().database_url))
     return 0
 
@@ -81,28 +84,64 @@ def checksum() -> int:
     help="Rebuild this projection only (repeatable). Default: all of them.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and scripts).")
-def rebuild(only: Sequence[str], no_progress: bool) -> int:
-    """Empty the read models (all, or those of --only) and replay their topics from offset 0.
+@click.option(
+    "--upgrade",
+    is_flag=True,
+    help="Only the projections whose live read model is an older version than this code's (what a worker runs).",
+)
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Swap in even when the checksums differ (the live model is known to be wrong); the differences are printed.",
+)
+def rebuild(only: Sequence[str], no_progress: bool, upgrade: bool, repair: bool) -> int:
+    """Build the read models (all, or those of --only) anew beside the running worker, and swap them in.
 
-    Refused (exit 1) while a projections worker runs: they share an advisory lock. Stop the worker
-    first (`scripts/system ctl stop projections`), rebuild, start it again. Prints the records
-    replayed per projection, then one checksum per table.
+    Each is built in a shadow schema from its topic, caught up with the live model, compared with it
+    by checksum at the same offsets (when both are the same version), then swapped in in one short
+    transaction. Readers see the old model until the swap, the new one after it. Prints, per
+    projection, the records replayed, the checksums of both sides and the worker's pauses; then
+    `rebuilt: NAME (N records), ...`.
+
+    Exit 1 when another rebuild of one of them is running, 3 when the checksums differ (unless
+    --repair), 4 when the
+    swap could not take its locks; the live model is then untouched (projections listed before the
+    failing one were swapped in).
     """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from projections.catalogue import selected
-    from projections.rebuild import RebuildRefused
-    from projections.rebuild import rebuild as replay
+    from projections.rebuild import ChecksumMismatch, RebuildFailed, RebuildRefused, Rebuilt, SwapFailed
+    from projections.rebuild import rebuild as build
+
+    def report(outcome: Rebuilt) -> None:
+        for line in outcome.lines():
+            click.echo(line)
 
     settings = common_settings()
     try:
         with logging_redirect_tqdm():
-            replayed = asyncio.run(replay(settings, selected(list(only) or None), progress=not no_progress))
+            done = asyncio.run(
+                build(
+                    settings,
+                    selected(list(only) or None),
+                    progress=not no_progress,
+                    upgrade=upgrade,
+                    report=report,
+                    repair=repair,
+                )
+            )
     except RebuildRefused as refusal:
         click.echo(str(refusal), err=True)
         return EXIT_REBUILD_REFUSED
-    click.echo("rebuilt: " + ", ".join(f"{name} ({count} records)" for name, count in replayed.items()))
-    asyncio.run(print_checksums(settings.database_url))
+    except RebuildFailed as failure:
+        report(failure.outcome)
+        click.echo(f"rebuild failed: {failure}", err=True)
+        if isinstance(failure, ChecksumMismatch):
+            return EXIT_CHECKSUM_MISMATCH
+        return EXIT_SWAP_FAILED if isinstance(failure, SwapFailed) else EXIT_REBUILD_FAILED
+    swapped = [f"{name} ({o.records} records)" for name, o in done.items() if o.swapped]
+    click.echo("rebuilt: " + (", ".join(swapped) or "none"))
     return 0
 
 

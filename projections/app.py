@@ -148,15 +148,13 @@ async def replay_dead_letters(stream: StreamT[bytes]) -> None:
             await produce(app, dead_letters_topic, [outcome])
 
 
-async def take_lock() -> None:
-    """Hold the read-models lock from the start, so a rebuild refuses even before the first batch."""
-    try:
-        await runtime.writer_pool()
-    except Exception as error:  # the first batch tries again, with retries
-        log.warning("cannot take the read-models lock yet: %r", error)
+async def check_versions() -> None:
+    """Compare each projection's stored version with this code's from the start, and build (in a
+    shadow, then swap) those whose live read model is older, before their agents write."""
+    runtime.versions.start()
 
 
-app.task(take_lock)
+app.task(check_versions)
 
 
 @app.page("/projections/lag")
@@ -181,3 +179,4 @@ app.timer(WATCH_INTERVAL)(watch)
 @app.on_before_shutdown.connect
 async def close_watch(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
     await runtime.close_reader()
+    await runtime.versions.close()

@@ -5,7 +5,11 @@ Shared by the Faust agents and the rebuild. Per (projection, topic, partition) t
 are written and moved after them in the same transaction, so a record at an offset below it was
 applied already and is skipped, and a batch delivered twice (at-least-once) changes nothing.
 Each move is announced as a `schemas.progress.ProjectionProgress` on its channel, sent by
-PostgreSQL at commit.
+PostgreSQL at commit; a rebuild applying to its shadow tables (`notify=False`) announces nothing,
+since the gateways would take it for the live model's progress. The live worker passes its
+projection's `version`: the batch is refused (`VersionChanged`, nothing written) once
+`projection_versions` holds another one, read after the offsets are locked, so after a swap that
+changed it.
 
 A record that is no event of this projection (malformed, of an unknown type, unstorable) is
 logged, counted and skipped; its offset still advances, so it never stops its partition. The live
@@ -45,17 +49,20 @@ WHERE projection = $1 AND topic = $2 AND partition = ANY($3::int[])
 ORDER BY partition
 FOR UPDATE
 """
+MOVE_OFFSETS = """
+UPDATE projection_offsets AS o SET next_offset = n.next_offset, updated_at = now()
+FROM unnest($3::int[], $4::bigint[]) AS n (partition, next_offset)
+WHERE o.projection = $1 AND o.topic = $2 AND o.partition = n.partition
+  AND n.next_offset > o.next_offset
+"""
 ADVANCE_OFFSETS = f"""
-WITH moved AS (
-    UPDATE projection_offsets AS o SET next_offset = n.next_offset, updated_at = now()
-    FROM unnest($3::int[], $4::bigint[]) AS n (partition, next_offset)
-    WHERE o.projection = $1 AND o.topic = $2 AND o.partition = n.partition
-      AND n.next_offset > o.next_offset
+WITH moved AS ({MOVE_OFFSETS}
     RETURNING o.projection, o.topic, o.partition, o.next_offset
 )
 SELECT pg_notify('{CHANNEL}', {PAYLOAD_SQL})
 FROM moved
 """
+STORED_VERSION = "SELECT version FROM projection_versions WHERE projection = $1"
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,16 @@ class BatchOutcome:
     skipped: list[Skipped] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     """The partitions this batch moved, and where to."""
+
+
+class VersionChanged(Exception):
+    """`projection_versions` holds another version than the code's: this code must not write."""
+
+    def __init__(self, projection: str, declared: int, stored: int) -> None:
+        super().__init__(f"{projection}: the live read model is version {stored}, this code writes version {declared}")
+        self.projection = projection
+        self.declared = declared
+        self.stored = stored
 
 
 class OffsetGap(Exception):
@@ -157,10 +174,19 @@ async def lock_offsets(conn: Conn, projection: str, topic: str, partitions: list
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
-async def advance_offsets(conn: Conn, projection: str, topic: str, moved: dict[int, int]) -> None:
+async def advance_offsets(
+    conn: Conn, projection: str, topic: str, moved: dict[int, int], *, notify: bool = True
+) -> None:
     """Move `next_offset` forward (never back) and notify, within the caller's transaction."""
     partitions = sorted(moved)
-    await conn.execute(ADVANCE_OFFSETS, projection, topic, partitions, [moved[p] for p in partitions])
+    statement = ADVANCE_OFFSETS if notify else MOVE_OFFSETS
+    await conn.execute(statement, projection, topic, partitions, [moved[p] for p in partitions])
+
+
+async def check_version(conn: Conn, projection: str, declared: int) -> None:
+    stored = await conn.fetchval(STORED_VERSION, projection)
+    if stored is not None and stored != declared:
+        raise VersionChanged(projection, declared, stored)
 
 
 async def apply_records(
@@ -170,12 +196,16 @@ async def apply_records(
     records: Sequence[Record],
     *,
     contiguous: bool = False,
+    notify: bool = True,
+    version: int | None = None,
     dead_letters: DeadLetterSink | None = None,
 ) -> BatchOutcome:
     """Apply `records` of `topic` (in log order per partition) in one transaction.
 
     With `contiguous`, a record after a hole in a partition's offsets raises `OffsetGap` before
     anything is written (the live worker fills the hole first; a rebuild starts where the log does).
+    `notify=False` on a rebuild's shadow tables; `version` (the live worker's) raises
+    `VersionChanged` before anything is written when the live read model is another version.
     With `dead_letters` (the live worker), the records skipped are sent there before the offsets
     that pass them commit: a crash in between sends them again, under the same ids.
     """
@@ -184,6 +214,8 @@ async def apply_records(
     partitions = sorted({r.partition for r in records})
     async with conn.transaction():
         stored = await lock_offsets(conn, projection.name, topic, partitions)
+        if version is not None:
+            await check_version(conn, projection.name, version)
         fresh, moved = new_records(records, stored)
         if contiguous:
             check_contiguous(fresh, stored)
@@ -193,7 +225,7 @@ async def apply_records(
         if skipped and dead_letters is not None:
             await dead_letters.send(projection.name, topic, skipped)
         if moved:
-            await advance_offsets(conn, projection.name, topic, moved)
+            await advance_offsets(conn, projection.name, topic, moved, notify=notify)
     report(projection, topic, skipped)
     APPLIED_EVENTS.labels(projection.name).inc(len(rows))
     return BatchOutcome(len(rows), skipped, moved)

@@ -58,7 +58,31 @@ def params(event: Event) -> Params:
 CHATS = Projection(
     name="chats",
     topic=CHAT_EVENTS,
-    tables=(Table("chats", ("id",)), Table("chat_members", ("chat_id", "user_id"))),
+    tables=(
+        Table(
+            "chats",
+            ("id",),
+            (
+                "id uuid",
+                "type text NOT NULL CHECK (type IN ('direct', 'group'))",
+                "title text",
+                "created_by uuid NOT NULL",
+                "created_at timestamptz NOT NULL",
+            ),
+        ),
+        Table(
+            "chat_members",
+            ("chat_id", "user_id"),
+            (
+                "chat_id uuid NOT NULL",
+                "user_id uuid NOT NULL",
+                "role text NOT NULL CHECK (role IN ('owner', 'admin', 'member'))",
+                "joined_at timestamptz NOT NULL",
+            ),
+            ("CREATE INDEX chat_members_by_user ON chat_members (user_id)",),
+        ),
+    ),
     statement=STATEMENT,
     params=params,
+    version=1,
 )

@@ -2,7 +2,8 @@
 
 Each table's rows are rendered as text in primary-key order (timestamps in UTC, whatever the
 session's time zone) and hashed with md5. `projection_offsets` and `schema_migrations` are
-bookkeeping, not read models, and are left out.
+bookkeeping, not read models, and are left out. A rebuild compares its shadow schema's tables
+with the live ones this way, both read in one snapshot (`checksums_in`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncpg
 
 from projections.catalogue import PROJECTIONS
 from projections.model import Table
+
+LIVE_SCHEMA = "public"
 
 
 @dataclass(frozen=True)
@@ -29,21 +32,27 @@ def read_model_tables() -> list[Table]:
     return [t for p in PROJECTIONS.values() for t in p.tables]
 
 
-def checksum_query(table: Table) -> str:
+def checksum_query(table: Table, schema: str = LIVE_SCHEMA) -> str:
     order = ", ".join(f"t.{column}" for column in table.key)
     return (
         f"SELECT count(*) AS rows, md5(coalesce(string_agg(t::text, ',' ORDER BY {order}), '')) AS md5"
-        f" FROM {table.name} AS t"
+        f" FROM {schema}.{table.name} AS t"
     )
 
 
-async def checksums(conn: asyncpg.Connection, tables: list[Table] | None = None) -> list[Checksum]:
-    """The checksum of each table (every read model by default), all from one snapshot."""
+async def checksums_in(conn: asyncpg.Connection, tables: list[Table], schema: str = LIVE_SCHEMA) -> list[Checksum]:
+    """The checksum of each of `tables` in `schema`, in the caller's transaction (set `TimeZone`
+    to UTC in it first)."""
     result = []
+    for table in tables:
+        row = await conn.fetchrow(checksum_query(table, schema))
+        assert row is not None, "an aggregate query returns one row"
+        result.append(Checksum(table.name, row["rows"], row["md5"]))
+    return result
+
+
+async def checksums(conn: asyncpg.Connection, tables: list[Table] | None = None) -> list[Checksum]:
+    """The checksum of each live table (every read model by default), all from one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute("SET LOCAL TimeZone = 'UTC'")
-        for table in tables or read_model_tables():
-            row = await conn.fetchrow(checksum_query(table))
-            assert row is not None, "an aggregate query returns one row"
-            result.append(Checksum(table.name, row["rows"], row["md5"]))
-    return result
+        return await checksums_in(conn, tables or read_model_tables())

@@ -1,35 +1,25 @@
-"""The advisory lock between the projections worker and the rebuild.
+"""The advisory lock of a rebuild: one per projection, so two rebuilds of one projection never run
+at once (a worker upgrading its projection and `python -m projections rebuild` included).
 
-A running worker holds it in shared mode for its whole life (several workers may run at once); a
-rebuild takes it exclusively, so it refuses while a worker runs, and a worker started during a
-rebuild waits for it to end.
+The live worker takes no lock of its own: a rebuild runs beside it, and the moment of the swap is
+ordered by the `projection_offsets` rows both lock (`projections/swap.py`). The lock is a
+session lock on a connection of the rebuild: a rebuild that dies (even `kill -9`) loses it with
+its connection, and the next one finds and drops its leftover shadow.
 """
 
 from __future__ import annotations
 
-import logging
-
 import asyncpg
 
-log = logging.getLogger(__name__)
+from schemas.progress import REBUILD_LOCK_CLASS
 
-READ_MODELS_LOCK = 7_000_002
-"""Next to `projections.migrate.MIGRATION_LOCK`, so the two are told apart in `pg_locks`."""
-
-
-async def hold_shared(database_url: str) -> asyncpg.Connection:
-    """A connection holding the lock in shared mode (waiting for a rebuild to finish if one runs)."""
-    conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    try:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock_shared($1)", READ_MODELS_LOCK):
-            log.warning("a rebuild of the read models is running: waiting for it to finish")
-            await conn.execute("SELECT pg_advisory_lock_shared($1)", READ_MODELS_LOCK)
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
+__all__ = ["REBUILD_LOCK_CLASS", "release_rebuild", "try_rebuild"]
 
 
-async def try_exclusive(conn: asyncpg.Connection) -> bool:
-    """Take the lock exclusively on `conn` if no worker holds it; it lasts as long as `conn`."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", READ_MODELS_LOCK))
+async def try_rebuild(conn: asyncpg.Connection, projection: str) -> bool:
+    """Take the rebuild lock of `projection` on `conn` unless another session holds it."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", REBUILD_LOCK_CLASS, projection))
+
+
+async def release_rebuild(conn: asyncpg.Connection, projection: str) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", REBUILD_LOCK_CLASS, projection)

@@ -92,10 +92,45 @@ MESSAGES = Projection(
     name="messages",
     topic=MESSAGE_EVENTS,
     tables=(
-        Table("messages", ("id",)),
-        Table("chat_activity", ("chat_id",)),
-        Table("read_markers", ("chat_id", "user_id")),
+        Table(
+            "messages",
+            ("id",),
+            (
+                "id uuid",
+                "chat_id uuid NOT NULL",
+                "seq bigint NOT NULL",
+                "sender_id uuid NOT NULL",
+                "text text NOT NULL",
+                "client_msg_id text NOT NULL",
+                "created_at timestamptz NOT NULL",
+                "edited_at timestamptz",
+                "deleted boolean NOT NULL DEFAULT false",
+            ),
+            ("ALTER TABLE messages ADD CONSTRAINT messages_chat_id_seq_key UNIQUE (chat_id, seq)",),
+        ),
+        Table(
+            "chat_activity",
+            ("chat_id",),
+            (
+                "chat_id uuid",
+                "last_seq bigint NOT NULL",
+                "last_message_id uuid NOT NULL",
+                "last_activity_at timestamptz NOT NULL",
+            ),
+        ),
+        Table(
+            "read_markers",
+            ("chat_id", "user_id"),
+            (
+                "chat_id uuid NOT NULL",
+                "user_id uuid NOT NULL",
+                "seq bigint NOT NULL DEFAULT 0",
+                "unread_count bigint NOT NULL DEFAULT 0",
+                "updated_at timestamptz NOT NULL",
+            ),
+        ),
     ),
     statement=STATEMENT,
     params=params,
+    version=1,
 )

@@ -15,8 +15,3 @@ LAG = Gauge(
     "Records of the topic partition not applied yet (end offset minus next_offset)",
     ["projection", "partition"],
 )
-RECONNECTS = Counter(
-    "projection_reconnects_total",
-    "Connections to PostgreSQL opened again after the previous one died (a restart, a dropped link)",
-    ["connection"],
-)

@@ -5,6 +5,11 @@ parameters its `params` function gives, all sent in log order through one pipeli
 `executemany`: one round trip per batch, and exactly the result of applying the events one by
 one. So where a batch starts and ends (the live worker's batches, the rebuild's) never changes
 the rows.
+
+A projection also declares its tables' DDL and a `version`: the rebuild creates the tables of a
+new read model from the declaration (in a shadow schema, `projections/shadow.py`), and a worker
+whose version differs from the one stored in `projection_versions` builds its own before it
+writes. A change of the tables, the statement or what `params` gives is a new version.
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ class Table:
     name: str
     key: tuple[str, ...]
     """The primary key, the order of the rows in a checksum."""
+    columns: tuple[str, ...]
+    """Column definitions in table order (type, NOT NULL, DEFAULT, CHECK), as in `CREATE TABLE`."""
+    after_load: tuple[str, ...] = ()
+    """DDL run once the table is loaded: unique constraints, foreign keys, secondary indexes (unqualified
+    names: they run with the search path on the schema being built)."""
+
+    def create_sql(self) -> str:
+        """`CREATE TABLE` with the columns and the primary key only."""
+        columns = ",\n    ".join((*self.columns, f"PRIMARY KEY ({', '.join(self.key)})"))
+        return f"CREATE TABLE {self.name} (\n    {columns}\n)"
 
 
 class UnexpectedEvent(Exception):
@@ -50,6 +65,9 @@ class Projection:
     statement: str
     params: Callable[[Event], Params]
     """The statement's parameters for one event; raises `UnexpectedEvent` for a foreign type."""
+    version: int = 1
+    """Raised with every change of the tables, the statement or the params: the version of the read
+    model the code writes (`projection_versions` holds the live one)."""
 
     @property
     def table_names(self) -> Sequence[str]:

@@ -1,7 +1,10 @@
-"""What the projection agents of one worker share: the lock, a pool, retries, holes, the lag.
+"""What the projection agents of one worker share: a pool, retries, holes, the lag, the versions.
 
-Everything is made on first use, inside the worker's event loop. Before writing, the worker holds
-the read-models lock in shared mode (see `projections.locks`), so no rebuild runs beside it.
+Everything is made on first use, inside the worker's event loop. A rebuild runs beside the worker
+(`projections.rebuild`): at its swap it holds the projection's offsets rows, and the agent's next
+batch waits for them a moment. A projection is applied only while the live read model is the
+version this code writes (`projections.versions.VersionGate`); otherwise its agent writes nothing
+and lets its batches go (the rebuild that brings that version covers them; see there).
 
 `projection_offsets`, not the consumer group, says what was applied. Faust acks the batch of an
 agent stopped in the middle of it (a shutdown, a rebalance) as the agent unwinds, and may commit
@@ -22,13 +25,13 @@ from typing import Any
 import asyncpg
 
 from config.settings import CommonSettings
-from projections.apply import BatchOutcome, DeadLetterSink, OffsetGap, advance_offsets, apply_records
+from projections.apply import BatchOutcome, DeadLetterSink, OffsetGap, VersionChanged, advance_offsets, apply_records
 from projections.catalogue import PROJECTIONS
-from projections.locks import hold_shared
-from projections.metrics import LAG, RECONNECTS
+from projections.metrics import LAG
 from projections.model import Projection, Record
 from projections.retry import with_retries
 from projections.topic_reader import Span, TopicMissing, TopicReader
+from projections.versions import VersionGate
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,11 @@ class Runtime:
     def __init__(self, settings: CommonSettings) -> None:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
-        self._lock_conn: asyncpg.Connection | None = None
         self._reader: TopicReader | None = None
         self._making = asyncio.Lock()
-        self._locking = asyncio.Lock()  # apart: waiting out a rebuild must not hold up the lag page
+        self.versions = VersionGate(settings.database_url, PROJECTIONS.values())
+        self._passed: dict[str, dict[int, int]] = {}
+        """Per projection and partition, the offset after the last record let go (`pass_over`)."""
         self.dead_letters: DeadLetterSink | None = None
         """Where the records the agents skip go; set by the worker's app (`projections.dead_letters`)."""
 
@@ -85,14 +89,7 @@ class Runtime:
             return self._pool
 
     async def writer_pool(self) -> asyncpg.Pool:
-        """The pool, once this worker holds the read-models lock (taken again if its connection died)."""
-        async with self._locking:
-            if self._lock_conn is None or self._lock_conn.is_closed():
-                reopening = self._lock_conn is not None
-                self._lock_conn = await hold_shared(self.settings.database_url)
-                if reopening:
-                    RECONNECTS.labels("read_models_lock").inc()
-                    log.warning("the connection holding the read-models lock died: opened it again")
+        """The pool the agents write with."""
         return await self.pool()
 
     async def reader(self) -> TopicReader:
@@ -107,8 +104,7 @@ class Runtime:
         await self.close_reader()
         if self._pool is not None:
             await self._pool.close()
-        if self._lock_conn is not None:
-            await self._lock_conn.close()
+        await self.versions.close()
 
     async def close_reader(self) -> None:
         """Close the Kafka clients of the watch; the database connections end with the process,
@@ -119,9 +115,14 @@ class Runtime:
 
     async def apply(self, projection: Projection, records: list[Record]) -> BatchOutcome:
         """Apply a batch of the live stream, filling first any hole before it; `GaveUp` if the
-        database keeps failing."""
+        database keeps failing. Nothing is written while the live read model is another version than
+        this code's (`projections.versions`: a rebuild brings the new one)."""
         topic = self.topic(projection)
         while True:
+            if not await self.versions.open(projection):
+                self.pass_over(projection, records)
+                return BatchOutcome()
+            await self.fill_passed(projection)
             try:
                 return await with_retries(
                     lambda: self._apply_once(projection, topic, records, contiguous=True),
@@ -130,6 +131,42 @@ class Runtime:
             except OffsetGap as gap:
                 log.warning("%s projection: records missing on %s, reading them again: %s", projection.name, topic, gap)
                 await self.fill(projection, topic, gap)
+            except VersionChanged as changed:
+                log.warning(
+                    "%s projection: writing nothing until the version is this code's: %s", projection.name, changed
+                )
+                self.versions.shut(projection)
+
+    def pass_over(self, projection: Projection, records: list[Record]) -> None:
+        """Let records go unwritten (another version is live), noting where they end per partition."""
+        passed = self._passed.setdefault(projection.name, {})
+        for record in records:
+            passed[record.partition] = max(passed.get(record.partition, 0), record.offset + 1)
+
+    async def fill_passed(self, projection: Projection) -> None:
+        """Once the version is ours again: apply the records let go that the swap's offsets did not pass
+        (those that came between the swap and this worker's seeing it), read again from Kafka."""
+        passed = self._passed.pop(projection.name, None)
+        if not passed:
+            return
+        topic = self.topic(projection)
+        stored = await self.stored_offsets()
+        try:
+            for partition, end in sorted(passed.items()):
+                expected = stored.get((projection.name, topic, partition), 0)
+                if end > expected:
+                    log.warning(
+                        "%s projection: applying %s[%d] %d..%d, let go before",
+                        projection.name,
+                        topic,
+                        partition,
+                        expected,
+                        end,
+                    )
+                    await self.fill(projection, topic, OffsetGap(partition, expected, end))
+        except BaseException:
+            self._passed[projection.name] = {**passed, **self._passed.get(projection.name, {})}
+            raise
 
     async def _apply_once(
         self, projection: Projection, topic: str, records: list[Record], contiguous: bool
@@ -137,7 +174,13 @@ class Runtime:
         pool = await self.writer_pool()
         async with pool.acquire() as conn:
             return await apply_records(
-                conn, projection, topic, records, contiguous=contiguous, dead_letters=self.dead_letters
+                conn,
+                projection,
+                topic,
+                records,
+                contiguous=contiguous,
+                dead_letters=self.dead_letters,
+                version=projection.version,
             )
 
     async def fill(self, projection: Projection, topic: str, gap: OffsetGap) -> None:
@@ -157,14 +200,18 @@ class Runtime:
             await advance_offsets(conn, projection.name, topic, {partition: offset})
 
     async def repair(self, group_id: str, assigned: set[tuple[str, int]]) -> None:
-        """Fill the holes behind the offsets `group_id` committed, on the partitions in `assigned`."""
+        """Fill the holes behind the offsets `group_id` committed, on the partitions in `assigned`, and
+        the records let go while another version was live (no new record may come to show them)."""
+        for each in PROJECTIONS.values():
+            if self.versions.is_open(each):
+                await self.fill_passed(each)
         reader = await self.reader()
         committed = await reader.committed(group_id)
         stored = await self.stored_offsets()
         by_topic = {self.topic(p): p for p in PROJECTIONS.values()}
         for (topic, partition), offset in sorted(committed.items()):
             projection = by_topic.get(topic)
-            if projection is None or (topic, partition) not in assigned:
+            if projection is None or (topic, partition) not in assigned or self.versions.is_closed(projection):
                 continue
             expected = stored.get((projection.name, topic, partition), 0)
             if offset > expected:
@@ -176,7 +223,11 @@ class Runtime:
                     offset,
                     expected,
                 )
-                await self.fill(projection, topic, OffsetGap(partition, expected, offset))
+                try:
+                    await self.fill(projection, topic, OffsetGap(partition, expected, offset))
+                except VersionChanged as changed:  # its agent waits for the version; the hole waits with it
+                    log.warning("%s projection: hole left for now: %s", projection.name, changed)
+                    self.versions.shut(projection)
 
     async def stored_offsets(self) -> dict[tuple[str, str, int], int]:
         pool = await self.pool()

@@ -49,7 +49,33 @@ def params(event: Event) -> Params:
 USERS = Projection(
     name="users",
     topic=USER_EVENTS,
-    tables=(Table("users", ("id",)), Table("user_credentials", ("user_id",))),
+    tables=(
+        Table(
+            "users",
+            ("id",),
+            (
+                "id uuid",
+                "username text NOT NULL",
+                "display_name text NOT NULL",
+                "bio text NOT NULL DEFAULT ''",
+                "created_at timestamptz NOT NULL",
+            ),
+            (
+                "ALTER TABLE users ADD CONSTRAINT users_username_key UNIQUE (username)",
+                "CREATE INDEX users_username_prefix ON users (username text_pattern_ops)",
+            ),
+        ),
+        Table(
+            "user_credentials",
+            ("user_id",),
+            ("user_id uuid", "password_hash text NOT NULL"),
+            (
+                "ALTER TABLE user_credentials ADD CONSTRAINT user_credentials_user_id_fkey"
+                " FOREIGN KEY (user_id) REFERENCES users (id)",
+            ),
+        ),
+    ),
     statement=STATEMENT,
     params=params,
+    version=1,
 )

@@ -1,32 +1,52 @@
-"""The rebuild against real Kafka and PostgreSQL: same rows as the events give, lock, command line."""
+"""The blue/green rebuild against real Kafka and PostgreSQL, without a worker: the rows the events
+give swapped in, the declared tables equal to the migrated ones, checksums, `--only`, a mismatch,
+a rebuild killed half-way, one rebuild per projection at a time, cached statements across a swap.
+
+(The rebuild beside a running worker, with writes and reads going on, and a version change at a
+worker's start: `test_projections_bluegreen.py`.)
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.apply import apply_records
 from projections.catalogue import PROJECTIONS, selected
-from projections.checksum import Checksum, checksums, read_model_tables
-from projections.locks import hold_shared
+from projections.chats import CHATS
+from projections.checksum import checksums, read_model_tables
+from projections.locks import try_rebuild
+from projections.model import Projection, Table
 from projections.rebuild import RebuildRefused, rebuild
+from projections.rebuild_progress import read_rebuild_progress
+from projections.shadow import create_shadow, drop_leftovers, finish_tables, shadow_schema
+from projections.topic_reader import TopicReader
 from schemas import topics
+from schemas.events import encode_event
+from schemas.progress import ENDED_UNFINISHED, RebuildProgress
 from streams.topics import create_topics
 from tests.integration.test_projections_apply import envelope
-from tests.integration.test_projections_workload import mixed_workload, produce
+from tests.integration.test_projections_workload import EventLog, Logged, mixed_workload, produce
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.integration
+
+OFFSETS_APPLIED = "SELECT * FROM projection_offsets WHERE next_offset > 0 ORDER BY 1, 2, 3"
+"""(A rebuild adds a row at 0 for every partition without one, so that its pause holds them all.)"""
 
 BAD_RECORDS = [
     (topics.USER_EVENTS, b"\xff not json"),
@@ -77,60 +97,36 @@ async def all_rows(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Record]]:
     }
 
 
-async def test_a_rebuild_gives_the_rows_the_events_give(settings: CommonSettings, conn: asyncpg.Connection) -> None:
-    log = mixed_workload(seed=21, steps=400)
-    await produce(settings, log, BAD_RECORDS)
-    for projection in PROJECTIONS.values():
-        await apply_records(conn, projection, "in-memory", log.records(projection.topic))
-    expected, expected_rows = await checksums(conn), await all_rows(conn)
-
-    replayed = await rebuild(settings, selected(None), progress=False)
-
-    assert replayed == {
-        "users": len(log.of(topics.USER_EVENTS)) + 1,
-        "chats": len(log.of(topics.CHAT_EVENTS)),
-        "messages": len(log.of(topics.MESSAGE_EVENTS)) + 1,
-    }
-    assert await checksums(conn) == expected
-    assert await all_rows(conn) == expected_rows
-    offsets = await conn.fetch("SELECT projection, sum(next_offset) AS n FROM projection_offsets GROUP BY projection")
-    assert {r["projection"]: r["n"] for r in offsets} == replayed
-    assert all(c.rows > 0 for c in expected)
-
-
-async def test_a_rebuild_of_one_projection_repairs_its_tables_only(
-    settings: CommonSettings, conn: asyncpg.Connection
-) -> None:
-    await produce(settings, mixed_workload(seed=22, steps=200))
-    await rebuild(settings, selected(None), progress=False)
-    before = await checksums(conn)
-    await conn.execute("DELETE FROM messages WHERE seq % 3 = 0")
-    await conn.execute("UPDATE read_markers SET unread_count = 99")
-    await conn.execute("UPDATE users SET bio = 'tampered'")
-
-    await rebuild(settings, selected(["messages"]), progress=False)
-
-    after = {c.table: c for c in await checksums(conn)}
-    assert [after[c.table] for c in before if c.table not in ("users",)] == [c for c in before if c.table != "users"]
-    assert after["users"] != next(c for c in before if c.table == "users")
-
-
-async def test_a_rebuild_is_refused_while_a_worker_holds_the_lock(
-    settings: CommonSettings, conn: asyncpg.Connection, database_url: str
-) -> None:
-    await produce(settings, mixed_workload(seed=23, steps=20))
-    worker_lock = await hold_shared(database_url)
+async def apply_live(settings: CommonSettings, projections: Sequence[Projection] = tuple(PROJECTIONS.values())) -> int:
+    """Apply the topics to the live read models as a worker would (same code, offsets, NOTIFY)."""
+    conn = await asyncpg.connect(settings.database_url)
+    count = 0
     try:
-        with pytest.raises(RebuildRefused, match="stop it first"):
-            await rebuild(settings, selected(None), progress=False)
-        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+        async with TopicReader(settings) as reader:
+            for projection in projections:
+                topic = settings.topic(projection.topic.name)
+                async for batch in reader.read(topic, await reader.spans(topic), 500):
+                    await apply_records(conn, projection, topic, batch)
+                    count += len(batch)
     finally:
-        await worker_lock.close()
-    await rebuild(settings, selected(["users"]), progress=False)
-    assert await conn.fetchval("SELECT count(*) FROM users") == 10
+        await conn.close()
+    return count
 
 
-def run_command(settings: CommonSettings, *args: str) -> subprocess.CompletedProcess[str]:
+async def produce_entries(settings: CommonSettings, entries: Sequence[Logged]) -> None:
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for entry in entries:
+            await producer.send(
+                settings.topic(entry.topic.name), encode_event(entry.event), key=str(entry.key).encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def run_command(settings: CommonSettings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TOPIC_PREFIX": settings.topic_prefix, "DATABASE_URL": settings.database_url}
     return subprocess.run(
         [sys.executable, "-m", "projections", *args],
@@ -138,23 +134,242 @@ def run_command(settings: CommonSettings, *args: str) -> subprocess.CompletedPro
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
 
-async def test_the_commands_show_progress_and_print_checksums(
+async def schemas_named(conn: asyncpg.Connection, prefix: str) -> list[str]:
+    rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 ORDER BY 1", prefix + "%")
+    return [r["nspname"] for r in rows]
+
+
+async def test_a_rebuild_swaps_in_the_rows_the_events_give(settings: CommonSettings, conn: asyncpg.Connection) -> None:
+    notified: list[str] = []
+    log = mixed_workload(seed=21, steps=400)
+    await produce(settings, log, BAD_RECORDS)
+    await apply_live(settings)
+    expected, expected_rows = await checksums(conn), await all_rows(conn)
+    offsets_before = await conn.fetch(OFFSETS_APPLIED)
+    await conn.add_listener("projection_progress", lambda *args: notified.append(args[3]))
+
+    done = await rebuild(settings, selected(None), progress=False)
+
+    assert {name: o.records for name, o in done.items()} == {
+        "users": len(log.of(topics.USER_EVENTS)) + 1,
+        "chats": len(log.of(topics.CHAT_EVENTS)),
+        "messages": len(log.of(topics.MESSAGE_EVENTS)) + 1,
+    }
+    assert all(o.swapped and o.shadow_sums == o.live_sums and o.shadow_sums for o in done.values())
+    assert await checksums(conn) == expected
+    assert await all_rows(conn) == expected_rows
+    assert all(c.rows > 0 for c in expected)
+    assert [dict(r) for r in await conn.fetch(OFFSETS_APPLIED)] == [dict(r) for r in offsets_before]
+    assert notified == [], "neither the shadow nor a swap at the same offsets announces anything"
+    assert await schemas_named(conn, "rebuild_") == []
+    assert await schemas_named(conn, "retired_") == ["retired_chats", "retired_messages", "retired_users"]
+    assert await conn.fetchval("SELECT count(*) FROM retired_messages.messages") == len(expected_rows["messages"])
+    progress = await read_rebuild_progress(conn)
+    assert [(p.projection, p.phase, p.error) for p in progress] == [
+        (n, "done", "") for n in ("users", "chats", "messages")
+    ]
+    assert await conn.fetchval("SELECT version FROM projection_versions WHERE projection = 'messages'") == 1
+
+
+Catalogue = dict[str, list[tuple[object, ...]]]
+
+
+async def catalogue(conn: asyncpg.Connection, schema: str) -> Catalogue:
+    """Columns, constraints and indexes of the read-model tables in `schema`, the schema's name left out."""
+    names = [t.name for t in read_model_tables()]
+    columns = await conn.fetch(
+        "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, column_default"
+        " FROM information_schema.columns WHERE table_schema = $1 AND table_name = ANY($2::text[])",
+        schema,
+        names,
+    )
+    constraints = await conn.fetch(
+        "SELECT r.relname, c.conname, pg_get_constraintdef(c.oid) AS def"
+        " FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace"
+        " WHERE n.nspname = $1 AND r.relname = ANY($2::text[])",
+        schema,
+        names,
+    )
+    indexes = await conn.fetch(
+        "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = ANY($2::text[])",
+        schema,
+        names,
+    )
+
+    def clean(rows: list[asyncpg.Record]) -> list[tuple[object, ...]]:
+        return sorted((tuple(str(v).replace(f"{schema}.", "") for v in r) for r in rows), key=str)
+
+    return {"columns": clean(columns), "constraints": clean(constraints), "indexes": clean(indexes)}
+
+
+async def test_the_declared_tables_are_the_migrated_ones(conn: asyncpg.Connection, database_url: str) -> None:
+    declared: Catalogue = {"columns": [], "constraints": [], "indexes": []}
+    for projection in PROJECTIONS.values():
+        await create_shadow(conn, projection)
+        shadow = await asyncpg.connect(database_url, server_settings={"search_path": shadow_schema(projection)})
+        try:
+            await finish_tables(shadow, projection, lambda n: None)
+        finally:
+            await shadow.close()
+        for kind, rows in (await catalogue(conn, shadow_schema(projection))).items():
+            declared[kind] = sorted(declared[kind] + rows, key=str)
+        await drop_leftovers(conn, projection)
+
+    live = await catalogue(conn, "public")
+
+    assert len(live["columns"]) == 34 and len(live["indexes"]) == 11
+    assert declared == live
+
+
+async def test_a_mismatch_fails_the_command_unless_repairing_and_only_what_is_asked_is_rebuilt(
     settings: CommonSettings, conn: asyncpg.Connection
 ) -> None:
     await produce(settings, mixed_workload(seed=24, steps=100))
+    await apply_live(settings)
+    await conn.execute("UPDATE users SET bio = 'changed behind the worker' WHERE username = 'user_3'")
+    tampered = await checksums(conn)
 
-    rebuilt = await asyncio.to_thread(run_command, settings, "rebuild", "--only", "users", "--only", "chats")
-    summed = await asyncio.to_thread(run_command, settings, "checksum")
+    failed = await asyncio.to_thread(run_command, settings, "rebuild", "--only", "users")
+    rebuilt = await asyncio.to_thread(run_command, settings, "rebuild", "--only", "chats", "--only", "messages")
 
+    assert failed.returncode == 3, failed.stderr
+    assert "users: checksums at offsets" in failed.stdout and "MISMATCH" in failed.stdout
+    assert [line.split()[0] for line in failed.stdout.splitlines() if line.endswith(("shadow", "live"))] == [
+        "users",
+        "users",
+    ]
+    assert "rebuild failed: users: the shadow's checksums differ" in failed.stderr
+    assert "users bulk: 100%" in failed.stderr and "events/s" in failed.stderr
+    assert await checksums(conn) == tampered, "the live model is untouched"
+    assert await schemas_named(conn, "rebuild_") == ["rebuild_users"], "kept for a look, dropped by the next rebuild"
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "users: 100%" in rebuilt.stderr and "chats: 100%" in rebuilt.stderr and "events/s" in rebuilt.stderr
-    assert "messages" not in rebuilt.stderr
-    lines = [Checksum.line(c) for c in await checksums(conn)]
-    assert rebuilt.stdout.splitlines()[0].startswith("rebuilt: users (")
-    assert rebuilt.stdout.splitlines()[1:] == lines
-    assert summed.returncode == 0 and summed.stdout.splitlines() == lines
+    assert rebuilt.stdout.count("shadow = live") == 2 and "users" not in rebuilt.stdout
+    assert rebuilt.stdout.splitlines()[-1].startswith("rebuilt: chats (")
+    assert ", messages (" in rebuilt.stdout.splitlines()[-1]
+    progress = {p.projection: p for p in await read_rebuild_progress(conn)}
+    assert progress["users"].phase == "failed" and "checksums differ" in progress["users"].error
+    assert progress["chats"].phase == progress["messages"].phase == "done"
+    summed = await asyncio.to_thread(run_command, settings, "checksum")
+    assert summed.returncode == 0 and summed.stdout.splitlines() == [c.line() for c in await checksums(conn)]
+
+    repaired = await asyncio.to_thread(run_command, settings, "rebuild", "--only", "users", "--repair")
+
+    assert repaired.returncode == 0, repaired.stderr
+    assert "MISMATCH" in repaired.stdout and "swapped in all the same (--repair)" in repaired.stdout
+    assert await conn.fetchval("SELECT count(*) FROM users WHERE bio = 'changed behind the worker'") == 0
+    assert await schemas_named(conn, "rebuild_") == []
+
+
+def many_messages(seed: int, messages: int) -> EventLog:
+    log = EventLog(seed)
+    people = [log.register(f"talker_{i}") for i in range(6)]
+    rooms = [log.create_chat(people[i % 6], [people[(i + 1) % 6], people[(i + 2) % 6]], f"room {i}") for i in range(12)]
+    for n in range(messages):
+        room = rooms[n % len(rooms)]
+        log.send(room, next(iter(log.chats[room].members)), f"message {n}")
+    return log
+
+
+async def last_progress(conn: asyncpg.Connection, projection: str) -> RebuildProgress:
+    [progress] = [p for p in await read_rebuild_progress(conn) if p.projection == projection]
+    return progress
+
+
+async def test_a_killed_rebuild_leaves_live_untouched_and_the_next_one_cleans_up(
+    settings: CommonSettings, conn: asyncpg.Connection
+) -> None:
+    await produce(settings, many_messages(seed=25, messages=30_000))
+    await apply_live(settings)
+    live = await checksums(conn)
+    env = {**os.environ, "TOPIC_PREFIX": settings.topic_prefix, "DATABASE_URL": settings.database_url}
+    command = [sys.executable, "-m", "projections", "rebuild", "--only", "messages", "--no-progress"]
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seen = {p.projection: p for p in await read_rebuild_progress(conn)}
+            if "messages" in seen and seen["messages"].phase == "bulk" and seen["messages"].done > 0:
+                break
+            assert process.returncode is None, await process.communicate()
+            await asyncio.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        await asyncio.wait_for(process.wait(), 10)
+
+    assert await checksums(conn) == live
+    assert await schemas_named(conn, "rebuild_") == ["rebuild_messages"]
+    progress = await last_progress(conn, "messages")
+    for _ in range(50):  # the server ends the dead client's sessions (and their locks) a moment later
+        if progress.phase == "failed":
+            break
+        await asyncio.sleep(0.1)
+        progress = await last_progress(conn, "messages")
+    assert (progress.phase, progress.error) == ("failed", ENDED_UNFINISHED)
+    assert 0 < progress.done <= progress.total == 30_000
+
+    rerun = await asyncio.to_thread(run_command, settings, "rebuild", "--only", "messages", "--no-progress")
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "messages: checksums at offsets" not in rerun.stdout or "shadow = live" in rerun.stdout
+    assert await schemas_named(conn, "rebuild_") == []
+    assert await conn.fetchval("SELECT count(*) FROM messages") == 30_000
+
+
+async def test_two_rebuilds_of_one_projection_never_run_at_once(settings: CommonSettings, database_url: str) -> None:
+    await produce(settings, mixed_workload(seed=26, steps=30))
+    await apply_live(settings)
+    other = await asyncpg.connect(database_url)
+    try:
+        assert await try_rebuild(other, "users")
+        with pytest.raises(RebuildRefused, match="a rebuild of the users projection is running"):
+            await rebuild(settings, selected(["users"]), progress=False)
+        done = await rebuild(settings, selected(["chats"]), progress=False)
+        assert done["chats"].swapped
+    finally:
+        await other.close()
+    assert (await rebuild(settings, selected(["users"]), progress=False))["users"].swapped
+
+
+def with_note_column(projection: Projection) -> Projection:
+    """`projection` at its next version: its first table gains a column."""
+    first, *rest = projection.tables
+    grown = Table(first.name, first.key, (*first.columns, "note text NOT NULL DEFAULT 'v2'"), first.after_load)
+    return dataclasses.replace(projection, tables=(grown, *rest), version=projection.version + 1)
+
+
+async def test_cached_statements_survive_a_swap_and_a_new_version_is_not_compared(
+    settings: CommonSettings, conn: asyncpg.Connection
+) -> None:
+    await produce(settings, mixed_workload(seed=27, steps=60))
+    await apply_live(settings, [CHATS])
+    chat_id = await conn.fetchval("SELECT id FROM chats ORDER BY id LIMIT 1")
+    same_columns = "SELECT id, title FROM chats WHERE id = $1"
+    every_column = "SELECT * FROM chats WHERE id = $1"
+    before = await conn.fetchrow(same_columns, chat_id)
+    assert "note" not in dict(await conn.fetchrow(every_column, chat_id) or {})
+    in_transaction = await asyncpg.connect(settings.database_url)
+    await in_transaction.fetchrow(every_column, chat_id)  # prepared and cached, like conn's
+
+    try:
+        done = await rebuild(settings, [with_note_column(CHATS)], progress=False)
+        async with in_transaction.transaction():
+            with pytest.raises(asyncpg.InvalidCachedStatementError):
+                await in_transaction.fetchrow(every_column, chat_id)
+    finally:
+        await in_transaction.close()
+
+    outcome = done["chats"]
+    assert outcome.swapped and not outcome.shadow_sums
+    assert outcome.note.startswith("checksums not compared: the live read model is version 1, the new one version 2")
+    assert await conn.fetchrow(same_columns, chat_id) == before
+    assert dict(await conn.fetchrow(every_column, chat_id) or {})["note"] == "v2", "asyncpg prepares it again"
+    async with conn.transaction():
+        assert (await conn.fetchrow(same_columns, chat_id)) == before
+    assert await conn.fetchval("SELECT version FROM projection_versions WHERE projection = 'chats'") == 2

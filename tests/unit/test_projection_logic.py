@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from projections.apply import OffsetGap, Skipped, check_contiguous, new_records, storable, to_params
+from projections.bulk_load import shares
 from projections.catalogue import PROJECTIONS, selected
 from projections.checksum import checksum_query, read_model_tables
 from projections.messages import MESSAGES
 from projections.model import Record, Table
-from projections.rebuild import shares
 from projections.retry import GaveUp, with_retries
 from projections.runtime import PartitionLag, lag_json
 from projections.topic_reader import Span
@@ -115,9 +115,10 @@ def test_every_projection_reads_its_own_topic_into_its_own_tables() -> None:
 
 
 def test_the_checksum_orders_rows_by_primary_key() -> None:
-    query = checksum_query(Table("read_markers", ("chat_id", "user_id")))
+    query = checksum_query(Table("read_markers", ("chat_id", "user_id"), ("chat_id uuid", "user_id uuid")))
     assert "string_agg(t::text, ',' ORDER BY t.chat_id, t.user_id)" in query
-    assert query.endswith("FROM read_markers AS t")
+    assert query.endswith("FROM public.read_markers AS t")
+    assert checksum_query(MESSAGES.tables[0], "rebuild_messages").endswith("FROM rebuild_messages.messages AS t")
 
 
 def test_the_lag_report_sums_partitions_and_projections() -> None:
