@@ -35,13 +35,14 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import uvloop
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from projections.apply import Skipped, decode_all, report
-from projections.decoding import params_of
+from projections.apply import Skipped, decode_all, report, to_params
+from projections.decoding import fast_params
 from projections.folds import Fold, MessagesFold, TableRows, fold_for
 from projections.model import Projection, Record
-from projections.topic_reader import Span, TopicReader, read_assigned
+from projections.topic_reader import FETCH_TIMEOUT_MS, STALL_SECONDS, Span, TopicReader
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ FETCH_OPTIONS: dict[str, Any] = {
     "fetch_max_wait_ms": 100,
 }
 """Bigger fetches than a worker's: fewer round trips for a log read from its start."""
+
+Chunk = tuple[int, list[ConsumerRecord[bytes, bytes]]]
+"""Records of one partition (its number first), in log order."""
 
 PARALLEL_MIN_RECORDS = 200_000
 """Below this, starting processes costs more than it saves."""
@@ -94,6 +98,8 @@ async def bulk_load(
         log.warning("%s: no fold models its statement; loading by the statement", projection.name)
         read = await load_by_statement(database_url, reader, projection, topic, schema, spans, on_progress)
     else:
+        if processes is None and (os.cpu_count() or 1) > 1:
+            WORKERS.warm(os.cpu_count() or 1)
         count = default_processes(projection, spans) if processes is None else processes
         if projection.name not in PARALLEL_FOLDS:
             count = 1
@@ -219,10 +225,9 @@ async def write_offsets(
 # --- reading and folding ---------------------------------------------------------------------------
 
 
-async def read_records(
-    options: dict[str, Any], topic: str, spans: dict[int, Span]
-) -> AsyncGenerator[list[Record], None]:
-    """The records of `spans`, in batches, in log order per partition (a consumer of no group)."""
+async def read_records(options: dict[str, Any], topic: str, spans: dict[int, Span]) -> AsyncGenerator[Chunk, None]:
+    """The records of `spans` in chunks of one partition's, in log order per partition (a consumer
+    of no group). Like `topic_reader.read_assigned`, without a `Record` made per record."""
     pending = {TopicPartition(topic, p): s for p, s in spans.items() if s.size > 0}
     if not pending:
         return
@@ -234,9 +239,20 @@ async def read_records(
         consumer.assign(list(pending))
         for tp, span in pending.items():
             consumer.seek(tp, span.start)
-        async with aclosing(read_assigned(consumer, pending, BATCH_SIZE)) as batches:
-            async for batch in batches:
-                yield batch
+        last_progress = time.monotonic()
+        while pending:
+            fetched = await consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS, max_records=BATCH_SIZE)
+            for tp, records in fetched.items():
+                end = pending[tp].end
+                within = records if not records or records[-1].offset < end else [r for r in records if r.offset < end]
+                if within:
+                    last_progress = time.monotonic()
+                    yield tp.partition, within
+            for tp in list(pending):
+                if await consumer.position(tp) >= pending[tp].end:
+                    del pending[tp]
+            if pending and time.monotonic() - last_progress > STALL_SECONDS:
+                raise RuntimeError(f"no record for {STALL_SECONDS:.0f}s before the end of {pending}")
     finally:
         await consumer.stop()
 
@@ -257,16 +273,19 @@ async def fold_records(
 ) -> Folded:
     folded = Folded()
     apply = fold.apply
-    async with aclosing(read_records(options, topic, spans)) as batches:
-        async for batch in batches:
-            for record in batch:
-                params = params_of(projection, record)
-                if isinstance(params, Skipped):
-                    folded.skipped.append(params)
-                else:
-                    apply(params)
-            folded.read += len(batch)
-            on_progress(len(batch))
+    async with aclosing(read_records(options, topic, spans)) as chunks:
+        async for partition, records in chunks:
+            for r in records:
+                params = fast_params(projection, r.value)
+                if params is None:
+                    judged = to_params(projection, Record(partition, r.offset, r.value))
+                    if isinstance(judged, Skipped):
+                        folded.skipped.append(judged)
+                        continue
+                    params = judged
+                apply(params)
+            folded.read += len(records)
+            on_progress(len(records))
     return folded
 
 
@@ -342,10 +361,61 @@ def start_process(done: Any) -> None:
     DONE = done
 
 
+def ready() -> None:
+    """A task that only makes the pool start a process (which imports this module)."""
+
+
+class Workers:
+    """The processes that fold shares, started ahead of their first share (`warm`, called when the
+    users and chats are loaded, before the messages) so that it does not wait the second or so a
+    new interpreter takes to import the project; stopped once idle for `IDLE_S`."""
+
+    IDLE_S = 30.0
+    SLOTS = 64
+
+    def __init__(self) -> None:
+        self.pool: ProcessPoolExecutor | None = None
+        self.size = 0
+        self.done: Any = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def warm(self, size: int) -> None:
+        if self.pool is None or self.size < size:
+            self.stop()
+            context = multiprocessing.get_context("spawn")
+            self.done = context.Array("q", self.SLOTS, lock=False)
+            self.pool = ProcessPoolExecutor(size, mp_context=context, initializer=start_process, initargs=(self.done,))
+            self.size = size
+            for _ in range(size):
+                self.pool.submit(ready)
+        self.keep_alive()
+
+    def use(self, size: int) -> tuple[ProcessPoolExecutor, Any]:
+        self.warm(size)
+        assert self.pool is not None
+        for slot in range(size):
+            self.done[slot] = 0
+        return self.pool, self.done
+
+    def keep_alive(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(self.IDLE_S, self.stop)
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+WORKERS = Workers()
+
+
 def load_share(share: Share) -> ShareOutcome:
     """In a process of the pool: fold the share's partitions and COPY their rows."""
     gc.disable()
-    return asyncio.run(fold_and_copy(share))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(fold_and_copy(share))
 
 
 async def fold_and_copy(share: Share) -> ShareOutcome:
@@ -390,15 +460,18 @@ async def load_in_processes(
 ) -> int | None:
     """Fold and COPY in `count` processes; None when the shares met (the caller empties the tables)."""
     groups = shares(spans, count)
-    context = multiprocessing.get_context("spawn")
-    done = context.Array("q", len(groups), lock=False)
+    pool, done = WORKERS.use(len(groups))
     loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(len(groups), mp_context=context, initializer=start_process, initargs=(done,)) as pool:
-        futures = [
-            loop.run_in_executor(pool, load_share, Share(database_url, options, projection, topic, schema, group, slot))
-            for slot, group in enumerate(groups)
-        ]
-        outcomes = await with_progress(asyncio.gather(*futures), done, on_progress)
+    futures = [
+        loop.run_in_executor(pool, load_share, Share(database_url, options, projection, topic, schema, group, slot))
+        for slot, group in enumerate(groups)
+    ]
+    try:
+        outcomes = await with_progress(asyncio.gather(*futures), done, len(groups), on_progress)
+    except BaseException:
+        WORKERS.stop()
+        raise
+    WORKERS.keep_alive()
     for outcome in outcomes:
         report(projection, topic, outcome.skipped)
     why = overlap(outcomes)
@@ -409,7 +482,7 @@ async def load_in_processes(
 
 
 async def with_progress(
-    work: asyncio.Future[list[ShareOutcome]], done: Any, on_progress: Progress
+    work: asyncio.Future[list[ShareOutcome]], done: Any, slots: int, on_progress: Progress
 ) -> list[ShareOutcome]:
     reported = 0
     while True:
@@ -418,7 +491,7 @@ async def with_progress(
         except TimeoutError:
             pass
         finally:
-            now = sum(done)
+            now = sum(done[:slots])
             if now > reported:
                 on_progress(now - reported)
                 reported = now
@@ -461,8 +534,9 @@ async def load_by_statement(
     read = 0
     started = time.monotonic()
     try:
-        async with conn.transaction(), aclosing(read_records(reader.options, topic, spans)) as batches:
-            async for batch in batches:
+        async with conn.transaction(), aclosing(read_records(reader.options, topic, spans)) as chunks:
+            async for partition, records in chunks:
+                batch = [Record(partition, r.offset, r.value) for r in records]
                 rows, skipped = decode_all(projection, batch)
                 if rows:
                     await conn.executemany(projection.statement, rows)

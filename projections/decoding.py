@@ -52,15 +52,22 @@ def current_event(value: bytes) -> Any:
     return typed if typed.version == CURRENT[typed.type] else None
 
 
+def fast_params(projection: Projection, value: bytes | None) -> Params | None:
+    """The statement's parameters of a record at its type's current version, of this projection's
+    types, that PostgreSQL can store; None for any other record (`to_params` judges it)."""
+    if not value:
+        return None
+    event = current_event(value)
+    if event is None:
+        return None
+    try:
+        params = projection.params(event)
+    except Exception:  # a foreign type
+        return None
+    return params if storable(params) else None
+
+
 def params_of(projection: Projection, record: Record) -> Params | Skipped:
     """What `to_params(projection, record)` gives."""
-    if record.value:
-        event = current_event(record.value)
-        if event is not None:
-            try:
-                params = projection.params(event)
-            except Exception:  # a foreign type: to_params says how it is skipped
-                return to_params(projection, record)
-            if storable(params):
-                return params
-    return to_params(projection, record)
+    params = fast_params(projection, record.value)
+    return to_params(projection, record) if params is None else params

@@ -134,6 +134,12 @@ class MessagesFold:
         """id -> the row, in `MESSAGE_COLUMNS` order."""
         self.chats: dict[int, ChatMessages] = {}
         self.unknown_targets = 0
+        self.handlers: dict[str, Callable[[Any], None]] = {
+            "message.sent": self.sent,
+            "message.read": self.read,
+            "message.edited": self.edited,
+            "message.deleted": self.deleted,
+        }
 
     def chat(self, chat_id: UUID) -> ChatMessages:
         chat = self.chats.get(chat_id.int)
@@ -142,15 +148,9 @@ class MessagesFold:
         return chat
 
     def apply(self, params: Params) -> None:
-        kind = params[0]
-        if kind == "message.sent":
-            self.sent(params)
-        elif kind == "message.read":
-            self.read(params)
-        elif kind == "message.edited":
-            self.edited(params)
-        elif kind == "message.deleted":
-            self.deleted(params)
+        handler = self.handlers.get(params[0])  # type: ignore[call-overload]
+        if handler is not None:
+            handler(params)
 
     def sent(self, params: Any) -> None:
         _, chat_id, message_id, seq, sender, text, client_msg_id, recipients, at = params
