@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
+
 from bench import profile, scenarios
 from bench.client import Client
 from bench.cpu import CpuMeter, system_pid, system_pids
@@ -46,10 +48,13 @@ class Sizes:
     connections: int
     connection_users: int
     floor_samples: int
+    rebuild_events: int
 
 
-FULL = Sizes(200, 5000, 1000, (1000, 2000, 3000, 5000), 60, 99, 500, 300, 10_000, 1000 + scenarios.PROBE_USERS, 2000)
-SMOKE = Sizes(4, 20, 50, (50,), 1, 3, 5, 50, 20, 4, 20)
+FULL = Sizes(
+    200, 5000, 1000, (1000, 2000, 3000, 5000), 60, 99, 500, 300, 10_000, 1000 + scenarios.PROBE_USERS, 2000, 1_000_000
+)
+SMOKE = Sizes(4, 20, 50, (50,), 1, 3, 5, 50, 20, 4, 20, 2000)
 
 
 BENCH_LIMITS = {"REGISTER_LIMIT_PER_ADDRESS": "100000"}
@@ -163,8 +168,26 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         await client.close()
     save(results, args.json)
     if not args.no_rebuild:
-        print("rebuild", flush=True)
-        results["rebuild"] = measure_rebuild(ROOT)
+        results["rebuild"] = await rebuild_stage(args, sizes)
+    return results
+
+
+async def rebuild_stage(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    events = args.rebuild_events or sizes.rebuild_events
+    print(f"rebuild of a log of {events:,} message events (its own topics and database)", flush=True)
+    settings = CommonSettings()
+    admin_url = args.admin_database_url or env_setting("TEST_ADMIN_DATABASE_URL") or settings.database_url
+    return await measure_rebuild(ROOT, settings, admin_url, events, command=not args.no_rebuild_command)
+
+
+def env_setting(name: str) -> str:
+    """From the environment, else from the project's `.env`."""
+    return os.environ.get(name) or dotenv_values(ROOT / ".env").get(name) or ""
+
+
+async def rebuild_only(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
+    results["rebuild"] = await rebuild_stage(args, sizes)
     return results
 
 
@@ -176,7 +199,25 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--database-url", help="default: DATABASE_URL, from the environment or .env")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every scenario runs")
-    parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild (it stops the projections worker)")
+    parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild stage")
+    parser.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="only the rebuild stage (no system needed: it makes its own topics and database)",
+    )
+    parser.add_argument(
+        "--rebuild-events", type=int, help="message events in the rebuild's log (default 1,000,000; --smoke 2,000)"
+    )
+    parser.add_argument(
+        "--no-rebuild-command",
+        action="store_true",
+        help="measure the bulk loader alone, not `python -m projections rebuild` after it",
+    )
+    parser.add_argument(
+        "--admin-database-url",
+        help="a role that may CREATE DATABASE, for the rebuild's own database (default: TEST_ADMIN_DATABASE_URL, "
+        "else DATABASE_URL)",
+    )
     parser.add_argument(
         "--no-profile",
         dest="profile",
@@ -189,6 +230,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latest.json")
     args = parser.parse_args(argv)
+    if args.rebuild_only:
+        results = asyncio.run(rebuild_only(args, SMOKE if args.smoke else FULL))
+        print(render(results))
+        save(results, args.json)
+        print(f"\nwritten to {args.json}")
+        return 0
     if args.no_start and not healthy(args.base_url):
         print(f"no system answers at {args.base_url}", file=sys.stderr)
         return 1

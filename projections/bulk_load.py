@@ -59,6 +59,8 @@ Chunk = tuple[int, list[ConsumerRecord[bytes, bytes]]]
 
 PARALLEL_MIN_RECORDS = 200_000
 """Below this, starting processes costs more than it saves."""
+WARM_MIN_RECORDS = 5_000
+"""A load this big starts the share processes ahead (the messages may follow: see `Workers`)."""
 PARALLEL_FOLDS = frozenset({"messages"})
 """The folds whose partitions may be folded apart (users: a username is unique across partitions)."""
 PROGRESS_EVERY_S = 0.25
@@ -98,7 +100,7 @@ async def bulk_load(
         log.warning("%s: no fold models its statement; loading by the statement", projection.name)
         read = await load_by_statement(database_url, reader, projection, topic, schema, spans, on_progress)
     else:
-        if processes is None and (os.cpu_count() or 1) > 1:
+        if processes is None and (os.cpu_count() or 1) > 1 and sum(s.size for s in spans.values()) >= WARM_MIN_RECORDS:
             WORKERS.warm(os.cpu_count() or 1)
         count = default_processes(projection, spans) if processes is None else processes
         if projection.name not in PARALLEL_FOLDS:
