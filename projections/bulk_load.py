@@ -415,8 +415,7 @@ WORKERS = Workers()
 
 def load_share(share: Share) -> ShareOutcome:
     """In a process of the pool: fold the share's partitions and COPY their rows."""
-    gc.disable()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with no_collection(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(fold_and_copy(share))
 
 

@@ -134,12 +134,6 @@ class MessagesFold:
         """id -> the row, in `MESSAGE_COLUMNS` order."""
         self.chats: dict[int, ChatMessages] = {}
         self.unknown_targets = 0
-        self.handlers: dict[str, Callable[[Any], None]] = {
-            "message.sent": self.sent,
-            "message.read": self.read,
-            "message.edited": self.edited,
-            "message.deleted": self.deleted,
-        }
 
     def chat(self, chat_id: UUID) -> ChatMessages:
         chat = self.chats.get(chat_id.int)
@@ -148,9 +142,9 @@ class MessagesFold:
         return chat
 
     def apply(self, params: Params) -> None:
-        handler = self.handlers.get(params[0])  # type: ignore[call-overload]
+        handler = HANDLERS.get(params[0])  # type: ignore[call-overload]
         if handler is not None:
-            handler(params)
+            handler(self, params)
 
     def sent(self, params: Any) -> None:
         _, chat_id, message_id, seq, sender, text, client_msg_id, recipients, at = params
@@ -161,7 +155,7 @@ class MessagesFold:
         if seq in chat.seqs:
             return
         chat.seqs.add(seq)
-        messages[message_id.int] = [message_id, chat_id, seq, sender, text, client_msg_id, at, None, False]
+        messages[message_id.int] = [message_id, chat.id, seq, sender, text, client_msg_id, at, None, False]
         own_key = sender.int
         chat.add_live(seq, own_key)
         if chat.activity is None or seq > chat.activity[0]:
@@ -239,6 +233,14 @@ class MessagesFold:
     def strangers(self) -> int:
         """Edits and deletions of a message this fold does not hold: another fold may hold it."""
         return self.unknown_targets
+
+
+HANDLERS: dict[str, Callable[[MessagesFold, Any], None]] = {
+    "message.sent": MessagesFold.sent,
+    "message.read": MessagesFold.read,
+    "message.edited": MessagesFold.edited,
+    "message.deleted": MessagesFold.deleted,
+}
 
 
 # --- users -----------------------------------------------------------------------------------------
