@@ -17,6 +17,7 @@ from console.respond import html_response
 from runtime.operator_auth import SESSION_COOKIE, SESSION_TTL_S, session_cookie_value, token_matches
 
 HOME = "/console/tables"
+NO_TOKEN = "This worker has no OPERATOR_TOKEN set: its console is closed to everyone until one is."
 
 
 def safe_next(target: str | None) -> str:
@@ -74,6 +75,8 @@ async def log_in(request: web.Request, token: str) -> web.Response:
     form = await request.post()
     presented, target = form.get("token"), form.get("next")
     next_path = safe_next(target if isinstance(target, str) else None)
+    if not token:
+        return html_response(login_form(next_path, NO_TOKEN), status=401)
     if not isinstance(presented, str) or not token_matches(presented.strip(), token):
         return html_response(login_form(next_path, "Wrong token."), status=401)
     response = web.Response(status=303, headers={"Location": next_path, "Cache-Control": "no-store"})

@@ -11,10 +11,10 @@ import faust
 from aiohttp import web
 
 from config.settings import WorkerSettings
-from console import local, login, merge, offsets, peers
+from console import local, login, merge, offsets, peers, sections
 from console.html import el
 from console.layout import page
-from console.render_extras import render_unavailable
+from console.render_extras import render_bad_records, render_rebuild
 from console.render_tables import render_keys, render_tables, render_value
 from console.render_topics import render_topics
 from console.respond import answer, html_response, json_response, wants_json
@@ -27,7 +27,6 @@ from schemas.console import (
     LocalValue,
     TablesPage,
     TopicsPage,
-    Unavailable,
 )
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -193,12 +192,16 @@ class Console:
         return answer(request, view, render_topics)
 
     async def bad_records(self, request: web.Request) -> web.Response:
-        reason = Unavailable(reason="Bad records are not available on this version yet.")
-        return answer(request, reason, partial(render_unavailable, "bad-records", "Bad records", served_by=self.me))
+        after, consumer = request.query.get("after") or None, request.query.get("consumer") or None
+        try:
+            limit = keys_limit(request.query.get("limit"))
+            view = await sections.bad_records(self.settings, self.me, after, limit, consumer)
+        except (BadRequest, ValueError) as error:
+            return problem(request, 400, f"bad query: {error}", self.me)
+        return answer(request, view, render_bad_records)
 
     async def rebuild(self, request: web.Request) -> web.Response:
-        reason = Unavailable(reason="Rebuild progress is not available on this version yet.")
-        return answer(request, reason, partial(render_unavailable, "rebuild", "Rebuild", served_by=self.me))
+        return answer(request, await sections.rebuilds(self.settings, self.me), render_rebuild)
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["file"]

@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.dead_letters import DeadLetterPage
+from schemas.progress import RebuildProgress
+
 PartitionState = Literal["active", "standby", "recovering"]
 MergedState = Literal["active", "standby", "recovering", "not answering", "unassigned", "moving"]
 """`moving`: the assignment names an owner that does not report the partition (a rebalance)."""
@@ -187,8 +190,22 @@ class TopicsPage(Model):
     projections_error: str = ""
 
 
-class Unavailable(Model):
-    """A section whose source is not there (yet): the page says so instead of showing nothing."""
+class BadRecordsPage(Model):
+    """The dead letters (`schemas.dead_letters`), newest first, a page after cursor `after`."""
 
-    available: Literal[False] = False
-    reason: str
+    served_by: str
+    available: bool
+    reason: str = ""
+    """Why the list cannot be read (the topic, Kafka), when `available` is false."""
+    consumer: str | None = None
+    after: str | None = None
+    page: DeadLetterPage | None = None
+
+
+class RebuildPage(Model):
+    """The last rebuild of each projection ever rebuilt (`schemas.progress.RebuildProgress`)."""
+
+    served_by: str
+    available: bool
+    reason: str = ""
+    rebuilds: list[RebuildProgress] = Field(default_factory=list)

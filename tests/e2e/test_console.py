@@ -17,7 +17,7 @@ import pytest
 
 from schemas import topics
 from schemas.commands import CreateChat, MessageResult, SendMessage
-from schemas.console import KeysPage, TablesPage, TopicsPage, ValuePage
+from schemas.console import BadRecordsPage, KeysPage, RebuildPage, TablesPage, TopicsPage, ValuePage
 from tests.conftest import cloned_database
 from tests.integration.streams_harness import StreamsSystem, streams_system
 from tests.processes import Process, free_port, start, wait_http
@@ -257,6 +257,35 @@ async def test_a_person_logs_in_with_the_token(console: Console) -> None:
             assert out.status == 303
         async with session.get(f"{url}/console/tables?format=json") as after:
             assert after.status == 401
+
+
+async def test_bad_records_and_rebuilds_are_listed(console: Console) -> None:
+    """A command that is no command reaches the chat agent: its dead letter is on the page."""
+    topic = console.system.settings.topic(topics.CHAT_COMMANDS.name)
+    await console.system.producer.send_and_wait(topic, HOSTILE.encode(), key=b"not-a-chat")
+    url = console.url(console.projections)
+
+    async def listed() -> BadRecordsPage | None:
+        status, body = await get_json(f"{url}/console/bad-records?consumer=chat_decider&format=json", BEARER)
+        assert status == 200, body
+        page = BadRecordsPage.model_validate(body)
+        assert page.available and page.page is not None, page
+        return page if page.page.total else None
+
+    page = await until(listed, "the dead letter listed")
+    assert page.page is not None
+    [entry] = page.page.entries
+    assert (entry.letter.topic, entry.letter.reason, entry.letter.value) == (topic, "malformed", HOSTILE.encode())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/console/bad-records", headers=BEARER) as response,
+    ):
+        html = await response.text()
+        assert f'data-id="{entry.id}"' in html and "<script>" not in html
+    status, body = await get_json(f"{url}/console/bad-records?after=not-a-cursor&format=json", BEARER)
+    assert status == 400, body
+    status, body = await get_json(f"{url}/console/rebuild?format=json", BEARER)
+    assert status == 200 and RebuildPage.model_validate(body) == RebuildPage(served_by=url, available=True)
 
 
 async def test_a_stopped_worker_is_shown_as_not_answering(console: Console) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import string
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,17 +14,22 @@ from console.html import el, link
 from console.local import count_by_partition, smallest_keys
 from console.merge import TableSpec, merge_keys, merge_table, pick_value, statuses
 from console.offsets import lag_seconds, reference_offset
+from console.render_extras import render_bad_records, render_rebuild
 from console.render_tables import render_keys, render_tables, render_value
 from schemas.console import (
+    BadRecordsPage,
     KeyLocation,
     LocalKeys,
     LocalPartition,
     LocalTable,
     LocalTables,
     LocalValue,
+    RebuildPage,
     TablesPage,
     WorkerStatus,
 )
+from schemas.dead_letters import DeadLetter, DeadLetterEntry, DeadLetterPage
+from schemas.progress import RebuildProgress
 
 A, B = "http://a:1", "http://b:2"
 SPEC = TableSpec("chat_state", "chat_id -> the chat", "app-chat_state-changelog", 4)
@@ -179,3 +185,44 @@ def test_keys_with_any_character_survive_the_link_to_their_value() -> None:
         A,
     )
     assert "/console/tables/t/value?key=" in html and "#" not in html.split("value?key=")[1].split('"')[0]
+
+
+def test_bad_records_show_their_bytes_escaped() -> None:
+    now = datetime.now(UTC)
+    letter = DeadLetter(
+        consumer="messages",
+        reason="malformed",
+        detail=HOSTILE,
+        topic="message.events",
+        partition=2,
+        offset=41,
+        key=b"k",
+        value=HOSTILE.encode() + b"\xff",
+        occurred_at=now,
+        dead_at=now,
+    )
+    listing = DeadLetterPage(entries=[DeadLetterEntry(id=letter.id, letter=letter)], next_after="c", total=3)
+    html = render_bad_records(BadRecordsPage(served_by=A, available=True, page=listing))
+    assert "<script>" not in html and 'data-id="messages|message.events|2|41"' in html
+    assert 'id="next-page"' in html and "message.events[2]@41" in html
+    down = render_bad_records(BadRecordsPage(served_by=A, available=False, reason="cannot read"))
+    assert 'id="bad-records-unavailable"' in down
+
+
+def test_rebuild_progress_shows_each_projection_and_refreshes_itself() -> None:
+    now = datetime.now(UTC)
+    progress = RebuildProgress(
+        projection="messages",
+        phase="bulk",
+        done=250,
+        total=1000,
+        events_per_s=51234.5,
+        eta_s=14.6,
+        started_at=now,
+        updated_at=now,
+        error="",
+    )
+    html = render_rebuild(RebuildPage(served_by=A, available=True, rebuilds=[progress]))
+    assert 'data-projection="messages"' in html and 'class="rebuild-phase">bulk<' in html
+    assert '<progress value="250" max="1000"' in html and 'http-equiv="refresh"' in html
+    assert 'id="rebuild-none"' in render_rebuild(RebuildPage(served_by=A, available=True))
