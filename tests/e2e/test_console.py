@@ -28,6 +28,7 @@ TOKEN = secrets.token_urlsafe(32)
 CHATS = 12
 HOSTILE = '<script>alert("console")</script>'
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+PAUSE_S = 1.5
 
 
 @dataclass
@@ -129,7 +130,7 @@ async def settled(console: Console, worker: Process) -> TablesPage | None:
     page = await tables_of(console.url(worker))
     chats = next(t for t in page.tables if t.name == "chat_state")
     owners = {p.owner for p in chats.partitions}
-    if page.rebalancing or not chats.complete or chats.total_keys != CHATS or len(owners) != 2:
+    if page.rebalancing or not chats.complete or chats.total_keys != len(console.chat_ids) or len(owners) != 2:
         return None
     return page
 
@@ -286,6 +287,26 @@ async def test_bad_records_and_rebuilds_are_listed(console: Console) -> None:
     assert status == 400, body
     status, body = await get_json(f"{url}/console/rebuild?format=json", BEARER)
     assert status == 200 and RebuildPage.model_validate(body) == RebuildPage(served_by=url, available=True)
+
+
+async def test_a_projection_behind_shows_its_lag_in_events_and_seconds(console: Console) -> None:
+    """The projections worker stopped, new chats: a streams worker's page shows the chats projection
+    behind by those events, and by at least the time since the last one it applied."""
+    assert console.projections.stop() == 0
+    await asyncio.sleep(PAUSE_S)
+    owner = uuid.uuid4()
+    for _ in range(4):
+        chat_id = uuid.uuid4()
+        create = CreateChat(chat_id=chat_id, type="group", title="late", member_ids=[])
+        assert (await console.system.bus.ask(topics.CHAT_COMMANDS, str(chat_id), create, owner)).ok
+        console.chat_ids.append(str(chat_id))
+    status, body = await get_json(f"{console.url(console.streams[0])}/console/topics?format=json", BEARER)
+    assert status == 200, body
+    chats = next(p for p in TopicsPage.model_validate(body).projections if p.projection == "chats")
+    assert chats.lag_events == 4
+    behind = [p for p in chats.partitions if p.lag_events and p.next_offset > 0]
+    assert behind and all(p.lag_seconds is not None and p.lag_seconds >= PAUSE_S for p in behind), behind
+    assert all(p.lag_seconds == 0.0 for p in chats.partitions if not p.lag_events)
 
 
 async def test_a_stopped_worker_is_shown_as_not_answering(console: Console) -> None:
