@@ -70,7 +70,7 @@ async def print_checksums(database_url: str) -> None:
 
 @cli.command(context_settings=HELP_OPTIONS)
 def checksum() -> int:
-    """Print one md5 per live read-model table (equal before and after a rebuild of the same version)."""
+    """Print a checksum per live read-model table (equal before and after a rebuild of the same version)."""
     asyncio.run(print_checksums(common_settings().database_url))
     return 0
 

@@ -33,7 +33,7 @@ import asyncpg
 
 from config.kafka import client_options
 from config.settings import CommonSettings
-from projections.apply import advance_offsets, apply_records
+from projections.apply import ENSURE_OFFSETS, LOCK_OFFSETS, advance_offsets, apply_records
 from projections.bulk_load import bulk_load
 from projections.checksum import Checksum, checksums_in
 from projections.follower import Follower
@@ -51,7 +51,15 @@ from projections.shadow import (
     retired_schema,
     shadow_schema,
 )
-from projections.swap import OffsetsMoved, Pauses, ensure_offsets, paused, swap_tables
+from projections.swap import (
+    LOCK_LIVE_OFFSETS,
+    READ_LIVE_OFFSETS,
+    OffsetsMoved,
+    Pauses,
+    ensure_offsets,
+    paused,
+    swap_tables,
+)
 from projections.topic_reader import Span, TopicReader
 from projections.versions import stored_version
 
@@ -181,6 +189,7 @@ class Build:
         await ensure_offsets(self.live, p, self.topic, self.partitions)
         self.outcome.records = await self.load(spans)
         await ensure_offsets(self.shadow, p, self.topic, self.partitions)  # after: the bulk loader writes its own
+        await self.warm_up()
         follower = Follower(client_options(self.settings), self.topic, await self.shadow_offsets())
         await follower.start()
         try:
@@ -197,6 +206,20 @@ class Build:
         finally:
             await follower.close()
         await self.live.execute(f"DROP SCHEMA IF EXISTS {shadow_schema(p)} CASCADE")
+
+    async def warm_up(self) -> None:
+        """Prepare now what the pauses run, so that no statement is parsed, and no type looked up
+        (asyncpg asks the server about array types once per connection), while the worker waits."""
+        live, shadow = self.conns()
+        p = self.projection
+        await shadow.prepare(p.statement)
+        for conn in (live, shadow):
+            await conn.prepare(LOCK_OFFSETS)
+            await conn.prepare(ENSURE_OFFSETS)
+            async with conn.transaction():
+                await advance_offsets(conn, p.name, self.topic, {}, notify=conn is live)
+        await live.prepare(LOCK_LIVE_OFFSETS)
+        await live.prepare(READ_LIVE_OFFSETS)
 
     async def load(self, spans: dict[int, Span]) -> int:
         _, shadow = self.conns()
@@ -315,8 +338,6 @@ class Build:
             await self.while_paused(follower, "checksum snapshot", take_snapshot)
             await imported.start()
             await importer.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_ids[-1]}'")
-            for conn in (exporter, importer):
-                await conn.execute("SET LOCAL TimeZone = 'UTC'")
             seen = await offsets(importer, LIVE_SCHEMA, p, self.topic)
             shadow_seen = await offsets(importer, shadow_schema(p), p, self.topic)
             if seen != shadow_seen:

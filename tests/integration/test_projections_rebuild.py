@@ -289,7 +289,12 @@ async def test_a_killed_rebuild_leaves_live_untouched_and_the_next_one_cleans_up
     env = {**os.environ, "TOPIC_PREFIX": settings.topic_prefix, "DATABASE_URL": settings.database_url}
     command = [sys.executable, "-m", "projections", "rebuild", "--only", "messages", "--no-progress"]
     process = await asyncio.create_subprocess_exec(
-        *command, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        *command,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # its group: the bulk loader's worker processes die with it
     )
     try:
         deadline = time.monotonic() + 60
@@ -297,10 +302,10 @@ async def test_a_killed_rebuild_leaves_live_untouched_and_the_next_one_cleans_up
             seen = {p.projection: p for p in await read_rebuild_progress(conn)}
             if "messages" in seen and seen["messages"].phase == "bulk" and seen["messages"].done > 0:
                 break
-            assert process.returncode is None, await process.communicate()
+            assert process.returncode is None, "the rebuild ended before it could be killed"
             await asyncio.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
     finally:
+        os.killpg(process.pid, signal.SIGKILL)
         await asyncio.wait_for(process.wait(), 10)
 
     assert await checksums(conn) == live

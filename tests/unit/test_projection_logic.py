@@ -114,11 +114,11 @@ def test_every_projection_reads_its_own_topic_into_its_own_tables() -> None:
     assert selected(None) == list(PROJECTIONS.values())
 
 
-def test_the_checksum_orders_rows_by_primary_key() -> None:
+def test_the_checksum_hashes_whole_rows_of_the_schema_asked() -> None:
     query = checksum_query(Table("read_markers", ("chat_id", "user_id"), ("chat_id uuid", "user_id uuid")))
-    assert "string_agg(t::text, ',' ORDER BY t.chat_id, t.user_id)" in query
-    assert query.endswith("FROM public.read_markers AS t")
-    assert checksum_query(MESSAGES.tables[0], "rebuild_messages").endswith("FROM rebuild_messages.messages AS t")
+    assert "hash_record_extended(t, 0)" in query and "sum(h::numeric)" in query and "bit_xor(h)" in query
+    assert query.endswith("FROM public.read_markers AS t) AS hashed")
+    assert "FROM rebuild_messages.messages AS t" in checksum_query(MESSAGES.tables[0], "rebuild_messages")
 
 
 def test_the_lag_report_sums_partitions_and_projections() -> None:

@@ -66,8 +66,8 @@ def test_the_progress_model_refuses_an_unknown_phase() -> None:
     assert "pg_locks" in REBUILD_PROGRESS_SQL and "hashtext(r.projection)" in REBUILD_PROGRESS_SQL
 
 
-def sums(md5: str) -> list[Checksum]:
-    return [Checksum("users", 3, md5), Checksum("user_credentials", 3, "c")]
+def sums(digest: str) -> list[Checksum]:
+    return [Checksum("users", 3, digest), Checksum("user_credentials", 3, "c")]
 
 
 def test_the_report_shows_both_sides_of_a_mismatch_only_where_they_differ() -> None:
@@ -76,7 +76,7 @@ def test_the_report_shows_both_sides_of_a_mismatch_only_where_they_differ() -> N
     lines = outcome.lines()
     assert lines[0] == "users: version 1, 6 records"
     assert lines[1] == "users: checksums at offsets 0:4 1:2: MISMATCH"
-    assert lines[2].endswith("md5 a  shadow") and lines[3].endswith("md5 b  live")
+    assert lines[2].endswith("hash a  shadow") and lines[3].endswith("hash b  live")
     assert lines[4] == "  " + Checksum("user_credentials", 3, "c").line()
     assert not any("swapped" in line for line in lines)
 
