@@ -116,12 +116,19 @@ class BrowserSession:
         self.driver.get(url)
 
     def resize(self, screen: Screen) -> None:
-        """The viewport at `screen`'s size, as that device would show the page."""
+        """The viewport at `screen`'s size, as that device would show the page: at scale 1, as a phone
+        opens a page (a page shrunk from a desktop's width would otherwise stay zoomed out to fit)."""
         self.driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": screen.width, "height": screen.height, "deviceScaleFactor": 1, "mobile": screen.mobile},
         )
+        self.driver.execute_cdp_cmd("Emulation.setPageScaleFactor", {"pageScaleFactor": 1})
         self.screen = screen
+
+    def overflow_px(self) -> int:
+        """How far the page is wider than the screen (0 when nothing needs a sideways scroll)."""
+        width = int(self.driver.execute_script("return document.documentElement.scrollWidth"))
+        return max(0, width - self.screen.width)
 
     def shot(self, step: str, *, every_screen: bool = False) -> list[Path]:
         """A screenshot of the viewport named after the test's step; with `every_screen`, one at each
@@ -151,6 +158,30 @@ class BrowserSession:
             return shown if matches(shown) else None
 
         return self.wait(text, f"{css!r} never showed {expected!r}")
+
+    def follow(self, target: str | WebElement) -> None:
+        """Click `target` (an element, or the element a CSS selector finds) and wait until the page it
+        loads has replaced this one: what is read next is of the new page."""
+        element = self.find(target) if isinstance(target, str) else target
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        self.wait_gone(page)
+
+    def wait_gone(self, element: WebElement) -> None:
+        """Until `element` is no longer in the page: a click that loads another page has loaded it.
+        (Chromium answers an element of a page being replaced with a stale reference or, at some
+        moments, "does not belong to the document": both mean gone.)"""
+
+        def gone(driver: Any) -> bool:
+            try:
+                element.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+
+        WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(
+            gone, f"{self.label}: still on {self.driver.current_url}"
+        )
 
     def wait(self, condition: Callable[[webdriver.Chrome], T | None], message: str = "", timeout: float = WAIT_S) -> T:
         """The first truthy value of `condition(driver)` (exceptions count as not yet)."""

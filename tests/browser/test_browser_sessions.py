@@ -37,6 +37,9 @@ console.error("fixture page says hello");
 """
 
 
+WIDEN = "document.body.insertAdjacentHTML('beforeend', '<pre>' + 'x'.repeat(200) + '</pre>')"
+
+
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -91,6 +94,19 @@ def test_a_step_is_shot_at_every_size_and_sessions_are_apart(browsers: BrowserSe
     shots = first.shot("both", every_screen=True)
     assert [png_size(p) for p in shots] == [(PHONE.width, PHONE.height), (DESKTOP.width, DESKTOP.height)]
     assert first.screen == PHONE and first.driver.execute_script("return window.innerWidth") == PHONE.width
+    assert first.overflow_px() == 0
+
+
+def test_a_page_wider_than_a_phone_is_seen_as_a_phone_shows_it(browsers: BrowserSessions, page_url: str) -> None:
+    """At scale 1 whether the session was opened at a phone's size or shrunk to it; the overflow measured."""
+    native, shrunk = browsers.open("native", PHONE), browsers.open("shrunk", DESKTOP)
+    for session in (native, shrunk):
+        session.get(page_url)
+        session.driver.execute_script(WIDEN)
+    shrunk.resize(PHONE)
+    for session in (native, shrunk):
+        assert session.driver.execute_script("return visualViewport.scale") == 1
+        assert session.overflow_px() > 500
 
 
 def test_a_failing_test_leaves_a_last_screenshot_and_no_browser(tmp_path: Path, page_url: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import urllib.request
 import uuid
@@ -204,7 +205,7 @@ class GatewaySystem:
 
     def launch_worker(self, name: str, module: str) -> tuple[Process, int]:
         port = free_port()
-        env = {**self.common_env(), "WORKER_WEB_PORT": str(port), "WORKER_DATA_DIR": str(self.log_dir / "faust")}
+        env = {**self.common_env(), "WORKER_WEB_PORT": str(port), "WORKER_DATA_DIR": str(self.log_dir / "faust" / name)}
         worker = start(name, [module, "worker", "-l", "info", "--web-port", str(port)], env, self.log_dir)
         self.workers.append(worker)
         self.worker_health[name] = f"http://127.0.0.1:{port}/healthz"
@@ -277,9 +278,15 @@ async def gateway_system(
     gateways: int = 2,
     partitions: int = 4,
     gateway_env: dict[str, str] | None = None,
+    streams_workers: int = 1,
 ) -> AsyncIterator[GatewaySystem]:
-    """Topics, one streams worker, one projections worker and `gateways` gateways (`gw-a`,
-    `gw-b`, ...), all started at once; stopped (SIGTERM) on exit."""
+    """Topics, one streams worker, one projections worker and `gateways` gateways (`gw-a`, `gw-b`,
+    ...), all started at once, then `streams_workers - 1` more streams workers (`streams-b`, ...) of
+    the same app; stopped (SIGTERM to all at once) on exit.
+
+    The other streams workers join once the first is ready: started with it on new topics, the group's
+    first assignment can be made before every table's changelog topic exists, and the changelog's
+    partitions are then assigned to nobody until the next rebalance (faust-streaming 0.15)."""
     settings = GatewaySettings(
         topic_prefix=prefix, topic_partitions=partitions, jwt_secret=jwt_secret, database_url=database_url
     )
@@ -297,15 +304,15 @@ async def gateway_system(
         settings, log_dir, producer, bus, watermarks, http, refresh_tokens, extra_gateway_env=dict(gateway_env or {})
     )
     try:
-        streams, streams_port = system.launch_worker("streams", "streams")
-        projections, projections_port = system.launch_worker("projections", "projections")
+        workers = [system.launch_worker("streams", "streams"), system.launch_worker("projections", "projections")]
         launched = [system.launch_gateway(f"gw-{chr(ord('a') + i)}") for i in range(gateways)]
         await asyncio.gather(
-            wait_worker_ready(streams, streams_port),
-            wait_worker_ready(projections, projections_port),
+            *(wait_worker_ready(worker, port) for worker, port in workers),
             *(asyncio.to_thread(wait_http, g.process, f"{g.url}/healthz", WORKER_READY_S) for g in launched),
         )
         system.gateways.extend(launched)
+        more = [system.launch_worker(f"streams-{chr(ord('a') + i)}", "streams") for i in range(1, streams_workers)]
+        await asyncio.gather(*(wait_worker_ready(worker, port) for worker, port in more))
         await wait_delivery_assigned(system.gateways, partitions)
         yield system
     finally:
@@ -314,7 +321,11 @@ async def gateway_system(
         await watermarks.stop()
         await bus.stop()
         await producer.stop()
-        for process in [g.process for g in system.gateways] + system.workers:
+        processes = [g.process for g in system.gateways] + system.workers
+        for process in processes:
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        for process in processes:
             process.stop()
 
 
@@ -326,13 +337,24 @@ async def module_system(
     jwt_secret: str,
     template_database: str,
     gateway_env: dict[str, str] | None = None,
+    *,
+    gateways: int = 2,
+    streams_workers: int = 1,
 ) -> AsyncIterator[GatewaySystem]:
     """A system of one test module's own: topics under `<topic_prefix><name>.`, a clone of the
     template database, and its processes' logs in a temporary folder named `name`."""
     log_dir = tmp_path_factory.mktemp(name)
     async with (
         cloned_database(template_database) as database_url,
-        gateway_system(f"{topic_prefix}{name}.", log_dir, jwt_secret, database_url, gateway_env=gateway_env) as system,
+        gateway_system(
+            f"{topic_prefix}{name}.",
+            log_dir,
+            jwt_secret,
+            database_url,
+            gateway_env=gateway_env,
+            gateways=gateways,
+            streams_workers=streams_workers,
+        ) as system,
     ):
         yield system
 
