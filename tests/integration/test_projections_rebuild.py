@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from config.kafka import client_options
 from config.settings import CommonSettings
+from projections import rebuild as rebuild_module
 from projections.apply import apply_records
 from projections.catalogue import PROJECTIONS, selected
 from projections.chats import CHATS
@@ -35,6 +36,7 @@ from projections.rebuild import RebuildRefused, rebuild
 from projections.rebuild_progress import read_rebuild_progress
 from projections.shadow import create_shadow, drop_leftovers, finish_tables, shadow_schema
 from projections.topic_reader import TopicReader
+from projections.users import USERS
 from schemas import topics
 from schemas.events import encode_event
 from schemas.progress import ENDED_UNFINISHED, RebuildProgress
@@ -340,6 +342,26 @@ async def test_two_rebuilds_of_one_projection_never_run_at_once(settings: Common
     finally:
         await other.close()
     assert (await rebuild(settings, selected(["users"]), progress=False))["users"].swapped
+
+
+async def test_a_live_model_behind_the_log_is_brought_up_to_the_shadow_before_the_comparison(
+    settings: CommonSettings, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = mixed_workload(seed=28, steps=40)
+    await produce(settings, log)
+    await apply_live(settings, [USERS])
+    await conn.execute("DELETE FROM projection_offsets WHERE projection = 'chats'")
+    notified: list[str] = []
+    await conn.add_listener("projection_progress", lambda *args: notified.append(args[3]))
+    monkeypatch.setattr(rebuild_module, "LIVE_WAIT_S", 0.2)  # no worker runs: it would never catch up
+
+    done = await rebuild(settings, selected(["chats"]), progress=False)
+
+    assert done["chats"].swapped and done["chats"].shadow_sums == done["chats"].live_sums
+    assert await conn.fetchval("SELECT count(*) FROM chats") == len({e.key for e in log.of(topics.CHAT_EVENTS)})
+    assert await conn.fetchval("SELECT count(*) FROM retired_chats.chats") == len(log.chats), "applied live first"
+    await asyncio.sleep(0.2)
+    assert {n.split(":")[0] for n in notified} == {"chats"}, "as a worker would, with its NOTIFY"
 
 
 def with_note_column(projection: Projection) -> Projection:
