@@ -50,6 +50,9 @@ pytestmark = pytest.mark.integration
 OFFSETS_APPLIED = "SELECT * FROM projection_offsets WHERE next_offset > 0 ORDER BY 1, 2, 3"
 """(A rebuild adds a row at 0 for every partition without one, so that its pause holds them all.)"""
 
+LONG_READ_S = 2.0
+"""Well past the swap's lock_timeout (0.3 s)."""
+
 BAD_RECORDS = [
     (topics.USER_EVENTS, b"\xff not json"),
     (topics.MESSAGE_EVENTS, envelope("message.reacted", {})),
@@ -362,6 +365,43 @@ async def test_a_live_model_behind_the_log_is_brought_up_to_the_shadow_before_th
     assert await conn.fetchval("SELECT count(*) FROM retired_chats.chats") == len(log.chats), "applied live first"
     await asyncio.sleep(0.2)
     assert {n.split(":")[0] for n in notified} == {"chats"}, "as a worker would, with its NOTIFY"
+
+
+async def test_a_long_reader_makes_the_swap_try_again_rather_than_queue_everyone_behind_it(
+    settings: CommonSettings, conn: asyncpg.Connection, database_url: str
+) -> None:
+    await produce(settings, mixed_workload(seed=29, steps=40))
+    await apply_live(settings, [CHATS])
+    long_reader, prober = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    waits: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            await prober.fetchval("SELECT count(*) FROM chats")
+            waits.append(time.monotonic() - started)
+            await asyncio.sleep(0.01)
+
+    try:
+        async with long_reader.transaction():
+            await long_reader.fetchval("SELECT count(*) FROM chats")  # holds its lock until the commit
+            probing = asyncio.create_task(probe())
+            rebuilding = asyncio.create_task(rebuild(settings, selected(["chats"]), progress=False))
+            await asyncio.sleep(LONG_READ_S)
+            assert not rebuilding.done()
+        done = await rebuilding
+        stop.set()
+        await probing
+    finally:
+        await long_reader.close()
+        await prober.close()
+
+    assert done["chats"].swapped and done["chats"].swap_attempts > 1
+    assert max(waits) < LONG_READ_S / 2, "a reader waited behind the swap's lock for the long reader"
+    assert await conn.fetchval("SELECT count(*) FROM chats") == await conn.fetchval(
+        "SELECT count(*) FROM retired_chats.chats"
+    )
 
 
 def with_note_column(projection: Projection) -> Projection:
