@@ -60,12 +60,12 @@ def seconds(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
 
 
-def lag_rows(lag: ProjectionLag) -> list[Html]:
+def lag_rows(lag: ProjectionLag, prefix: str) -> list[Html]:
     return [
         el(
             "tr",
             el("td", lag.projection),
-            el("td", el("code", lag.topic)),
+            el("td", el("code", lag.topic.removeprefix(prefix))),
             el("td", p.partition),
             el("td", p.end_offset),
             el("td", p.next_offset),
@@ -86,13 +86,13 @@ def projections_table(view: TopicsPage) -> Html:
         )
     heads = ("Projection", "Topic", "Partition", "End offset", "Next offset", "Lag (events)", "Lag (seconds)")
     head = el("tr", *(el("th", h) for h in heads))
-    rows = [row for lag in view.projections for row in lag_rows(lag)]
+    rows = [row for lag in view.projections for row in lag_rows(lag, view.topic_prefix)]
     return el("table", el("thead", head), el("tbody", rows), id="projection-lag")
 
 
 def render_topics(view: TopicsPage) -> str:
     prefix = (
-        el("p", "Topic and group names below follow the prefix ", el("code", view.topic_prefix), ".")
+        el("p", "Topic and group names below are shown without their prefix ", el("code", view.topic_prefix))
         if view.topic_prefix
         else None
     )
