@@ -16,16 +16,23 @@ from console.merge import TableSpec, merge_keys, merge_table, pick_value, status
 from console.offsets import lag_seconds, reference_offset
 from console.render_extras import render_bad_records, render_rebuild
 from console.render_tables import render_keys, render_tables, render_value
+from console.render_topics import render_topics
 from schemas.console import (
     BadRecordsPage,
+    GroupOffset,
     KeyLocation,
     LocalKeys,
     LocalPartition,
     LocalTable,
     LocalTables,
     LocalValue,
+    ProjectionLag,
+    ProjectionPartitionLag,
     RebuildPage,
     TablesPage,
+    TopicPartitionView,
+    TopicsPage,
+    TopicView,
     WorkerStatus,
 )
 from schemas.dead_letters import DeadLetter, DeadLetterEntry, DeadLetterPage
@@ -226,3 +233,33 @@ def test_rebuild_progress_shows_each_projection_and_refreshes_itself() -> None:
     assert 'data-projection="messages"' in html and 'class="rebuild-phase">bulk<' in html
     assert '<progress value="250" max="1000"' in html and 'http-equiv="refresh"' in html
     assert 'id="rebuild-none"' in render_rebuild(RebuildPage(served_by=A, available=True))
+
+
+def test_the_topics_page_names_each_partition_and_lag() -> None:
+    prefix = "test.x."
+    lag = ProjectionLag(
+        projection="chats",
+        topic=prefix + "chat.events",
+        lag_events=3,
+        partitions=[
+            ProjectionPartitionLag(partition=0, end_offset=9, next_offset=6, lag_events=3, lag_seconds=2.5),
+            ProjectionPartitionLag(partition=1, end_offset=4, next_offset=4, lag_events=0, lag_seconds=0.0),
+        ],
+    )
+    group = prefix + "messenger-streams"
+    topic = TopicView(
+        name=prefix + "chat.commands",
+        doc=HOSTILE,
+        key="chat_id",
+        exists=True,
+        partitions=[
+            TopicPartitionView(partition=0, end_offset=7, groups=[GroupOffset(group=group, committed=5, lag=2)])
+        ],
+    )
+    missing = TopicView(name=prefix + "dead.letters", doc="", key="", exists=False, partitions=[])
+    view = TopicsPage(served_by=A, topic_prefix=prefix, groups=[group], topics=[topic, missing], projections=[lag])
+    html = render_topics(view)
+    assert "<script>" not in html
+    assert 'data-projection="chats" data-partition="0"' in html and 'class="lag-seconds">2.5<' in html
+    assert f'data-topic="{prefix}chat.commands" data-partition="0"' in html and 'class="group-lag"' in html
+    assert "does not exist" in html
