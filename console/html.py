@@ -51,6 +51,11 @@ def el(tag: str, *children: object, **attrs: AttrValue) -> Html:
     return Html(f"<{opening}>{_render(children)}</{tag}>")
 
 
+def wide_table(*children: object, **attrs: AttrValue) -> Html:
+    """A table in a box that scrolls sideways, so that a wide one never widens the page (a phone)."""
+    return el("div", el("table", *children, **attrs), class_="scroll")
+
+
 def join(*children: object) -> Html:
     return Html(_render(children))
 

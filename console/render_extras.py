@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from console.html import Html, el, join, link
+from console.html import Html, el, join, link, wide_table
 from console.layout import page
 from schemas.console import BadRecordsPage, RebuildPage
 from schemas.dead_letters import DeadLetterEntry
@@ -63,9 +63,8 @@ def render_bad_records(view: BadRecordsPage) -> str:
         )
     listing = view.page
     heads = ("Id", "Consumer", "Reason", "Source", "When", "Status", "Key / value")
-    table = (
-        el(
-            "table",
+    entries = (
+        wide_table(
             el("thead", el("tr", *(el("th", h) for h in heads))),
             el("tbody", [letter_row(e) for e in listing.entries]),
             id="bad-records-list",
@@ -89,7 +88,7 @@ def render_bad_records(view: BadRecordsPage) -> str:
             " dead letters, newest first.",
             f" {listing.unreadable} records of the topic are unreadable." if listing.unreadable else "",
         ),
-        table,
+        entries,
         el(
             "p",
             el(
@@ -141,8 +140,7 @@ def render_rebuild(view: RebuildPage) -> str:
         )
     else:
         heads = ("Projection", "Phase", "", "Done", "Total", "Events/s", "ETA", "Started / updated", "Error")
-        body = el(
-            "table",
+        body = wide_table(
             el("thead", el("tr", *(el("th", h) for h in heads))),
             el("tbody", [rebuild_row(p) for p in view.rebuilds]),
             id="rebuild-progress",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from console.html import Html, el, join, link
+from console.html import Html, el, join, link, wide_table
 from console.layout import page, section
 from schemas.console import KeysPage, PartitionView, TablesPage, TableView, ValuePage, WorkerStatus
 
@@ -35,7 +35,7 @@ def workers_table(workers: list[WorkerStatus]) -> Html:
         for w in workers
     ]
     head = el("tr", el("th", "Worker"), el("th", "Status"), el("th", "Error"))
-    return el("table", el("thead", head), el("tbody", rows), id="workers")
+    return wide_table(el("thead", head), el("tbody", rows), id="workers")
 
 
 def incomplete_note(complete: bool) -> Html | None:
@@ -71,7 +71,7 @@ def table_detail(table: TableView) -> Html:
         table.name,
         el("p", table.help or "(no help text)", class_="help"),
         el("p", "Changelog: ", el("code", table.changelog_topic)),
-        el("table", el("thead", head), el("tbody", [partition_row(p) for p in table.partitions]), class_="partitions"),
+        wide_table(el("thead", head), el("tbody", [partition_row(p) for p in table.partitions]), class_="partitions"),
         class_="table-detail",
         id=f"table-{table.name}",
     )
@@ -81,9 +81,9 @@ def summary_row(table: TableView) -> Html:
     return el(
         "tr",
         el("td", el("a", table.name, href=keys_path(table.name), class_="table-keys-link"), class_="table-name"),
+        el("td", table.total_keys, class_="table-total", data_complete=str(table.complete).lower()),
         el("td", table.help, class_="table-help"),
         el("td", el("code", table.changelog_topic), class_="table-changelog"),
-        el("td", table.total_keys, class_="table-total", data_complete=str(table.complete).lower()),
         el("td", "" if table.complete else "incomplete: a worker did not answer", class_="table-note"),
         class_="table-row",
         data_table=table.name,
@@ -97,8 +97,8 @@ def render_tables(view: TablesPage) -> str:
             section("Workers", workers_table(view.workers)),
         )
         return page("tables", "Tables", body, view.served_by)
-    head = el("tr", *(el("th", h) for h in ("Table", "What it maps", "Changelog", "Keys", "")))
-    summary = el("table", el("thead", head), el("tbody", [summary_row(t) for t in view.tables]), id="tables")
+    head = el("tr", *(el("th", h) for h in ("Table", "Keys", "What it maps", "Changelog", "")))
+    summary = wide_table(el("thead", head), el("tbody", [summary_row(t) for t in view.tables]), id="tables")
     body = join(
         el("p", "Rebalancing: the assignment is moving.", class_="warning") if view.rebalancing else None,
         incomplete_note(all(t.complete for t in view.tables)),
@@ -136,8 +136,8 @@ def key_row(view: KeysPage, index: int) -> Html:
 def render_keys(view: KeysPage, served_by: str) -> str:
     if view.keys:
         head = el("tr", el("th", "Key"), el("th", "Partition"), el("th", "Worker"))
-        listing: Html = el(
-            "table", el("thead", head), el("tbody", [key_row(view, i) for i in range(len(view.keys))]), id="keys"
+        listing: Html = wide_table(
+            el("thead", head), el("tbody", [key_row(view, i) for i in range(len(view.keys))]), id="keys"
         )
     else:
         listing = el("p", "No keys here.", id="keys-empty")
@@ -169,8 +169,7 @@ def render_keys(view: KeysPage, served_by: str) -> str:
 
 
 def render_value(view: ValuePage, served_by: str) -> str:
-    where = el(
-        "table",
+    where = wide_table(
         el("tr", el("th", "Table"), el("td", el("a", view.table, href=keys_path(view.table)))),
         el("tr", el("th", "Key"), el("td", el("code", view.key, id="value-key"))),
         el(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.html import Html, el, join
+from console.html import Html, el, join, wide_table
 from console.layout import page, section
 from schemas.console import ProjectionLag, TopicsPage, TopicView
 
@@ -53,7 +53,7 @@ def topics_table(view: TopicsPage) -> Html:
     ]
     head = el("tr", el("th", "Topic"), el("th", "Partition"), el("th", "End offset"), group_heads)
     rows = [row for topic in view.topics for row in topic_rows(topic, view.groups, view.topic_prefix)]
-    return el("table", el("thead", head), el("tbody", rows), id="topics")
+    return wide_table(el("thead", head), el("tbody", rows), id="topics")
 
 
 def seconds(value: float | None) -> str:
@@ -87,7 +87,7 @@ def projections_table(view: TopicsPage) -> Html:
     heads = ("Projection", "Topic", "Partition", "End offset", "Next offset", "Lag (events)", "Lag (seconds)")
     head = el("tr", *(el("th", h) for h in heads))
     rows = [row for lag in view.projections for row in lag_rows(lag, view.topic_prefix)]
-    return el("table", el("thead", head), el("tbody", rows), id="projection-lag")
+    return wide_table(el("thead", head), el("tbody", rows), id="projection-lag")
 
 
 def render_topics(view: TopicsPage) -> str:
