@@ -139,6 +139,12 @@ class Runtime:
 
     def pass_over(self, projection: Projection, records: list[Record]) -> None:
         """Let records go unwritten (another version is live), noting where they end per partition."""
+        if projection.name not in self._passed:
+            log.warning(
+                "%s projection: another version of its read model is live: letting records go unwritten "
+                "(the rebuild that swaps in this code's version covers them)",
+                projection.name,
+            )
         passed = self._passed.setdefault(projection.name, {})
         for record in records:
             passed[record.partition] = max(passed.get(record.partition, 0), record.offset + 1)
