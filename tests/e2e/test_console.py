@@ -51,6 +51,10 @@ def start_worker(kind: str, name: str, env: dict[str, str], log_dir: Path) -> Pr
     return worker
 
 
+async def ready(worker: Process) -> None:
+    await asyncio.to_thread(wait_http, worker, f"http://127.0.0.1:{worker.env['port']}/healthz", 90)
+
+
 async def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
         return response.status, await response.json(content_type=None)
@@ -90,13 +94,16 @@ async def console(
             "WORKER_DATA_DIR": str(log_dir / "faust"),
             "OPERATOR_TOKEN": TOKEN,
         }
-        streams = [start_worker("streams", f"streams-{i}", env, log_dir) for i in range(2)]
+        streams = [start_worker("streams", "streams-0", env, log_dir)]
         projections = start_worker("projections", "projections", env, log_dir)
         workers = [*streams, projections]
         try:
-            await asyncio.gather(
-                *(asyncio.to_thread(wait_http, w, f"http://127.0.0.1:{w.env['port']}/healthz", 90) for w in workers)
-            )
+            await asyncio.gather(*(ready(w) for w in workers))
+            # The second after the first is up: two that start at once on new topics can leave a
+            # changelog unassigned until the next rebalance (Faust assigns before the topic exists).
+            streams.append(start_worker("streams", "streams-1", env, log_dir))
+            workers.append(streams[1])
+            await ready(streams[1])
             console = Console(system, streams, projections, [], [])
             await until(lambda: assigned(console), "both streams workers own partitions", timeout=90)
             owner = uuid.uuid4()
@@ -119,10 +126,12 @@ async def console(
 
 
 async def assigned(console: Console) -> bool:
-    """Both streams workers own partitions and the group is not moving them."""
+    """Both streams workers own partitions, every partition of every table has an active owner, and
+    the group is not moving them."""
     page = await tables_of(console.url(console.streams[0]))
-    chats = next(t for t in page.tables if t.name == "chat_state")
-    return not page.rebalancing and len({p.owner for p in chats.partitions if p.state == "active"}) == 2
+    owners = {p.owner for t in page.tables for p in t.partitions if p.state == "active"}
+    every_partition = all(p.state == "active" for t in page.tables for p in t.partitions)
+    return not page.rebalancing and every_partition and len(owners) == 2
 
 
 async def settled(console: Console, worker: Process) -> TablesPage | None:
