@@ -38,6 +38,8 @@ INSERT INTO projection_versions (projection, version) VALUES ($1, $2)
 ON CONFLICT (projection) DO UPDATE SET version = excluded.version, updated_at = now()
 """
 
+FIRST_LOOK_S = 5.0
+"""How long a batch waits for the worker's first look at its projection's stored version."""
 POLL_S = 2.0
 """How often a worker waiting for another's build (or for a newer model to go) looks again."""
 FAILED_BUILD_PAUSE_S = 30.0
@@ -84,16 +86,23 @@ class VersionGate:
             self._settle_soon(name)
 
     async def open(self, projection: Projection) -> bool:
-        """Whether this code may write the projection's live read model (waiting for the first look)."""
+        """Whether this code may write the projection's live read model (waiting a little for the first
+        look). True when it cannot tell: each batch checks the version in its own transaction anyway
+        (`apply_records`), and a database that cannot be read fails the batch, so the worker exits
+        75 as it always did rather than wait here for ever."""
         known = self._known[projection.name]
         if not known.is_set():
             self._settle_soon(projection.name)
-            await known.wait()
+            try:
+                await asyncio.wait_for(known.wait(), FIRST_LOOK_S)
+            except TimeoutError:
+                return True
         return self._open[projection.name]
 
     def shut(self, projection: Projection) -> None:
         """The stored version changed under this worker (a swap): closed until it is ours again."""
         self._open[projection.name] = False
+        self._known[projection.name].set()
         self._settle_soon(projection.name)
 
     async def close(self) -> None:

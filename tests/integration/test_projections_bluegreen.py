@@ -4,7 +4,8 @@ While a client keeps writing messages and reading them back the way the gateway 
 NOTIFY that covers its write), a rebuild builds, compares and swaps every read model: no read sees
 fewer messages than before, every write is readable once announced, and the worker goes on after
 the swap. A worker whose code writes a newer version of a projection builds it at its start and
-swaps it in, without writing its new code's rows into the old tables meanwhile.
+swaps it in, without writing its new code's rows into the old tables meanwhile; one older than the
+live model writes nothing, and applies what it let go once the version is its own again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from aiokafka import AIOKafkaProducer
 from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.rebuild_progress import read_rebuild_progress
+from projections.runtime import Runtime
+from projections.topic_reader import TopicReader
+from projections.users import USERS
 from schemas.events import encode_event
 from schemas.progress import CHANNEL, ProjectionProgress
 from tests.integration.test_projections_rebuild import (
@@ -218,3 +222,33 @@ async def test_a_worker_of_a_newer_version_builds_it_and_swaps_it_in(
         assert code == 0 and "chats: checksums at offsets" in out and "shadow = live" in out, err + out
     finally:
         assert process.stop() == 0, process.log()[-3000:]
+
+
+async def test_a_worker_older_than_the_live_model_writes_nothing_and_later_fills_in_what_it_let_go(
+    settings: CommonSettings, conn: asyncpg.Connection
+) -> None:
+    log = EventLog(seed=64)
+    for i in range(6):
+        log.register(f"early_{i}")
+    await produce(settings, log)
+    await conn.execute("UPDATE projection_versions SET version = 2 WHERE projection = 'users'")
+    topic = settings.topic(USERS.topic.name)
+    runtime = Runtime(settings)
+    try:
+        async with TopicReader(settings) as reader:
+            batches = [batch async for batch in reader.read(topic, await reader.spans(topic), 100)]
+        for batch in batches:
+            assert (await runtime.apply(USERS, batch)).applied == 0
+        assert runtime.versions.is_closed(USERS)
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+
+        await conn.execute("UPDATE projection_versions SET version = 1 WHERE projection = 'users'")
+        deadline = time.monotonic() + 10
+        while not runtime.versions.is_open(USERS):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        await runtime.apply(USERS, [])
+    finally:
+        await runtime.close()
+
+    assert await conn.fetchval("SELECT count(*) FROM users") == 6, "the records let go were read again and applied"
