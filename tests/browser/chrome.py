@@ -125,10 +125,17 @@ class BrowserSession:
         self.driver.execute_cdp_cmd("Emulation.setPageScaleFactor", {"pageScaleFactor": 1})
         self.screen = screen
 
-    def overflow_px(self) -> int:
-        """How far the page is wider than the screen (0 when nothing needs a sideways scroll)."""
+    def overflow_px(self, screen: Screen | None = None) -> int:
+        """How far the page is wider than the screen (0 when nothing needs a sideways scroll); at
+        `screen`'s size if given (the session ends at its own size again)."""
+        own = self.screen
+        if screen is not None and screen != own:
+            self.resize(screen)
         width = int(self.driver.execute_script("return document.documentElement.scrollWidth"))
-        return max(0, width - self.screen.width)
+        overflow = max(0, width - self.screen.width)
+        if self.screen != own:
+            self.resize(own)
+        return overflow
 
     def shot(self, step: str, *, every_screen: bool = False) -> list[Path]:
         """A screenshot of the viewport named after the test's step; with `every_screen`, one at each

@@ -217,6 +217,7 @@ def read_tables(session: BrowserSession, console: Console) -> dict[int, str]:
     workers and per partition; the owner of each partition."""
     on_page(session, "tables")
     session.shot("tables", every_screen=True)
+    assert session.overflow_px(PHONE) == 0, "the tables page scrolls sideways on a phone"
     workers = {
         str(row.get_attribute("data-worker")): str(row.find_element(By.CSS_SELECTOR, "td.worker-status").text)
         for row in session.driver.find_elements(By.CSS_SELECTOR, "tr.worker-row")
@@ -260,6 +261,7 @@ def page_through_keys(session: BrowserSession, console: Console, owners: dict[in
             assert row.find_element(By.CSS_SELECTOR, "td.key-worker").text == owners[partition]
             seen.append(key)
         session.shot(f"keys-page-{page}", every_screen=page == 1)
+        assert page > 1 or session.overflow_px(PHONE) == 0, "the keys page scrolls sideways on a phone"
         following = session.driver.find_elements(By.CSS_SELECTOR, "a#next-page")
         if not following:
             break
@@ -289,6 +291,7 @@ def open_value(session: BrowserSession, console: Console, owners: dict[int, str]
     assert session.find("td#value-partition").text == str(partition)
     assert session.find("td#value-worker").text == owners[partition]
     session.shot("value", every_screen=True)
+    assert session.overflow_px(PHONE) == 0, "the value page scrolls sideways on a phone"
 
 
 def test_the_operator_reads_tables_keys_and_a_value_across_both_workers(
@@ -371,6 +374,7 @@ def open_rebuild_pages(browsers: BrowserSessions, console: Console) -> list[Brow
         on_page(session, "rebuild")
         session.find("p#rebuild-none")
         session.shot("before-rebuild")
+        assert session.overflow_px(PHONE) == 0, "the rebuild page scrolls sideways on a phone"
     return sessions
 
 
