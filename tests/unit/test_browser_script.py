@@ -1,5 +1,5 @@
-"""scripts/browser: silent when Debian's chromium and its driver are there; when one is missing, a
-`check` and a run without root say which and the command that installs it, and fail."""
+"""scripts/browser: silent when Debian's chromium, its driver and a font are there; when one is missing,
+a `check` and a run without root say which and the command that installs it, and fail."""
 
 from __future__ import annotations
 
@@ -24,9 +24,13 @@ def run(*args: str, env: dict[str, str] | None = None, as_nobody: bool = False) 
 
 
 def installed_here(tmp_path: Path) -> dict[str, str]:
-    """Stand-ins for both programs, so that the test does not depend on what this machine has."""
+    """Stand-ins for the programs and the font, so that the test does not depend on what this machine has."""
     paths = {}
-    for name, variable in (("chromium", "CHROMIUM_BINARY"), ("chromedriver", "CHROMEDRIVER_PATH")):
+    for name, variable in (
+        ("chromium", "CHROMIUM_BINARY"),
+        ("chromedriver", "CHROMEDRIVER_PATH"),
+        ("font", "BROWSER_FONT"),
+    ):
         program = tmp_path / name
         program.write_text("#!/bin/sh\n")
         program.chmod(0o755)
@@ -34,7 +38,7 @@ def installed_here(tmp_path: Path) -> dict[str, str]:
     return paths
 
 
-def test_with_both_there_it_says_nothing_and_succeeds(tmp_path: Path) -> None:
+def test_with_all_there_it_says_nothing_and_succeeds(tmp_path: Path) -> None:
     for args in ((), ("check",)):
         done = run(*args, env=installed_here(tmp_path))
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
@@ -45,15 +49,20 @@ def test_check_names_what_is_missing_and_how_to_install_it(tmp_path: Path) -> No
     done = run("check", env=env)
     assert done.returncode == 1
     assert "missing: chromium-driver;" in done.stderr
-    assert "apt-get install -y chromium chromium-driver" in done.stderr
+    assert "apt-get install -y chromium chromium-driver fonts-liberation" in done.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop it")
 def test_without_root_it_installs_nothing_and_says_to_run_it_as_root(tmp_path: Path) -> None:
-    env = {"CHROMIUM_BINARY": str(tmp_path / "gone"), "CHROMEDRIVER_PATH": str(tmp_path / "gone-too")}
+    # the user nobody cannot enter tmp_path (0700): a program of the system stands in for the driver
+    env = {
+        "CHROMIUM_BINARY": str(tmp_path / "gone"),
+        "CHROMEDRIVER_PATH": "/bin/sh",
+        "BROWSER_FONT": str(tmp_path / "no"),
+    }
     done = run(env=env, as_nobody=True)
     assert done.returncode == 2
-    assert "missing: chromium chromium-driver; run as root" in done.stderr
+    assert "missing: chromium fonts-liberation; run as root" in done.stderr
 
 
 def test_an_unknown_command_is_refused() -> None:
