@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.apply import apply_records
-from projections.bulk_load import bulk_load, primary_keys
+from projections.bulk_load import bulk_load, drop_keys, keys_restored, primary_keys, truncate
 from projections.catalogue import PROJECTIONS
 from projections.checksum import read_model_tables
 from projections.messages import MESSAGES
@@ -34,7 +34,7 @@ from schemas.events import MessageDeleted, MessageEdited, MessageSent, UserRegis
 from streams.topics import create_topics
 from tests.integration.test_projections_apply import envelope
 from tests.integration.test_projections_rebuild import delete_event_topics
-from tests.integration.test_projections_workload import EventLog, produce
+from tests.integration.test_projections_workload import T0, EventLog, produce
 
 pytestmark = pytest.mark.integration
 
@@ -296,3 +296,21 @@ async def test_a_projection_no_fold_models_is_loaded_by_its_statement(
     for table in ("messages", "chat_activity", "read_markers"):
         assert loaded[table] == expected[table], table
     assert await offsets(conn, "changed") == {o for o in await offsets(conn, "by_statement") if o[0] == "messages"}
+
+
+async def test_a_key_two_shares_wrote_shows_when_the_keys_come_back(conn: asyncpg.Connection) -> None:
+    """Two shares COPY without the primary keys: a message id in both (two chats of two partitions
+    sharing one) makes putting the key back fail, which sends the load back to one process."""
+    await create_schema(conn, "shared", constraints=False)
+    keys = await primary_keys(conn, "shared", MESSAGES)
+    assert {k.table for k in keys} == {"messages", "chat_activity", "read_markers"}
+    await drop_keys(conn, "shared", keys)
+    row = (uuid.uuid4(), uuid.uuid4(), 1, uuid.uuid4(), "t", "c", T0)
+    columns = ["id", "chat_id", "seq", "sender_id", "text", "client_msg_id", "created_at"]
+    await conn.copy_records_to_table("messages", records=[row, row], columns=columns, schema_name="shared")
+
+    assert not await keys_restored(conn, "shared", keys)
+
+    await truncate(conn, MESSAGES, "shared")
+    assert await keys_restored(conn, "shared", keys)
+    assert {k.name for k in await primary_keys(conn, "shared", MESSAGES)} == {k.name for k in keys}
