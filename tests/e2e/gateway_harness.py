@@ -203,6 +203,10 @@ class GatewaySystem:
         self.gateways.append(gateway)
         return gateway
 
+    def processes(self) -> list[Process]:
+        """The gateways' and workers' processes started so far."""
+        return [g.process for g in self.gateways] + self.workers
+
     def launch_worker(self, name: str, module: str) -> tuple[Process, int]:
         port = free_port()
         env = {**self.common_env(), "WORKER_WEB_PORT": str(port), "WORKER_DATA_DIR": str(self.log_dir / "faust" / name)}
@@ -303,9 +307,10 @@ async def gateway_system(
     system = GatewaySystem(
         settings, log_dir, producer, bus, watermarks, http, refresh_tokens, extra_gateway_env=dict(gateway_env or {})
     )
+    launched: list[Gateway] = []  # every gateway started, also one that never answered: all are stopped
     try:
         workers = [system.launch_worker("streams", "streams"), system.launch_worker("projections", "projections")]
-        launched = [system.launch_gateway(f"gw-{chr(ord('a') + i)}") for i in range(gateways)]
+        launched.extend(system.launch_gateway(f"gw-{chr(ord('a') + i)}") for i in range(gateways))
         await asyncio.gather(
             *(wait_worker_ready(worker, port) for worker, port in workers),
             *(asyncio.to_thread(wait_http, g.process, f"{g.url}/healthz", WORKER_READY_S) for g in launched),
@@ -316,17 +321,23 @@ async def gateway_system(
         await wait_delivery_assigned(system.gateways, partitions)
         yield system
     finally:
-        await http.close()
-        await redis.aclose()
-        await watermarks.stop()
-        await bus.stop()
-        await producer.stop()
-        processes = [g.process for g in system.gateways] + system.workers
-        for process in processes:
-            if process.popen.poll() is None:
-                process.popen.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.stop()
+        try:
+            await http.close()
+            await redis.aclose()
+            await watermarks.stop()
+            await bus.stop()
+            await producer.stop()
+        finally:
+            stop_all([g.process for g in launched if g not in system.gateways] + system.processes())
+
+
+def stop_all(processes: list[Process]) -> None:
+    """SIGTERM to every process at once, then wait for each (SIGKILL after its grace time)."""
+    for process in processes:
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.stop()
 
 
 @asynccontextmanager
