@@ -168,7 +168,7 @@ async def console(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPERATOR_TOKEN", OPERATOR_TOKEN)
         async with module_system(
-            "console", topic_prefix, tmp_path_factory, jwt_secret, template_database, gateways=1, streams_workers=2
+            "opsview", topic_prefix, tmp_path_factory, jwt_secret, template_database, gateways=1, streams_workers=2
         ) as system:
             base = {name: url.removesuffix("/healthz") for name, url in system.worker_health.items()}
             streams = sorted([base["streams"], base["streams-b"]])
