@@ -52,6 +52,10 @@ def rate_and_eta(done: int, total: int, seconds: float) -> tuple[float, float | 
     return rate, eta
 
 
+EVENT_PHASES = ("bulk", "catch_up")
+"""The phases whose units are records of the topic; a finished rebuild shows their sum and rate."""
+
+
 class ProgressRecorder:
     """One projection's rebuild: `phase` starts a phase (and its bar), `advance` counts units done.
 
@@ -67,8 +71,11 @@ class ProgressRecorder:
         self.phase_name: RebuildPhase = "bulk"
         self.done = 0
         self.total = 0
+        self.events = 0
+        """Records replayed so far, over the phases that read the topic (bulk, catch_up)."""
         self.error = ""
-        self._phase_started = time.monotonic()
+        self._started = time.monotonic()
+        self._phase_started = self._started
         self._bar: tqdm[NoReturn] | None = None
         self._conn: asyncpg.Connection | None = None
         self._dirty = asyncio.Event()
@@ -89,12 +96,17 @@ class ProgressRecorder:
 
     def advance(self, n: int) -> None:
         self.done += n
+        if self.phase_name in EVENT_PHASES:
+            self.events += n
         if self._bar is not None:
             self._bar.update(n)
 
     def snapshot(self) -> RebuildProgress:
-        counts_events = self.phase_name in ("bulk", "catch_up")
-        rate, eta = rate_and_eta(self.done, self.total, time.monotonic() - self._phase_started)
+        if self.phase_name == "done":
+            rate, eta = rate_and_eta(self.events, self.events, time.monotonic() - self._started)
+        else:
+            rate, eta = rate_and_eta(self.done, self.total, time.monotonic() - self._phase_started)
+        counts_events = self.phase_name in (*EVENT_PHASES, "done")
         return RebuildProgress(
             projection=self.projection,
             phase=self.phase_name,
@@ -112,7 +124,7 @@ class ProgressRecorder:
         self._close_bar()
         self.phase_name, self.error = phase, error
         if phase == "done":
-            self.done = self.total
+            self.done = self.total = self.events
         await self._stop_writer()
         await self._write()
 

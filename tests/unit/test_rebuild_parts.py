@@ -13,12 +13,12 @@ from projections.checksum import Checksum
 from projections.follower import Follower
 from projections.model import Record
 from projections.rebuild import Rebuilt
-from projections.rebuild_progress import rate_and_eta
+from projections.rebuild_progress import ProgressRecorder, rate_and_eta
 from projections.shadow import after_load_statements, retired_schema, shadow_schema
 from projections.swap import Pauses
 from projections.users import USERS
 from projections.versions import upgrade_command
-from schemas.progress import REBUILD_PROGRESS_SQL, RebuildProgress
+from schemas.progress import REBUILD_PROGRESS_SQL, RebuildPhase, RebuildProgress
 
 AT = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -117,3 +117,15 @@ def test_a_worker_upgrades_through_the_rebuild_command() -> None:
         "--upgrade",
         "--no-progress",
     ]
+
+
+async def test_a_finished_rebuild_shows_the_records_it_replayed_and_their_rate() -> None:
+    recorder = ProgressRecorder("postgresql://unused", "messages", bar=False)
+    phases: list[tuple[RebuildPhase, int]] = [("bulk", 100), ("indexes", 3), ("catch_up", 7), ("swap", 1)]
+    for phase, units in phases:
+        recorder.phase(phase, units)
+        recorder.advance(units)
+    await recorder.end("done")
+    finished = recorder.snapshot()
+    assert (finished.phase, finished.done, finished.total) == ("done", 107, 107)
+    assert finished.events_per_s > 0 and finished.eta_s == 0
