@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "browser"
 
 
-def run(*args: str, env: dict[str, str] | None = None, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [str(SCRIPT), *args]
+def run(
+    *args: str, env: dict[str, str] | None = None, as_nobody: bool = False, script: Path = SCRIPT
+) -> subprocess.CompletedProcess[str]:
+    command = [str(script), *args]
     if as_nobody:
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     return subprocess.run(
@@ -38,6 +42,21 @@ def installed_here(tmp_path: Path) -> dict[str, str]:
     return paths
 
 
+@pytest.fixture
+def script_for_nobody() -> Iterator[Path]:
+    """A copy of the script that user nobody can run: the checkout may lie in a folder only root can
+    enter (a clone under /root), and so may pytest's own temporary folders."""
+    folder = Path(tempfile.mkdtemp(prefix="browser-script-"))
+    try:
+        folder.chmod(0o755)
+        copy = folder / SCRIPT.name
+        shutil.copy(SCRIPT, copy)
+        copy.chmod(0o755)
+        yield copy
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_with_all_there_it_says_nothing_and_succeeds(tmp_path: Path) -> None:
     for args in ((), ("check",)):
         done = run(*args, env=installed_here(tmp_path))
@@ -53,14 +72,14 @@ def test_check_names_what_is_missing_and_how_to_install_it(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop it")
-def test_without_root_it_installs_nothing_and_says_to_run_it_as_root(tmp_path: Path) -> None:
+def test_without_root_it_installs_nothing_and_says_to_run_it_as_root(tmp_path: Path, script_for_nobody: Path) -> None:
     # the user nobody cannot enter tmp_path (0700): a program of the system stands in for the driver
     env = {
         "CHROMIUM_BINARY": str(tmp_path / "gone"),
         "CHROMEDRIVER_PATH": "/bin/sh",
         "BROWSER_FONT": str(tmp_path / "no"),
     }
-    done = run(env=env, as_nobody=True)
+    done = run(env=env, as_nobody=True, script=script_for_nobody)
     assert done.returncode == 2
     assert "missing: chromium fonts-liberation; run as root" in done.stderr
 
