@@ -36,6 +36,27 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
     return sorted(p["partition"] for p in description["partitions"])
 
 
+async def end_offsets(settings: CommonSettings, topic: str) -> dict[int, int]:
+    """The offset after the last record of each partition of `topic` (its full name) as it is
+    now; empty for a topic that does not exist."""
+    options = client_options(settings)
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        partitions = await topic_partitions(admin, topic)
+    finally:
+        await admin.close()
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(settings: CommonSettings, topic: str) -> list[LogRecord]:
     """Every record of `topic` (its full name, prefix included), in log order per partition,
     partitions one after the other; an empty list for a topic that does not exist."""

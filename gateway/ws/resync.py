@@ -6,7 +6,10 @@ this instance's subscriber reconnects is lost, and records of `message.delivered
 `sync`, but the contract does not make them look, so the gateway, which knows when a gap is
 possible, closes it itself:
 
-- when the pub/sub connection comes back, every socket of this instance is resynced;
+- when the pub/sub connection comes back, every socket of this instance is resynced, once the
+  read models have reached the end of `message.events` as it was then (a delivery lost in the
+  gap was published before, so its message was decided before; it may not be in PostgreSQL yet,
+  and a resync that read too early would miss it for good);
 - for a stale delivery, its recipient's sockets are.
 
 A resync reads, for each chat of the user with new activity, the messages after the last `seq`
@@ -16,7 +19,8 @@ socket's usual checks, with live pushes held meanwhile: nothing is given twice, 
 order. Messages this socket sent itself are dropped by the same checks (it gets their
 `message.ack`). A socket that
 missed more than `RESYNC_LIMIT` messages of a chat, or that cannot be resynced because PostgreSQL
-is down, is closed with 4008 like a slow one: the client reconnects and syncs.
+is down, or whose read models do not catch up within the read-your-writes limit, is closed with
+4008 like a slow one: the client reconnects and syncs.
 """
 
 from __future__ import annotations
@@ -24,16 +28,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 
+from config.settings import GatewaySettings
 from gateway.infra import read_store
+from gateway.infra.consistency import ProjectionWatermarks
 from gateway.infra.resources import DEPENDENCY_DOWN
 from gateway.ws.connections import SLOW_CLOSE_CODE, Connection, ConnectionRegistry
 from gateway.ws.metrics import RESYNCED, RESYNCS
 from gateway.ws.routing import Route
+from runtime import topic_log
+from schemas import topics
+from schemas.commands import Position
 from schemas.frames import encode_frame, message_new_frame
 
 log = logging.getLogger(__name__)
@@ -45,18 +56,44 @@ OPEN_MARGIN_S = 2.0
 """How long before a socket opened a message may have been decided and still be this socket's to
 get live (the clocks of the streams workers and of this instance may differ a little)."""
 CANNOT_RESYNC_REASON = "missed messages, reconnect and sync"
+LOG_END_TIMEOUT_S = 5.0
+
+CaughtUp = Callable[[], Awaitable[bool]]
+"""Waits until the read models hold every message decided so far; False if they did not in time
+(or that cannot be known)."""
+
+
+def read_models_caught_up(settings: GatewaySettings, watermarks: ProjectionWatermarks) -> CaughtUp:
+    """A `CaughtUp` that reads the end of `message.events` now, then waits for the projections'
+    progress to pass it."""
+    topic = settings.topic(topics.MESSAGE_EVENTS.name)
+
+    async def caught_up() -> bool:
+        try:
+            ends = await asyncio.wait_for(topic_log.end_offsets(settings, topic), LOG_END_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as error:
+            log.warning("cannot read the end of %s: %r", topic, error)
+            return False
+        return await watermarks.wait_for(
+            [Position(topic=topic, partition=p, offset=end - 1) for p, end in ends.items() if end > 0]
+        )
+
+    return caught_up
 
 
 class Resyncer:
     """Receives every route of this instance's user channels, and resyncs sockets on request."""
 
-    def __init__(self, pool: asyncpg.Pool, registry: ConnectionRegistry) -> None:
+    def __init__(self, pool: asyncpg.Pool, registry: ConnectionRegistry, caught_up: CaughtUp) -> None:
         self._pool = pool
         self._registry = registry
+        self._caught_up = caught_up
         self._running: dict[str, asyncio.Task[None]] = {}
         """The resync in progress of each connection id."""
         self._again: set[str] = set()
         """Connections asked for again while their resync ran: it runs once more after."""
+        self._after: dict[str, asyncio.Future[bool]] = {}
+        """What the next resync of a connection waits for first (the read models catching up)."""
 
     def receive(self, route: Route) -> None:
         if not route.resync:
@@ -66,13 +103,20 @@ class Resyncer:
             self.request(connection, "stale_delivery")
 
     def resync_all(self, cause: str) -> None:
-        for connection in self._registry:
-            self.request(connection, cause)
+        """Resync every socket once the read models hold what was decided until now."""
+        connections = list(self._registry)
+        if not connections:
+            return
+        caught_up = asyncio.ensure_future(self._caught_up())
+        for connection in connections:
+            self.request(connection, cause, after=caught_up)
 
-    def request(self, connection: Connection, cause: str) -> None:
+    def request(self, connection: Connection, cause: str, after: asyncio.Future[bool] | None = None) -> None:
         if connection.closing:
             return
         RESYNCS.labels(cause).inc()
+        if after is not None:
+            self._after[connection.id] = after
         if connection.id in self._running:
             self._again.add(connection.id)
             return
@@ -92,6 +136,11 @@ class Resyncer:
         try:
             while not connection.closing:
                 self._again.discard(connection.id)
+                after = self._after.pop(connection.id, None)
+                if after is not None and not await self._settled(after):
+                    log.warning("socket %s of user %s: the read models are behind", connection.id, connection.user_id)
+                    connection.close_soon(SLOW_CLOSE_CODE, CANNOT_RESYNC_REASON)
+                    break
                 await self.resync(connection)
                 if connection.id not in self._again:
                     break
@@ -101,7 +150,17 @@ class Resyncer:
         finally:
             self._running.pop(connection.id, None)
             self._again.discard(connection.id)
+            self._after.pop(connection.id, None)
             connection.release()
+
+    @staticmethod
+    async def _settled(after: asyncio.Future[bool]) -> bool:
+        """Whether what a resync waits for came true; shared by every socket, so never cancelled by one."""
+        try:
+            return await asyncio.shield(after)
+        except Exception:
+            log.exception("waiting for the read models failed")
+            return False
 
     async def resync(self, connection: Connection) -> None:
         connection.hold()

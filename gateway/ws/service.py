@@ -17,6 +17,7 @@ from aiohttp import web
 
 from config.settings import GatewaySettings
 from gateway.auth.refresh_tokens import REFRESH_TOKENS
+from gateway.infra.consistency import WATERMARKS
 from gateway.infra.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
 from gateway.usecases.ports import PORTS
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
@@ -26,7 +27,7 @@ from gateway.ws.handlers import FrameServices
 from gateway.ws.handshake import SocketAuth
 from gateway.ws.members import MembersCache, TypingRelay
 from gateway.ws.presence import Presence
-from gateway.ws.resync import Resyncer
+from gateway.ws.resync import Resyncer, read_models_caught_up
 from gateway.ws.routing import Route, UserChannels
 from gateway.ws.session_watch import SessionWatch
 from gateway.ws.sessions import Session, SessionStore
@@ -100,7 +101,7 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     """A cleanup_ctx: registered after the resources and the use cases' ports it uses."""
     settings = app[SETTINGS]
     registry = ConnectionRegistry()
-    resyncer = Resyncer(app[PG_POOL], registry)
+    resyncer = Resyncer(app[PG_POOL], registry, read_models_caught_up(settings, app[WATERMARKS]))
     watch = SessionWatch(app[REFRESH_TOKENS])
 
     def receive(route: Route) -> None:
