@@ -43,6 +43,14 @@ class Member(Resource):
     role: Role
 
 
+class ReadMarker(Resource):
+    """*(addition)* Where a member of a chat has read up to (0: nothing yet); the `read` frame
+    moves it."""
+
+    user_id: UUID
+    seq: int
+
+
 class Chat(Resource):
     id: UUID
     type: ChatType

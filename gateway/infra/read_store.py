@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from schemas.commands import ChatResult, MessageResult, Result
-from schemas.models import Chat, Member, Message, User
+from schemas.models import Chat, Member, Message, ReadMarker, User
 
 
 class Pool(Protocol):
@@ -78,6 +78,17 @@ async def is_member(db: Pool, chat_id: uuid.UUID, user_id: uuid.UUID) -> bool:
 async def member_ids(db: Pool, chat_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await db.fetch("SELECT user_id FROM chat_members WHERE chat_id = $1", chat_id)
     return [r["user_id"] for r in rows]
+
+
+async def read_markers(db: Pool, chat_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every member's read marker, in the order they joined (0 for a member who read nothing)."""
+    rows = await db.fetch(
+        "SELECT m.user_id, coalesce(r.seq, 0) AS seq FROM chat_members m"
+        " LEFT JOIN read_markers r ON r.chat_id = m.chat_id AND r.user_id = m.user_id"
+        " WHERE m.chat_id = $1 ORDER BY m.joined_at, m.user_id",
+        chat_id,
+    )
+    return [ReadMarker(user_id=r["user_id"], seq=r["seq"]).model_dump(mode="json") for r in rows]
 
 
 async def chat_partner_ids(db: Pool, user_id: uuid.UUID) -> list[uuid.UUID]:

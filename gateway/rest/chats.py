@@ -66,6 +66,17 @@ async def list_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": messages})
 
 
+@routes.get("/api/v1/chats/{id}/read-markers")
+async def list_read_markers(request: web.Request) -> web.Response:
+    """*(addition)* Where each member has read up to: what a client shows as "seen" before any
+    live `read` frame has come."""
+    chat_id = path_uuid(request, "id")
+    pool = request.app[PORTS].pool
+    if not await read_store.is_member(pool, chat_id, caller(request)):
+        raise not_found("no such chat")
+    return web.json_response({"read_markers": await read_store.read_markers(pool, chat_id)})
+
+
 @routes.post("/api/v1/chats/{id}/messages")
 async def post_message(request: web.Request) -> web.Response:
     actor = Actor(caller(request))

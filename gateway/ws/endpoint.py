@@ -52,6 +52,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         came_online = await attach(service, connection)
         await socket.prepare(request)
         connection.start_writer()
+        await service.presence.tell_who_is_online(connection)
         if came_online:
             await service.presence.announce(connection.user_id, True)
         await serve(service, connection, socket)

@@ -2,8 +2,10 @@
 
 The access token comes in `Authorization: Bearer <token>` or, for browsers (which cannot set
 headers on a WebSocket), in the `token` query parameter. A browser's `Origin` must be one of
-`ALLOWED_ORIGINS`; clients that send no `Origin` (native apps, servers) are not browsers and
-cannot be used for cross-site requests, so they pass. The token's session must still be live
+`ALLOWED_ORIGINS` or this gateway's own (the web client it serves at `/`, on whichever instance,
+port or proxy the browser reached it): a page of another site never gets a socket; clients that
+send no `Origin` (native apps, servers) are not browsers and cannot be used for cross-site
+requests, so they pass. The token's session must still be live
 (`gateway.ws.session_watch.SessionWatch.require_live`, checked by the endpoint).
 """
 
@@ -24,8 +26,9 @@ BEARER = "bearer "
 def check_origin(request: web.Request, settings: GatewaySettings) -> None:
     """403 `forbidden` for an `Origin` that is not allowed."""
     origin = request.headers.get(hdrs.ORIGIN)
-    if origin is not None and origin not in settings.origin_list:
-        raise forbidden("origin not allowed")
+    if origin is None or origin in settings.origin_list or origin == f"{request.scheme}://{request.host}":
+        return
+    raise forbidden("origin not allowed")
 
 
 def access_token(request: web.Request) -> str:

@@ -15,6 +15,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from gateway.infra import read_store
+from gateway.ws.connections import Connection
 from gateway.ws.metrics import PRESENCE_CHANGES
 from gateway.ws.routing import Route, UserChannels
 from gateway.ws.sessions import HEARTBEAT_S, Session, SessionStore
@@ -77,6 +78,20 @@ class Presence:
             PRESENCE_CHANGES.labels(str(online).lower()).inc()
         except (OSError, RedisError, asyncpg.PostgresError) as error:
             log.warning("cannot announce presence of %s: %r", user_id, error)
+
+    async def tell_who_is_online(self, connection: Connection) -> None:
+        """*(addition)* A socket that just opened gets a `presence` frame for each of its user's
+        partners online now; changes after come as they happen (its channel is subscribed before
+        this reads, and the frames are queued right after the read). A failure is logged: the
+        socket then learns presence from changes only."""
+        try:
+            partners = await read_store.chat_partner_ids(self._pool, uuid.UUID(connection.user_id))
+            online = await self._store.online_among([str(p) for p in partners])
+        except (OSError, RedisError, asyncpg.PostgresError) as error:
+            log.warning("cannot tell socket %s who is online: %r", connection.id, error)
+            return
+        for user_id in online:
+            connection.push(encode_frame(presence_frame(user_id, True)))
 
     async def beat(self) -> None:
         """Renew this instance's sessions, open again those swept meanwhile, and sweep everyone's

@@ -208,6 +208,17 @@ class SessionStore:
     async def is_online(self, user_id: str) -> bool:
         return bool(await self._redis.zcount(self.user_key(user_id), f"({self._now_ms()}", "+inf"))
 
+    async def online_among(self, user_ids: list[str]) -> list[str]:
+        """Those of `user_ids` with a live session, in one round trip."""
+        if not user_ids:
+            return []
+        now = f"({self._now_ms()}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.zcount(self.user_key(user_id), now, "+inf")
+            counts = await pipe.execute()
+        return [user_id for user_id, count in zip(user_ids, counts, strict=True) if count]
+
     def _member(self, session: Session) -> str:
         return f"{self._instance}|{session.connection_id}"
 

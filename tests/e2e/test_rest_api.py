@@ -308,6 +308,14 @@ async def test_unread_count_follows_messages_of_others(api: Api) -> None:
         await asyncio.sleep(0.1)
     assert await unread(b) == 3
 
+    status, body = await api.call("GET", f"/api/v1/chats/{chat_id}/read-markers", a["token"])
+    assert status == 200
+    markers = {m["user_id"]: m["seq"] for m in body["read_markers"]}
+    assert markers == {a["id"]: 3, b["id"]: 0} and len(body["read_markers"]) == 2
+    outsider = await api.user()
+    status, body = await api.call("GET", f"/api/v1/chats/{chat_id}/read-markers", outsider["token"])
+    assert (status, error_code(body)) == (404, "not_found")
+
 
 async def test_errors_are_enveloped_never_500(api: Api) -> None:
     user = await api.user()

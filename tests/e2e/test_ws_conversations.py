@@ -88,16 +88,19 @@ async def test_a_token_in_the_query_opens_a_socket(system: GatewaySystem) -> Non
     await client.close()
 
 
-async def test_an_origin_not_allowed_is_refused_with_403_and_an_allowed_one_passes(system: GatewaySystem) -> None:
+async def test_a_foreign_origin_is_refused_with_403_allowed_and_own_origins_pass(system: GatewaySystem) -> None:
     gateway = system.gateways[0]
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await system.connect(gateway, uuid.uuid4(), headers={"Origin": "https://evil.example"})
     assert caught.value.status == 403
-    allowed = system.settings.origin_list[0]
-    client = await system.connect(gateway, uuid.uuid4(), headers={"Origin": allowed})
-    await client.send({"type": "ping"})
-    await client.expect("pong")
-    await client.close()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await system.connect(gateway, uuid.uuid4(), headers={"Origin": f"https://127.0.0.1:{gateway.port}"})
+    assert caught.value.status == 403, "another scheme is another origin"
+    for allowed in (system.settings.origin_list[0], gateway.url):
+        client = await system.connect(gateway, uuid.uuid4(), headers={"Origin": allowed})
+        await client.send({"type": "ping"})
+        await client.expect("pong")
+        await client.close()
 
 
 # --- bad frames ---------------------------------------------------------------------------------
@@ -335,6 +338,18 @@ async def test_presence_follows_the_first_and_the_last_socket_across_instances(s
     await erin_b.close()
     await dave.expect("presence", erin_is(False))
     await dave.close()
+
+
+async def test_a_socket_that_opens_is_told_which_partners_are_online_now(system: GatewaySystem) -> None:
+    frank_id, gina_id, hal_id, ivy_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await system.create_chat(frank_id, [gina_id, hal_id])
+    await system.create_chat(ivy_id, [gina_id])
+    gina = await system.connect(system.gateways[1], gina_id, label="gina")
+    frank = await system.connect(system.gateways[0], frank_id, label="frank")
+    told = await frank.expect("presence")
+    assert (told["user_id"], told["online"]) == (str(gina_id), True)
+    assert not [f for f in await frank.drain() if f["type"] == "presence"], "hal is offline; ivy is no partner"
+    await asyncio.gather(frank.close(), gina.close())
 
 
 async def test_a_non_member_is_forbidden(system: GatewaySystem) -> None:
