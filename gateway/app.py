@@ -16,6 +16,7 @@ from gateway.rest import docs, http_headers
 from gateway.rest import users as routes_users
 from gateway.rest.errors import error_middleware
 from gateway.usecases.ports import ports_ctx
+from gateway.web import routes as routes_web
 from runtime.gc_pauses import freeze_survivors, measure_gc_pauses
 
 MAX_BODY_BYTES = 64 * 1024
@@ -46,6 +47,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):
         app.add_routes(table)
     app.add_routes(docs.routes)
+    app.add_routes(routes_web.routes)
     ws.setup(app)
     http_headers.setup(app)
     access_log.setup(app)

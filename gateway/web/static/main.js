@@ -1,0 +1,381 @@
+/**
+ * Wires the client together: the session and its tokens, the REST calls, the socket and its
+ * catch-up after every (re)connect, the store, and the views. Nothing here draws or talks to the
+ * network itself; it decides what happens when.
+ * @module main
+ */
+import { createApi } from './api.js';
+import { byId } from './dom.js';
+import { applyFrame } from './frames.js';
+import { ApiError } from './http.js';
+import { newId } from './ids.js';
+import { Outbox } from './outbox.js';
+import { Session } from './session.js';
+import { Connection } from './socket.js';
+import { Store } from './store.js';
+import { bindAuthForm, showSignedOut } from './views/auth.js';
+import { renderChatList } from './views/chatList.js';
+import { bindChatView } from './views/chatView.js';
+import { bindGroupForm } from './views/groupForm.js';
+import { bindMembersPanel } from './views/members.js';
+import { say, showConnection, showMe } from './views/status.js';
+import { typeAhead } from './views/typeahead.js';
+import { describe } from './words.js';
+
+const PAGE = 50;
+const SYNC_WAIT_MS = 10000;
+const BOOT_RETRY_MS = 3000;
+
+const session = new Session();
+const store = new Store();
+const connection = new Connection(session);
+const outbox = new Outbox(store, connection);
+const api = createApi(session, (error) => say(describe(error), 4000));
+
+const failed = (doing) => (error) => {
+  if (error?.code === 'session_ended') return;
+  say(describe(error, doing));
+};
+
+// ---- users and chats fetched on demand -------------------------------------------------------
+
+const usersAsked = new Set();
+function needUser(userId) {
+  if (store.users.has(userId) || usersAsked.has(userId)) return;
+  usersAsked.add(userId);
+  api.user(userId).then((user) => store.addUsers([user]), () => usersAsked.delete(userId));
+}
+
+const chatsAsked = new Set();
+function needChat(chatId) {
+  if (chatsAsked.has(chatId)) return;
+  chatsAsked.add(chatId);
+  api.chat(chatId)
+    .then((chat) => takeChat(chat))
+    .catch(() => {})
+    .finally(() => chatsAsked.delete(chatId));
+}
+
+function takeChat(chat) {
+  chat.members.forEach((m) => needUser(m.user_id));
+  return store.upsertChat(chat);
+}
+
+async function loadChats() {
+  const chats = await api.chats();
+  const listed = new Set(chats.map((c) => c.id));
+  chats.forEach((chat) => takeChat(chat));
+  for (const chat of store.chats.values()) {
+    if (!listed.has(chat.id)) store.markRemoved(chat.id);
+  }
+}
+
+// ---- history ---------------------------------------------------------------------------------
+
+async function loadLatest(chatId) {
+  try {
+    const [messages, markers] = await Promise.all([api.messages(chatId, { limit: PAGE }), api.readMarkers(chatId)]);
+    store.setReadMarkers(chatId, markers);
+    store.putPage(chatId, messages, PAGE);
+  } catch (error) {
+    if (error instanceof ApiError && (error.code === 'not_found' || error.code === 'forbidden')) store.markRemoved(chatId);
+    else failed('load the history')(error);
+  }
+}
+
+async function loadOlder() {
+  const chat = store.openChat();
+  if (!chat) return;
+  try {
+    store.putPage(chat.id, await api.messages(chat.id, { before: store.lowestSeq(chat), limit: PAGE }), PAGE);
+  } catch (error) {
+    failed('load older messages')(error);
+  }
+}
+
+// ---- read markers ----------------------------------------------------------------------------
+
+/** The seq last sent in a `read` frame per chat (sent again after a reconnect). */
+const readSent = new Map();
+
+function sendRead() {
+  const chat = store.openChat();
+  if (!chat || chat.removed || !chat.loaded || document.visibilityState !== 'visible') return;
+  const seq = Math.max(0, ...chat.messages.keys());
+  if (seq <= store.myReadSeq(chat) || seq <= (readSent.get(chat.id) ?? 0)) return;
+  if (connection.send({ type: 'read', chat_id: chat.id, seq, client_msg_id: newId('r:') })) readSent.set(chat.id, seq);
+}
+
+document.addEventListener('visibilitychange', sendRead);
+
+// ---- the socket: frames and catching up ------------------------------------------------------
+
+/** Chats whose `sync` has not answered `sync.done` yet, with what to call when it does. */
+const syncing = new Map();
+
+function syncDone(chatId) {
+  syncing.get(chatId)?.();
+  syncing.delete(chatId);
+}
+
+function problem(frame) {
+  const ref = String(frame.ref ?? '');
+  if (ref.startsWith('sync:')) {
+    const chatId = ref.slice(5);
+    if (frame.code === 'forbidden' || frame.code === 'not_found') store.markRemoved(chatId);
+    syncDone(chatId);
+    return;
+  }
+  if (ref.startsWith('t:') || ref.startsWith('r:')) return;
+  if (ref.startsWith('e:')) say(describe(frame, 'edit this message'));
+  else if (ref.startsWith('d:')) say(describe(frame, 'delete this message'));
+  else say(describe(frame));
+}
+
+const frameContext = { store, outbox, needChat, needUser, syncDone, problem };
+
+/** After every (re)connect: the chat list, a `sync` of every chat from its last seq, then the outbox. */
+async function catchUp() {
+  store.clearPresence();
+  readSent.clear();
+  try {
+    await loadChats();
+  } catch (error) {
+    failed('load your chats')(error);
+  }
+  const waits = [];
+  for (const chat of store.chats.values()) {
+    if (chat.removed) continue;
+    waits.push(new Promise((resolve) => syncing.set(chat.id, resolve)));
+    connection.send({ type: 'sync', chat_id: chat.id, after_seq: chat.maxSeq, client_msg_id: `sync:${chat.id}` });
+  }
+  await Promise.race([Promise.all(waits), new Promise((resolve) => setTimeout(resolve, SYNC_WAIT_MS))]);
+  outbox.resendAll();
+  for (const chat of store.chats.values()) {
+    if (chat.loaded && !chat.removed) api.readMarkers(chat.id).then((markers) => store.setReadMarkers(chat.id, markers), () => {});
+  }
+  const open = store.openChat();
+  if (open && !open.loaded && !open.removed) await loadLatest(open.id);
+  sendRead();
+}
+
+connection.addEventListener('frame', (event) => applyFrame(event.detail, frameContext));
+connection.addEventListener('open', catchUp);
+connection.addEventListener('state', (event) => showConnection(event.detail.state, event.detail.retryAt));
+
+// ---- what the person does --------------------------------------------------------------------
+
+async function openChat(chatId) {
+  const chat = store.chats.get(chatId);
+  if (!chat) return;
+  membersPanel.close();
+  store.open(chatId);
+  chatView.focusComposer();
+  if (!chat.loaded && !chat.removed) await loadLatest(chatId);
+  sendRead();
+}
+
+async function startDirect(user) {
+  try {
+    store.addUsers([user]);
+    const chat = takeChat(await api.directChat(user.id));
+    people.clear();
+    await openChat(chat.id);
+  } catch (error) {
+    failed('start this chat')(error);
+  }
+}
+
+async function createGroup(title, memberIds) {
+  try {
+    const chat = takeChat(await api.createGroup(title, memberIds));
+    await openChat(chat.id);
+    return true;
+  } catch (error) {
+    failed('create the group')(error);
+    return false;
+  }
+}
+
+function frameOrSay(frame, doing) {
+  if (connection.send(frame)) return true;
+  say(`You are offline: could not ${doing}. Try again once connected.`);
+  return false;
+}
+
+const chatView = bindChatView({
+  store,
+  send: (text) => {
+    const chat = store.openChat();
+    if (chat && !chat.removed) outbox.send(chat.id, text);
+  },
+  edit: (message, text) =>
+    frameOrSay({ type: 'message.edit', message_id: message.id, text, client_msg_id: newId('e:') }, 'edit the message'),
+  remove: (message) =>
+    frameOrSay({ type: 'message.delete', message_id: message.id, client_msg_id: newId('d:') }, 'delete the message'),
+  discard: (message) => outbox.discard(message.chat_id, message.client_msg_id),
+  typing: () => {
+    const chat = store.openChat();
+    if (chat && !chat.removed) connection.send({ type: 'typing', chat_id: chat.id, client_msg_id: newId('t:') });
+  },
+  loadOlder,
+  removeMember: async (userId) => {
+    const chat = store.openChat();
+    if (!chat) return;
+    try {
+      await api.removeMember(chat.id, userId);
+      store.removeMember(chat.id, userId);
+    } catch (error) {
+      failed('remove this member')(error);
+    }
+  },
+  back: () => {
+    const chatId = store.openChatId;
+    store.open(null);
+    /** @type {HTMLElement|null} */ (document.querySelector(`#chat-list li[data-chat-id="${chatId}"] .open-chat`))?.focus();
+  },
+  say,
+});
+
+const membersPanel = bindMembersPanel({
+  store,
+  search: (prefix) => api.searchUsers(prefix),
+  add: async (userId) => {
+    const chat = store.openChat();
+    if (!chat) return;
+    try {
+      takeChat(await api.addMember(chat.id, userId));
+    } catch (error) {
+      failed('add this member')(error);
+    }
+  },
+  leave: async () => {
+    const chat = store.openChat();
+    if (!chat) return;
+    try {
+      await api.removeMember(chat.id, store.me.id);
+      store.dropChat(chat.id);
+      byId('people-search').focus();
+    } catch (error) {
+      failed('leave the group')(error);
+    }
+  },
+  failed: failed('search'),
+});
+
+const people = typeAhead(/** @type {HTMLInputElement} */ (byId('people-search')), /** @type {HTMLUListElement} */ (byId('people-results')), {
+  search: (prefix) => api.searchUsers(prefix),
+  show: (user) => user.id !== store.me?.id,
+  button: { class: 'start-direct', text: 'Message', label: (user) => `Message ${user.display_name}` },
+  pick: startDirect,
+  failed: failed('search'),
+});
+
+const groupForm = bindGroupForm({
+  search: (prefix) => api.searchUsers(prefix),
+  myId: () => store.me?.id ?? '',
+  create: createGroup,
+  say,
+  failed: failed('search'),
+});
+
+// ---- drawing ---------------------------------------------------------------------------------
+
+let drawQueued = false;
+store.addEventListener('change', (event) => {
+  const { kind, chatId } = event.detail;
+  if (kind === 'me') showMe(store.me?.display_name ?? '');
+  if (kind === 'messages' && chatId === store.openChatId) queueMicrotask(sendRead);
+  if (drawQueued) return;
+  drawQueued = true;
+  setTimeout(draw, 0);
+});
+
+function draw() {
+  drawQueued = false;
+  renderChatList(store, openChat);
+  chatView.render();
+  const unread = [...store.chats.values()].reduce((sum, chat) => sum + chat.unread, 0);
+  document.title = unread ? `(${unread}) Messenger` : 'Messenger';
+}
+
+// ---- signing in and out ----------------------------------------------------------------------
+
+async function begin(user) {
+  store.setMe(user);
+  showSignedOut(false);
+  say('', 0);
+  connection.start();
+  try {
+    await loadChats();
+  } catch (error) {
+    failed('load your chats')(error);
+  }
+}
+
+function finish(notice) {
+  connection.stop();
+  session.clear();
+  store.reset();
+  usersAsked.clear();
+  syncing.clear();
+  readSent.clear();
+  groupForm.close();
+  membersPanel.close();
+  people.clear();
+  draw();
+  showSignedOut(true);
+  say(notice, 0);
+}
+
+bindAuthForm({
+  signIn: async (username, password) => {
+    try {
+      const grant = await api.login(username, password);
+      session.take(grant);
+      await begin(grant.user);
+    } catch (error) {
+      say(describe(error, 'sign in'), 0);
+    }
+  },
+  register: async (username, password, displayName) => {
+    try {
+      await api.register(username, password, displayName);
+      const grant = await api.login(username, password);
+      session.take(grant);
+      await begin(grant.user);
+    } catch (error) {
+      say(describe(error, 'create the account'), 0);
+    }
+  },
+  say: (text) => say(text, 0),
+});
+
+byId('sign-out').addEventListener('click', async () => {
+  const refreshToken = session.refreshToken();
+  finish('');
+  if (refreshToken) await api.logout(refreshToken).catch(() => {});
+});
+
+session.addEventListener('ended', () => finish('Your session has ended: sign in again.'));
+
+/** A reload in the same tab resumes the session with the refresh token kept there. */
+async function boot() {
+  if (!session.canResume()) {
+    showSignedOut(true);
+    return;
+  }
+  try {
+    await session.refresh();
+    await begin(await api.me());
+  } catch (error) {
+    if (error instanceof ApiError && error.code === 'offline') {
+      say(describe(error), 0);
+      setTimeout(boot, BOOT_RETRY_MS);
+    } else if (!(error instanceof ApiError && error.code === 'session_ended')) {
+      finish(describe(error));
+    }
+  }
+}
+
+boot();
