@@ -22,6 +22,7 @@ export class Session extends EventTarget {
     /** @type {string|null} */
     this.accessToken = null;
     this.expiresAt = 0;
+    this.lifetimeMs = 0;
     this.timer = 0;
     /** @type {Promise<string>|null} */
     this.refreshing = null;
@@ -38,7 +39,8 @@ export class Session extends EventTarget {
    */
   take(grant) {
     this.accessToken = grant.access_token;
-    this.expiresAt = Date.now() + grant.expires_in * 1000;
+    this.lifetimeMs = grant.expires_in * 1000;
+    this.expiresAt = Date.now() + this.lifetimeMs;
     sessionStorage.setItem(STORAGE_KEY, grant.refresh_token);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.refreshQuietly(), refreshDelayMs(grant.expires_in));
@@ -84,12 +86,14 @@ export class Session extends EventTarget {
   }
 
   /**
-   * An access token valid for at least `marginMs`, refreshing first when needed.
+   * An access token valid for at least `marginMs` (or a quarter of a token's life, when shorter),
+   * refreshing first when needed.
    * @param {number} [marginMs]
    * @returns {Promise<string>}
    */
   async validToken(marginMs = 15000) {
-    if (this.accessToken && this.expiresAt - Date.now() > marginMs) return this.accessToken;
+    const margin = Math.min(marginMs, this.lifetimeMs / 4);
+    if (this.accessToken && this.expiresAt - Date.now() > margin) return this.accessToken;
     return this.refresh();
   }
 

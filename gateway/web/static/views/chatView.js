@@ -12,6 +12,7 @@ const TYPING_EVERY_MS = 3000;
 const MAX_TEXT = 4000;
 const NEAR_BOTTOM_PX = 80;
 const NEAR_TOP_PX = 40;
+const SETTLE_MS = 250;
 
 /**
  * @param {object} deps
@@ -120,8 +121,14 @@ export function bindChatView(deps) {
     }
   }
   olderButton.addEventListener('click', older);
+  // Reaching the top loads the older page once the scroll has settled there (a click on the
+  // button, which scrolls it into view first, is not raced by a second load).
+  let settle = 0;
   scroller.addEventListener('scroll', () => {
-    if (scroller.scrollTop < NEAR_TOP_PX) older();
+    clearTimeout(settle);
+    if (scroller.scrollTop < NEAR_TOP_PX) {
+      settle = setTimeout(() => { if (scroller.scrollTop < NEAR_TOP_PX) older(); }, SETTLE_MS);
+    }
   });
 
   function typingLine(chat) {
