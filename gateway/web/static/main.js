@@ -324,7 +324,7 @@ function finish(notice) {
   membersPanel.close();
   people.clear();
   draw();
-  showSignedOut(true);
+  showSignedOut(true, { keepName: Boolean(notice) });
   say(notice, 0);
 }
 

@@ -40,12 +40,17 @@ export function bindAuthForm({ signIn, register, say }) {
   });
 }
 
-/** Shows the signed-out page (or hides it), emptying the password. */
-export function showSignedOut(shown) {
+/**
+ * Shows the signed-out page (or hides it), emptying the password, and the name too unless kept
+ * (a session that ended by itself: the same person signs in again).
+ * @param {boolean} shown
+ * @param {{keepName?: boolean}} [options]
+ */
+export function showSignedOut(shown, { keepName = false } = {}) {
   byId('signed-out').hidden = !shown;
   byId('signed-in').hidden = shown;
-  if (shown) {
-    /** @type {HTMLInputElement} */ (byId('password')).value = '';
-    byId('username').focus();
-  }
+  if (!shown) return;
+  const fields = keepName ? ['password'] : ['username', 'password', 'display-name'];
+  for (const id of fields) /** @type {HTMLInputElement} */ (byId(id)).value = '';
+  byId(keepName ? 'password' : 'username').focus();
 }

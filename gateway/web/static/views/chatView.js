@@ -185,8 +185,8 @@ export function bindChatView(deps) {
 
   return {
     render,
-    /** Puts the focus in the composer (after opening a chat). */
-    focusComposer: () => { if (!input.disabled) input.focus(); },
+    /** Puts the focus in the composer once the chat opened is drawn (drawing is queued the same way). */
+    focusComposer: () => setTimeout(() => { if (!input.disabled) input.focus(); }, 0),
     /** Whether the history is scrolled to its end (new messages are being seen). */
     atBottom: () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX,
   };

@@ -40,7 +40,12 @@ export function bindGroupForm({ search, myId, create, say, failed }) {
     search,
     show: (user) => user.id !== myId() && !chosen.has(user.id),
     button: { class: 'pick-member', text: 'Add', label: (user) => `Add ${user.display_name} to the group` },
-    pick: (user) => { chosen.set(user.id, user); drawChosen(); finder.rerun(); },
+    pick: (user) => {
+      chosen.set(user.id, user);
+      drawChosen();
+      finder.rerun();
+      byId('group-member-search').focus();
+    },
     failed,
   });
 

@@ -72,7 +72,11 @@ export function bindMembersPanel({ store, search, add, leave, failed }) {
     search,
     show: (user) => !store.openChat()?.members.has(user.id),
     button: { class: 'add-member', text: 'Add', label: (user) => `Add ${user.display_name} to the group` },
-    pick: (user) => { add(user.id); finder.clear(); },
+    pick: (user) => {
+      add(user.id);
+      finder.clear();
+      byId('add-member-search').focus();
+    },
     failed,
   });
   toggle.addEventListener('click', () => setPanel(panel.hidden));
