@@ -29,11 +29,13 @@ export function applyFrame(frame, ctx) {
   };
   switch (frame.type) {
     case 'message.new':
-    case 'message.edited':
       if (known(frame.message.chat_id)) {
         ctx.needUser(frame.message.sender_id);
-        store.putMessages(frame.message.chat_id, [frame.message], { live: frame.type === 'message.new' });
+        store.putMessages(frame.message.chat_id, [frame.message], { live: true });
       }
+      break;
+    case 'message.edited':
+      store.putEdit(frame.message);
       break;
     case 'message.ack':
       store.putMessages(frame.message.chat_id, [frame.message], { live: true });

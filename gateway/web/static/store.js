@@ -193,6 +193,20 @@ export class Store extends EventTarget {
     this.emit('chats', chatId);
   }
 
+  /**
+   * An edit: replaces the message where the client holds it (an edit of a message it does not
+   * hold must not leave a lone old message in the middle of the history).
+   * @param {Message} message
+   */
+  putEdit(message) {
+    const chat = this.chats.get(message.chat_id);
+    if (!chat) return;
+    if (chat.lastMessage?.seq === message.seq) chat.lastMessage = message;
+    if (chat.messages.has(message.seq)) chat.messages.set(message.seq, message);
+    this.emit('messages', chat.id);
+    this.emit('chats', chat.id);
+  }
+
   /** A history page arrived: older ones exist when it was full. */
   putPage(chatId, messages, limit) {
     const chat = this.chats.get(chatId);
