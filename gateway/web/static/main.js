@@ -122,6 +122,10 @@ function problem(frame) {
   const ref = String(frame.ref ?? '');
   if (ref.startsWith('sync:')) {
     const chatId = ref.slice(5);
+    if (frame.code === 'rate_limited' || frame.code === 'unavailable') {
+      setTimeout(() => sendSync(chatId), Math.max(frame.retry_after_ms ?? 1000, 200));
+      return;
+    }
     if (frame.code === 'forbidden' || frame.code === 'not_found') store.markRemoved(chatId);
     syncDone(chatId);
     return;
@@ -133,6 +137,13 @@ function problem(frame) {
 }
 
 const frameContext = { store, outbox, needChat, needUser, syncDone, problem };
+
+/** Asks for every message of `chatId` after the last one held (answered by `sync.done`). */
+function sendSync(chatId) {
+  const chat = store.chats.get(chatId);
+  if (!chat) return;
+  connection.send({ type: 'sync', chat_id: chatId, after_seq: chat.maxSeq, client_msg_id: `sync:${chatId}` });
+}
 
 /** After every (re)connect: the chat list, a `sync` of every chat from its last seq, then the outbox. */
 async function catchUp() {
@@ -147,7 +158,7 @@ async function catchUp() {
   for (const chat of store.chats.values()) {
     if (chat.removed) continue;
     waits.push(new Promise((resolve) => syncing.set(chat.id, resolve)));
-    connection.send({ type: 'sync', chat_id: chat.id, after_seq: chat.maxSeq, client_msg_id: `sync:${chat.id}` });
+    sendSync(chat.id);
   }
   await Promise.race([Promise.all(waits), new Promise((resolve) => setTimeout(resolve, SYNC_WAIT_MS))]);
   outbox.resendAll();
