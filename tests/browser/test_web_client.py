@@ -96,6 +96,15 @@ class Site:
         )
         return str(answer["chat"]["id"])
 
+    def group_chat(self, owner: Account, title: str, members: list[Account]) -> str:
+        body = {"type": "group", "title": title, "member_ids": [m.user_id for m in members]}
+        return str(call(self.gateway(), "POST", "/api/v1/chats", owner.token, body)["chat"]["id"])
+
+    def members(self, reader: Account, chat_id: str) -> dict[str, str]:
+        """The chat's members (user id to role) as `reader` reads them over REST."""
+        chat = call(self.gateway(), "GET", f"/api/v1/chats/{chat_id}", reader.token)
+        return {m["user_id"]: m["role"] for m in chat["members"]}
+
     def send(self, sender: Account, chat_id: str, text: str) -> dict[str, Any]:
         """A message sent over REST; a 503 (stored, not readable in time) is sent again as it was."""
         body = {"text": text, "client_msg_id": uuid.uuid4().hex}
@@ -774,9 +783,17 @@ def test_keyboard_only_sign_in_and_send_under_a_strict_csp_with_a_live_message_l
     tab_to(liam, "input#username")
     keys(liam, liam_account.username)
     tab_to(liam, "input#password")
-    keys(liam, PASSWORD)
+    keys(liam, "not the password")
     tab_to(liam, "button#sign-in")
     keys(liam, Keys.ENTER)
+    notice = liam.session.wait_text("#notice", lambda text: "password" in text.lower())
+    assert "invalid_credentials" not in notice, notice
+    liam.shot("wrong-password")
+    refused = liam.session.console_errors()
+    assert refused and all("status of 401" in line for line in refused), refused
+    tab_to(liam, "input#password")
+    ActionChains(liam.session.driver).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).perform()
+    keys(liam, PASSWORD, Keys.ENTER)
     wait_signed_in(liam)
     liam.shot("signed-in-by-keyboard")
     tab_to(liam, f"li.chat[data-chat-id='{chat}'] button.open-chat")
@@ -792,3 +809,80 @@ def test_keyboard_only_sign_in_and_send_under_a_strict_csp_with_a_live_message_l
     liam.shot("sent-by-keyboard")
     assert [m["text"] for m in site.history(mia_account, chat)] == ["Can you hear me?", mine.text]
     assert_quiet(liam)
+
+
+def members_shown(person: Person) -> dict[str, str]:
+    rows = person.session.driver.find_elements(By.CSS_SELECTOR, "ul#member-list li[data-user-id]")
+    return {str(row.get_attribute("data-user-id")): str(row.get_attribute("data-role")) for row in rows}
+
+
+def wait_members(person: Person, expected: dict[str, str]) -> None:
+    person.session.wait(lambda d: members_shown(person) == expected, f"the members never were {expected}", LIVE_S)
+
+
+def open_members(person: Person) -> None:
+    press(person.session, "button#members-button")
+    person.session.wait(lambda d: d.find_element(By.CSS_SELECTOR, "#members").is_displayed(), "no members panel")
+
+
+def visible(person: Person, css: str) -> bool:
+    return any(e.is_displayed() for e in person.session.driver.find_elements(By.CSS_SELECTOR, css))
+
+
+@on_a_thread
+def test_the_owner_adds_and_removes_members_and_a_member_leaves(site: Site, browsers: BrowserSessions) -> None:
+    """nora (desktop) owns a group with oscar (phone): he may not manage it, she adds paul and removes
+    oscar (his page says he is not a member any more and will not let him write), adds him back, and he
+    leaves; each change shows live on the other side."""
+    nora_account, oscar_account = site.account("nora", "Nora Quinn"), site.account("oscar", "Oscar Silva")
+    paul_account = site.account("paul", "Paul Tan")
+    group = site.group_chat(nora_account, "Book club", [oscar_account])
+    nora = arrive(browsers, site, nora_account, DESKTOP, 0)
+    oscar = arrive(browsers, site, oscar_account, PHONE, 1)
+    for person in (nora, oscar):
+        sign_in(person)
+        open_chat(person, group, "Book club")
+        open_members(person)
+    two = {nora_account.user_id: "owner", oscar_account.user_id: "member"}
+    wait_members(oscar, two)
+    assert not visible(oscar, "button.remove-member") and not visible(oscar, "input#add-member-search")
+    assert visible(oscar, "button#leave-chat")
+    oscar.shot("members-as-a-member")
+    wait_members(nora, two)
+    assert not visible(nora, f"li[data-user-id='{nora_account.user_id}'] button.remove-member"), "the owner stays"
+
+    type_into(nora.session, "input#add-member-search", "pau")
+    result_for(nora, "ul#add-member-results", paul_account).find_element(By.CSS_SELECTOR, "button.add-member").click()
+    three = {**two, paul_account.user_id: "member"}
+    for person in (nora, oscar):
+        wait_members(person, three)
+        person.shot("paul-added")
+    assert site.members(paul_account, group) == three
+
+    press(nora.session, f"ul#member-list li[data-user-id='{oscar_account.user_id}'] button.remove-member")
+    wait_members(nora, {nora_account.user_id: "owner", paul_account.user_id: "member"})
+    nora.shot("oscar-removed")
+    oscar.session.wait(
+        lambda d: not d.find_element(By.CSS_SELECTOR, "textarea#message-input").is_enabled(), "he may still write"
+    )
+    page = oscar.session.find("body").text.lower()
+    assert "not a member" in page, page
+    oscar.shot("removed")
+
+    type_into(nora.session, "input#add-member-search", "osc")
+    result_for(nora, "ul#add-member-results", oscar_account).find_element(By.CSS_SELECTOR, "button.add-member").click()
+    wait_members(nora, three)
+    open_chat(oscar, group, "Book club")
+    oscar.session.wait(lambda d: d.find_element(By.CSS_SELECTOR, "textarea#message-input").is_enabled(), "still out")
+    say(oscar, "Thanks for having me back")
+    oscar.shot("added-back")
+    open_members(oscar)
+    press(oscar.session, "button#leave-chat")
+    oscar.session.wait(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, f"li.chat[data-chat-id='{group}']"), "the group is still listed"
+    )
+    oscar.shot("left")
+    wait_members(nora, {nora_account.user_id: "owner", paul_account.user_id: "member"})
+    nora.shot("oscar-left")
+    assert site.members(nora_account, group) == {nora_account.user_id: "owner", paul_account.user_id: "member"}
+    assert_quiet(nora, oscar)
