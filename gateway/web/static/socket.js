@@ -39,6 +39,7 @@ export class Connection extends EventTarget {
     this.pongTimer = 0;
     this.onToken = (event) => this.send({ type: 'auth', token: event.detail });
     this.onOnline = () => this.retryNow();
+    this.onOffline = () => { if (this.ws) this.dropDead(); };
   }
 
   /** Starts connecting (and keeps reconnecting until `stop`). */
@@ -47,6 +48,7 @@ export class Connection extends EventTarget {
     this.running = true;
     this.session.addEventListener('token', this.onToken);
     window.addEventListener('online', this.onOnline);
+    window.addEventListener('offline', this.onOffline);
     this.connect();
   }
 
@@ -55,6 +57,7 @@ export class Connection extends EventTarget {
     this.running = false;
     this.session.removeEventListener('token', this.onToken);
     window.removeEventListener('online', this.onOnline);
+    window.removeEventListener('offline', this.onOffline);
     clearTimeout(this.retryTimer);
     this.drop(1000);
     this.setState('offline', 0);

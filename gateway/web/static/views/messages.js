@@ -17,6 +17,9 @@ import { shortTime } from '../words.js';
 /** Rows asking "delete?" (by message id). */
 const confirming = new Set();
 
+/** The message each row shows now: its buttons act on the latest version (an edited text). */
+const shown = new WeakMap();
+
 function keyOf(message) {
   return message.seq ? `s${message.seq}` : `c${message.client_msg_id}`;
 }
@@ -29,12 +32,13 @@ function statusOf(store, chat, message) {
   return ['seen', chat.type === 'group' && chat.members.size > 2 ? `Seen by ${seen}` : 'Seen'];
 }
 
-function actionsFor(message, mine, actions) {
+function actionsFor(row, message, mine, actions) {
+  const current = () => shown.get(row) ?? message;
   const box = el('span', { class: 'actions' });
   if (!mine) return box;
   if (!message.seq) {
     if (message.state === 'failed' && message.final) {
-      box.append(el('button', { type: 'button', class: 'discard', text: 'Remove', on: { click: () => actions.discard(message) } }));
+      box.append(el('button', { type: 'button', class: 'discard', text: 'Remove', on: { click: () => actions.discard(current()) } }));
     }
     return box;
   }
@@ -44,7 +48,7 @@ function actionsFor(message, mine, actions) {
       el('span', { class: 'ask', text: 'Delete for everyone?' }),
       el('button', {
         type: 'button', class: 'confirm-delete danger', text: 'Delete',
-        on: { click: () => { confirming.delete(message.id); actions.remove(message); } },
+        on: { click: () => { confirming.delete(message.id); actions.remove(current()); } },
       }),
       el('button', {
         type: 'button', class: 'cancel-delete', text: 'Keep',
@@ -54,7 +58,7 @@ function actionsFor(message, mine, actions) {
     return box;
   }
   box.append(
-    el('button', { type: 'button', class: 'edit', text: 'Edit', 'aria-label': 'Edit message', on: { click: () => actions.edit(message) } }),
+    el('button', { type: 'button', class: 'edit', text: 'Edit', 'aria-label': 'Edit message', on: { click: () => actions.edit(current()) } }),
     el('button', {
       type: 'button', class: 'delete', text: 'Delete', 'aria-label': 'Delete message',
       on: { click: (event) => { confirming.add(message.id); redraw(event, '.confirm-delete'); } },
@@ -85,6 +89,7 @@ function newRow(message, mine) {
 }
 
 function fill(row, store, chat, message, actions) {
+  shown.set(row, message);
   const mine = message.sender_id === store.me?.id;
   setData(row, 'seq', message.seq ?? '');
   setData(row, 'messageId', message.id ?? '');
@@ -107,7 +112,7 @@ function fill(row, store, chat, message, actions) {
   const signature = [message.seq, message.deleted, message.state, message.final, confirming.has(message.id)].join('|');
   if (row.dataset.actions !== signature) {
     const focused = row.contains(document.activeElement) ? document.activeElement?.className : '';
-    row.querySelector('.actions')?.replaceWith(actionsFor(message, mine, actions));
+    row.querySelector('.actions')?.replaceWith(actionsFor(row, message, mine, actions));
     row.dataset.actions = signature;
     if (focused) /** @type {HTMLElement|null} */ (row.querySelector(`.${String(focused).split(' ')[0]}`))?.focus();
   }
@@ -126,6 +131,7 @@ export function renderMessages(store, chat, actions, again) {
   if (list.dataset.chatId !== chat.id) {
     list.replaceChildren();
     list.dataset.chatId = chat.id;
+    list.dataset.chatType = chat.type;
     confirming.clear();
   }
   /** @type {Map<string, HTMLElement>} */
