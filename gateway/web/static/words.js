@@ -28,9 +28,11 @@ export function describe(error, doing = '') {
     case 'rate_limited':
       return `Too many attempts — try again in ${seconds} s.`;
     case 'offline':
-      return 'You are offline: check your connection.';
+      return doing ? `You are offline: could not ${doing}.` : 'You are offline: check your connection.';
     case 'unavailable':
-      return 'The service is unavailable for a moment — retrying.';
+      return doing
+        ? `The service is unavailable for a moment: could not ${doing}, try again in ${seconds} s.`
+        : 'The service is unavailable for a moment — retrying.';
     case 'forbidden':
       return doing ? `You may not ${doing}.` : 'You may not do that.';
     case 'not_found':
