@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -32,8 +32,8 @@ from gateway.infra.healing import ConnectionState, reconnect_backoff
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
 from schemas import topics
-from schemas.commands import decode_delivery
-from schemas.frames import encode_frame
+from schemas.commands import DeliveryRecord, decode_delivery
+from schemas.frames import encode_frame, presence_frame
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,22 @@ def group_id(settings: GatewaySettings) -> str:
     return f"{settings.topic_prefix}{GROUP_NAME}"
 
 
-def route_of(record: ConsumerRecord[bytes, bytes], oldest_ms: float) -> Route | None:
-    """The route of one record: its frame, or a resync of its recipient for a stale record;
-    None for a record that is no `Delivery` (counted, skipped)."""
+def decoded(record: ConsumerRecord[bytes, bytes]) -> DeliveryRecord | None:
+    """The `Delivery` of a record; None for one that is none (counted, skipped)."""
     try:
-        delivery = decode_delivery(record.value or b"")
+        return decode_delivery(record.value or b"")
     except ValueError:
         DELIVERIES.labels("malformed").inc()
         return None
+
+
+def route_of(delivery: DeliveryRecord | None, timestamp_ms: int, oldest_ms: float) -> Route | None:
+    """The route of one record's `delivery`: its frame, or a resync of its recipient for a record
+    stamped before `oldest_ms`; None for a record that is no `Delivery`."""
+    if delivery is None:
+        return None
     recipient_id = delivery.recipient_id
-    if record.timestamp < oldest_ms:
+    if timestamp_ms < oldest_ms:
         DELIVERIES.labels("stale").inc()
         return Route(recipient_id, "", resync=True)
     chat_id, seq, sender_id, client_msg_id = message_position(delivery.frame)
@@ -88,6 +94,21 @@ def message_position(frame: dict[str, Any]) -> tuple[str | None, int, str | None
     )
 
 
+def new_partners(delivery: DeliveryRecord) -> list[str]:
+    """The users whose presence the recipient learns with this frame (*addition*): the members of
+    a chat it was just given (`chat.updated`), a member just added (`chat.member_added`). Who was
+    already a partner is told again, which changes nothing."""
+    frame = delivery.frame
+    if frame.get("type") == "chat.updated" and isinstance(frame.get("chat"), dict):
+        members = frame["chat"].get("members") or []
+        found = [str(m.get("user_id")) for m in members if isinstance(m, dict)]
+    elif frame.get("type") == "chat.member_added":
+        found = [str(frame.get("user_id"))]
+    else:
+        return []
+    return [user_id for user_id in found if user_id != delivery.recipient_id]
+
+
 def without_repeated_resyncs(routes: Iterable[Route | None]) -> list[Route]:
     """The routes in order, with one resync per user at most (a stale backlog is one per record)."""
     kept: list[Route] = []
@@ -102,9 +123,16 @@ def without_repeated_resyncs(routes: Iterable[Route | None]) -> list[Route]:
 
 
 class DeliveryConsumer:
-    def __init__(self, settings: GatewaySettings, channels: UserChannels) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        channels: UserChannels,
+        online_among: Callable[[list[str]], Awaitable[list[str]]],
+    ) -> None:
         self._settings = settings
         self._channels = channels
+        self._online_among = online_among
+        """Which of some users are online now (`SessionStore.online_among`)."""
         self._topic = settings.topic(topics.MESSAGE_DELIVERED.name)
         self._consumer = AIOKafkaConsumer(
             self._topic,
@@ -161,15 +189,35 @@ class DeliveryConsumer:
     async def _deliver(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> None:
         """Publish every record's route; while Redis cannot take them, retry with backoff."""
         oldest_ms = (time.time() - MAX_AGE_S) * 1000
-        routes = without_repeated_resyncs(route_of(record, oldest_ms) for record in records)
+        pairs = [(record, decoded(record)) for record in records]
+        routes = without_repeated_resyncs(route_of(delivery, record.timestamp, oldest_ms) for record, delivery in pairs)
         backoff = reconnect_backoff()
         while True:
             try:
                 DELIVERIES.labels("published").inc(await self._channels.publish(routes))
-                return
+                break
             except (RedisError, OSError) as error:
                 log.warning("publishing %d deliveries failed: %r; retrying", len(routes), error)
                 await asyncio.sleep(backoff.next_pause())
+        await self._introduce([delivery for _, delivery in pairs if delivery is not None])
+
+    async def _introduce(self, deliveries: list[DeliveryRecord]) -> None:
+        """After a chat change, tell its recipients which of their new partners are online (a
+        presence change announced before they shared the chat went to others). Best effort: a
+        failure is logged, the partners' next changes come as usual."""
+        wanted = [(d.recipient_id, users) for d in deliveries if (users := new_partners(d))]
+        if not wanted:
+            return
+        try:
+            online = set(await self._online_among(sorted({u for _, users in wanted for u in users})))
+            await self._channels.publish(
+                Route(recipient, encode_frame(presence_frame(user_id, True)))
+                for recipient, users in wanted
+                for user_id in users
+                if user_id in online
+            )
+        except (RedisError, OSError) as error:
+            log.warning("cannot tell new partners who is online: %r", error)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit what was delivered; after a rebalance only partitions still assigned."""

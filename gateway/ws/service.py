@@ -117,7 +117,7 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     await channels.start()
     sessions = SessionStore(app[REDIS], settings.topic_prefix, app[INSTANCE_ID])
     presence = Presence(sessions, channels, app[PG_POOL])
-    delivery = DeliveryConsumer(settings, channels)
+    delivery = DeliveryConsumer(settings, channels, sessions.online_among)
     await delivery.start()
     presence.start()
     watch.start()

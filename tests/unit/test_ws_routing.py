@@ -6,9 +6,9 @@ import uuid
 
 from aiokafka import ConsumerRecord
 
-from gateway.ws.delivery import message_position, route_of, without_repeated_resyncs
+from gateway.ws.delivery import decoded, message_position, new_partners, route_of, without_repeated_resyncs
 from gateway.ws.routing import Route, decode_message, encode_message
-from schemas.commands import encode_delivery
+from schemas.commands import DeliveryRecord, encode_delivery
 
 
 def test_a_route_survives_the_channel_message_format() -> None:
@@ -28,11 +28,15 @@ def record(value: bytes, timestamp_ms: int) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord("t", 0, 0, timestamp_ms, 0, None, value, None, len(value), 0, [])
 
 
+def route_of_record(value: bytes, timestamp_ms: int, oldest_ms: float) -> Route | None:
+    return route_of(decoded(record(value, timestamp_ms)), timestamp_ms, oldest_ms)
+
+
 def test_a_message_new_record_names_its_chat_and_seq_and_a_stale_one_asks_for_a_resync() -> None:
     user, chat = str(uuid.uuid4()), str(uuid.uuid4())
     frame = b'{"type":"message.new","message":{"chat_id":"%s","seq":7,"sender_id":"%s","client_msg_id":"m"}}'
     value = encode_delivery(user, frame % (chat.encode(), user.encode()), "conn")
-    fresh = route_of(record(value, 2_000), oldest_ms=1_000)
+    fresh = route_of_record(value, 2_000, 1_000)
     assert fresh is not None
     assert (fresh.user_id, fresh.chat_id, fresh.seq, fresh.skip_connection, fresh.sent_as) == (
         user,
@@ -41,13 +45,13 @@ def test_a_message_new_record_names_its_chat_and_seq_and_a_stale_one_asks_for_a_
         "conn",
         "m",
     )
-    to_other = route_of(
-        record(encode_delivery(str(uuid.uuid4()), frame % (chat.encode(), user.encode()), None), 2_000), 1_000
+    to_other = route_of_record(
+        encode_delivery(str(uuid.uuid4()), frame % (chat.encode(), user.encode()), None), 2_000, 1_000
     )
     assert to_other is not None and to_other.sent_as is None, "only the sender's own frames name their client_msg_id"
-    stale = route_of(record(value, 500), oldest_ms=1_000)
+    stale = route_of_record(value, 500, 1_000)
     assert stale == Route(user, "", resync=True)
-    assert route_of(record(b"not json", 2_000), oldest_ms=1_000) is None
+    assert route_of_record(b"not json", 2_000, 1_000) is None
 
 
 def test_only_message_new_frames_have_a_position() -> None:
@@ -70,3 +74,14 @@ def test_a_stale_backlog_asks_each_recipient_for_one_resync() -> None:
         Route("a", "x"),
         Route("b", "", resync=True),
     ]
+
+
+def test_a_chat_change_introduces_its_recipient_to_the_other_members() -> None:
+    me, a, b = (str(uuid.uuid4()) for _ in range(3))
+    members = [{"user_id": u, "role": "member"} for u in (me, a, b)]
+    created = DeliveryRecord(me, {"type": "chat.updated", "chat": {"id": "c", "members": members}}, None)
+    assert new_partners(created) == [a, b]
+    added = DeliveryRecord(me, {"type": "chat.member_added", "chat_id": "c", "user_id": b, "role": "member"}, None)
+    assert new_partners(added) == [b]
+    assert new_partners(DeliveryRecord(me, {"type": "chat.member_added", "user_id": me}, None)) == []
+    assert new_partners(DeliveryRecord(me, {"type": "message.new", "message": {}}, None)) == []

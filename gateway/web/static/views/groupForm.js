@@ -43,7 +43,7 @@ export function bindGroupForm({ search, myId, create, say, failed }) {
     pick: (user) => {
       chosen.set(user.id, user);
       drawChosen();
-      finder.rerun();
+      finder.clear();
       byId('group-member-search').focus();
     },
     failed,
