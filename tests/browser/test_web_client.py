@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import functools
 import json
+import signal
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -162,6 +164,8 @@ class Person:
     account: Account
     session: BrowserSession
     proxy: ProxyThread
+    gateway: Gateway
+    """The gateway the proxy forwards to."""
 
     @property
     def name(self) -> str:
@@ -181,7 +185,7 @@ def arrive(browsers: BrowserSessions, site: Site, account: Account, screen: Scre
     session = browsers.open(account.username, screen)
     session.get(f"http://127.0.0.1:{proxy.port}/")
     session.find("form#auth")
-    return Person(account, session, proxy)
+    return Person(account, session, proxy, site.gateway(gateway))
 
 
 # --- reading the page ------------------------------------------------------------------------------
@@ -534,9 +538,11 @@ def test_two_people_chat_directly_then_a_third_on_the_other_gateway_joins_a_grou
 def test_someone_offline_gets_every_message_once_in_order_and_what_they_typed_is_sent_once(
     site: Site, browsers: BrowserSessions
 ) -> None:
-    """dave (phone, gateway A) loses his network while erin (desktop, gateway B) sends; what he types
-    meanwhile waits as "Sending…". Back online, he has every message once, in order, and his own is
-    sent once (the client resends it with the same client_msg_id)."""
+    """dave (phone, gateway A) loses his network while erin (desktop, gateway B) sends. The first thing
+    he sent was stored but its answer never reached him (the read models are held back until he is
+    cut off); what he types while offline waits as "Sending…". Back online, he has every message
+    once, in order, and each of his own is sent once (the client resends it with the same
+    client_msg_id; the gateway keeps the first)."""
     dave_account, erin_account = site.account("dave", "Dave Okafor"), site.account("erin", "Erin Walsh")
     chat = site.direct_chat(erin_account, dave_account)
     lines = ["Are you around today?"]
@@ -551,9 +557,11 @@ def test_someone_offline_gets_every_message_once_in_order_and_what_they_typed_is
     erin.session.find(f"{presence}[data-online='true']")
     assert_quiet(dave, erin)
 
-    dave.proxy.go_offline()
+    dropped = "Yes! Sent just as the signal dropped"
+    send_unanswered_then_go_offline(site, dave, dropped)
     dave.session.find("#connection:not([data-state='online'])")
     erin.session.find(f"{presence}[data-online='false']")
+    until(lambda: dropped in [m["text"] for m in site.history(erin_account, chat)], f"{dropped!r} is stored")
     dave.shot("offline")
     erin.shot("dave-offline")
     away = [f"While you were away {i}" for i in range(1, 6)]
@@ -562,27 +570,25 @@ def test_someone_offline_gets_every_message_once_in_order_and_what_they_typed_is
     erin.shot("sent-while-dave-is-offline")
     typed = "Typed on the train, no signal"
     send(dave, typed)
-    [pending] = [
-        m
-        for m in wait_messages(dave, lambda ms: any(m.text == typed for m in ms), f"{typed!r} not shown")
-        if m.text == typed
-    ]
-    assert (pending.state, pending.seq) == ("sending", None), pending
-    assert "Sending" in pending.status, pending
-    assert [m.text for m in shown_messages(dave.session.driver)] == [*lines, typed], "nothing came while offline"
+    pending = wait_messages(
+        dave, lambda ms: [m.text for m in ms] == [*lines, dropped, typed], "nothing else came while offline"
+    )[-2:]
+    for mine in pending:
+        assert (mine.state, mine.seq) == ("sending", None) and "Sending" in mine.status, mine
     dave.shot("sending-while-offline")
     offline_errors = dave.session.console_errors()
 
     dave.proxy.go_online()
-    dave.session.find("#connection")
     dave.session.wait(
         lambda d: d.find_element(By.CSS_SELECTOR, "#connection").get_attribute("data-state") == "online",
         "not back online",
         RECONNECT_S,
     )
-    lines += [*away, typed]
+    lines += [dropped, *away, typed]
     back = wait_conversation(dave, lines, RECONNECT_S)
-    assert back[-1].client_msg_id == pending.client_msg_id and delivered(back[-1]), back[-1]
+    assert [(m.client_msg_id, delivered(m)) for m in (back[1], back[-1])] == [
+        (mine.client_msg_id, True) for mine in pending
+    ], back
     dave.shot("back-online")
     erin.session.find(f"{presence}[data-online='true']")
     say(dave, "Back on land")
@@ -593,12 +599,43 @@ def test_someone_offline_gets_every_message_once_in_order_and_what_they_typed_is
         person.shot("caught-up")
     stored = site.history(erin_account, chat)
     assert [m["text"] for m in stored] == lines, "the server holds each message once"
-    assert [m["client_msg_id"] for m in stored if m["text"] == typed] == [pending.client_msg_id]
+    assert [m["client_msg_id"] for m in stored if m["text"] in (dropped, typed)] == [m.client_msg_id for m in pending]
     unexpected = [line for line in offline_errors if not any(kind in line for kind in OFFLINE_NETWORK_ERRORS)]
     assert not unexpected, unexpected
     assert_quiet(erin)
     errors = dave.session.console_errors()
     assert all(any(kind in line for kind in OFFLINE_NETWORK_ERRORS) for line in errors), errors
+
+
+def frames_in(gateway: Gateway, frame_type: str) -> int:
+    """How many client frames of `frame_type` the gateway has received (its /metrics)."""
+    with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    sample = f'gateway_ws_frames_in_total{{type="{frame_type}"}} '
+    return sum(int(float(line[len(sample) :])) for line in text.splitlines() if line.startswith(sample))
+
+
+def until(check: Callable[[], bool], what: str, timeout: float = LIVE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
+        time.sleep(0.1)
+
+
+def send_unanswered_then_go_offline(site: Site, person: Person, text: str) -> None:
+    """`person` sends `text` and loses the network before the answer: the projections worker is held
+    (SIGSTOP) so that the gateway, which answers only once the message can be read, cannot answer
+    before the proxy cuts the socket; the message itself is decided and stored meanwhile."""
+    [projections] = [w for w in site.system.workers if w.name == "projections"]
+    gateway = person.gateway
+    before = frames_in(gateway, "message.send")
+    projections.popen.send_signal(signal.SIGSTOP)
+    try:
+        send(person, text)
+        until(lambda: frames_in(gateway, "message.send") > before, "the gateway received the message")
+        person.proxy.go_offline()
+    finally:
+        projections.popen.send_signal(signal.SIGCONT)
 
 
 @on_a_thread
