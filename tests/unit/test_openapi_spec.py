@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SWAGGER_YAML = ROOT / "docs" / "swagger.yaml"
 SWAGGER_JSON = ROOT / "docs" / "swagger.json"
 
-UNDOCUMENTED_PREFIXES = ("/docs",)
-"""The spec and Swagger UI themselves; they are not part of the API."""
-UNDOCUMENTED_ROUTES = {("GET", "/api/v1/ws")}
-"""The WebSocket upgrade: documented in docs/asyncapi.yaml."""
+UNDOCUMENTED_PREFIXES = ("/docs", "/app")
+"""The spec and Swagger UI themselves, and the web client's files; they are not part of the API."""
+UNDOCUMENTED_ROUTES = {("GET", "/api/v1/ws"), ("GET", "/")}
+"""The WebSocket upgrade (documented in docs/asyncapi.yaml) and the web client's page (docs/web-client.md)."""
 
 LIMIT_KEYS = (
     "format",

@@ -172,7 +172,11 @@ async function catchUp() {
 
 connection.addEventListener('frame', (event) => applyFrame(event.detail, frameContext));
 connection.addEventListener('open', catchUp);
-connection.addEventListener('state', (event) => showConnection(event.detail.state, event.detail.retryAt));
+connection.addEventListener('state', (event) => {
+  showConnection(event.detail.state, event.detail.retryAt);
+  // Offline, who is online is not known: nobody is shown online until the next socket's snapshot.
+  if (event.detail.state !== 'online') store.clearPresence();
+});
 
 // ---- what the person does --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ const SETTLE_MS = 250;
  */
 export function bindChatView(deps) {
   const { store } = deps;
+  const connectionState = () => byId('connection').dataset.state;
   const layout = byId('layout');
   const scroller = byId('message-scroller');
   const composer = /** @type {HTMLFormElement} */ (byId('composer'));
@@ -142,6 +143,7 @@ export function bindChatView(deps) {
     if (chat.removed) return '';
     if (chat.type === 'group') return chat.members.size === 1 ? '1 member' : `${chat.members.size} members`;
     const partner = store.partnerOf(chat);
+    if (connectionState() !== 'online') return '';
     return partner && store.online.has(partner) ? 'Online' : 'Offline';
   }
 
