@@ -32,7 +32,6 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 
 from tests.browser.chrome import DESKTOP, PHONE, BrowserSession, BrowserSessions, Screen
 from tests.e2e.gateway_harness import Gateway, GatewaySystem, module_system
@@ -361,20 +360,21 @@ def to_chat_list(person: Person) -> None:
     )
 
 
-def result_for(person: Person, results_css: str, other: Account) -> WebElement:
-    """The row of `other` (by their @username) among search results; learns their user id."""
+def pick_result(person: Person, results_css: str, other: Account, button: str) -> None:
+    """Clicks `button` in the row of `other` (found by their @username, shown with their display name)
+    among the search results `results_css`; learns their user id."""
 
-    def row(driver: WebDriver) -> WebElement | None:
+    def row(driver: WebDriver) -> tuple[str, str] | None:
         for item in driver.find_elements(By.CSS_SELECTOR, f"{results_css} li[data-user-id]"):
             if f"@{other.username}" in item.text:
-                return item
+                return str(item.get_attribute("data-user-id")), str(item.text)
         return None
 
-    found = person.session.wait(row, f"{other.username} not among the results {results_css}")
-    assert other.display_name in found.text
-    other.user_id = other.user_id or str(found.get_attribute("data-user-id"))
-    assert found.get_attribute("data-user-id") == other.user_id
-    return found
+    user_id, text = person.session.wait(row, f"{other.username} not among the results {results_css}")
+    assert other.display_name in text, text
+    other.user_id = other.user_id or user_id
+    assert user_id == other.user_id
+    press(person.session, f"{results_css} li[data-user-id='{user_id}'] {button}")
 
 
 def wait_open_chat(person: Person, title: str, not_chat: str = "") -> str:
@@ -393,9 +393,9 @@ def start_direct_chat(person: Person, other: Account) -> str:
     """Finds `other` by the start of their username and messages them: their direct chat opens."""
     to_chat_list(person)
     type_into(person.session, "input#people-search", other.username[:3])
-    row = result_for(person, "ul#people-results", other)
+    person.session.find("ul#people-results li[data-user-id]")
     person.shot(f"found-{other.username}")
-    row.find_element(By.CSS_SELECTOR, "button.start-direct").click()
+    pick_result(person, "ul#people-results", other, "button.start-direct")
     return wait_open_chat(person, other.display_name)
 
 
@@ -418,9 +418,7 @@ def create_group(person: Person, title: str, members: list[Account]) -> str:
     type_into(person.session, "input#group-title", title)
     for member in members:
         type_into(person.session, "input#group-member-search", member.username[:3])
-        result_for(person, "ul#group-member-results", member).find_element(
-            By.CSS_SELECTOR, "button.pick-member"
-        ).click()
+        pick_result(person, "ul#group-member-results", member, "button.pick-member")
         person.session.find(f"ul#group-members li[data-user-id='{member.user_id}']")
     person.shot("group-form")
     press(person.session, "button#create-group")
@@ -889,7 +887,7 @@ def test_the_owner_adds_and_removes_members_and_a_member_leaves(site: Site, brow
     assert not visible(nora, f"li[data-user-id='{nora_account.user_id}'] button.remove-member"), "the owner stays"
 
     type_into(nora.session, "input#add-member-search", "pau")
-    result_for(nora, "ul#add-member-results", paul_account).find_element(By.CSS_SELECTOR, "button.add-member").click()
+    pick_result(nora, "ul#add-member-results", paul_account, "button.add-member")
     three = {**two, paul_account.user_id: "member"}
     for person in (nora, oscar):
         wait_members(person, three)
@@ -907,7 +905,7 @@ def test_the_owner_adds_and_removes_members_and_a_member_leaves(site: Site, brow
     oscar.shot("removed")
 
     type_into(nora.session, "input#add-member-search", "osc")
-    result_for(nora, "ul#add-member-results", oscar_account).find_element(By.CSS_SELECTOR, "button.add-member").click()
+    pick_result(nora, "ul#add-member-results", oscar_account, "button.add-member")
     wait_members(nora, three)
     open_chat(oscar, group, "Book club")
     oscar.session.wait(lambda d: d.find_element(By.CSS_SELECTOR, "textarea#message-input").is_enabled(), "still out")
