@@ -506,6 +506,7 @@ def test_two_people_chat_directly_then_a_third_on_the_other_gateway_joins_a_grou
     bob.session.find("textarea#message-input").send_keys(Keys.ENTER)
     for person in (alice, bob):
         wait_conversation(person, ["Hi Bob, it's Alice", reply])
+        person.session.find(f"li.chat[data-chat-id='{direct}'] .presence[data-online='true']")
         person.shot("direct-both-ways")
 
     carol = arrive(browsers, site, Account("carol", "Carol Diaz"), DESKTOP, 1)
@@ -558,7 +559,8 @@ def test_someone_offline_gets_every_message_once_in_order_and_what_they_typed_is
     dropped = "Yes! Sent just as the signal dropped"
     send_unanswered_then_go_offline(site, dave, dropped)
     dave.session.find("#connection:not([data-state='online'])")
-    erin.session.find(f"{presence}[data-online='false']")
+    for person in (dave, erin):
+        person.session.find(f"{presence}[data-online='false']")
     until(lambda: dropped in [m["text"] for m in site.history(erin_account, chat)], f"{dropped!r} is stored")
     dave.shot("offline")
     erin.shot("dave-offline")
@@ -588,7 +590,8 @@ def test_someone_offline_gets_every_message_once_in_order_and_what_they_typed_is
         (mine.client_msg_id, True) for mine in pending
     ], back
     dave.shot("back-online")
-    erin.session.find(f"{presence}[data-online='true']")
+    for person in (dave, erin):
+        person.session.find(f"{presence}[data-online='true']")
     say(dave, "Back on land")
     lines.append("Back on land")
     for person in (dave, erin):
