@@ -1,12 +1,12 @@
 /**
- * Wires the client together: the session and its tokens, the REST calls, the socket and its
- * catch-up after every (re)connect, the store, and the views. Nothing here draws or talks to the
- * network itself; it decides what happens when.
+ * Wires the client together: the session and its tokens, the REST calls, the socket, the store,
+ * the chats kept current (`chats.js`) and the views; what a person's actions do; signing in and
+ * out. Nothing here draws; it decides what happens when.
  * @module main
  */
 import { createApi } from './api.js';
+import { createChatSync } from './chats.js';
 import { byId } from './dom.js';
-import { applyFrame } from './frames.js';
 import { ApiError } from './http.js';
 import { newId } from './ids.js';
 import { Outbox } from './outbox.js';
@@ -22,8 +22,6 @@ import { say, showConnection, showMe } from './views/status.js';
 import { typeAhead } from './views/typeahead.js';
 import { describe } from './words.js';
 
-const PAGE = 50;
-const SYNC_WAIT_MS = 10000;
 const BOOT_RETRY_MS = 3000;
 
 const session = new Session();
@@ -37,141 +35,11 @@ const failed = (doing) => (error) => {
   say(describe(error, doing));
 };
 
-// ---- users and chats fetched on demand -------------------------------------------------------
+const chats = createChatSync({ store, api, connection, outbox, say, failed });
+document.addEventListener('visibilitychange', chats.sendRead);
 
-const usersAsked = new Set();
-function needUser(userId) {
-  if (store.users.has(userId) || usersAsked.has(userId)) return;
-  usersAsked.add(userId);
-  api.user(userId).then((user) => store.addUsers([user]), () => usersAsked.delete(userId));
-}
-
-const chatsAsked = new Set();
-function needChat(chatId) {
-  if (chatsAsked.has(chatId)) return;
-  chatsAsked.add(chatId);
-  api.chat(chatId)
-    .then((chat) => takeChat(chat))
-    .catch(() => {})
-    .finally(() => chatsAsked.delete(chatId));
-}
-
-function takeChat(chat) {
-  chat.members.forEach((m) => needUser(m.user_id));
-  return store.upsertChat(chat);
-}
-
-async function loadChats() {
-  const chats = await api.chats();
-  const listed = new Set(chats.map((c) => c.id));
-  chats.forEach((chat) => takeChat(chat));
-  for (const chat of store.chats.values()) {
-    if (!listed.has(chat.id)) store.markRemoved(chat.id);
-  }
-}
-
-// ---- history ---------------------------------------------------------------------------------
-
-async function loadLatest(chatId) {
-  try {
-    const [messages, markers] = await Promise.all([api.messages(chatId, { limit: PAGE }), api.readMarkers(chatId)]);
-    store.setReadMarkers(chatId, markers);
-    store.putPage(chatId, messages, PAGE);
-  } catch (error) {
-    if (error instanceof ApiError && (error.code === 'not_found' || error.code === 'forbidden')) store.markRemoved(chatId);
-    else failed('load the history')(error);
-  }
-}
-
-async function loadOlder() {
-  const chat = store.openChat();
-  if (!chat) return;
-  try {
-    store.putPage(chat.id, await api.messages(chat.id, { before: store.lowestSeq(chat), limit: PAGE }), PAGE);
-  } catch (error) {
-    failed('load older messages')(error);
-  }
-}
-
-// ---- read markers ----------------------------------------------------------------------------
-
-/** The seq last sent in a `read` frame per chat (sent again after a reconnect). */
-const readSent = new Map();
-
-function sendRead() {
-  const chat = store.openChat();
-  if (!chat || chat.removed || !chat.loaded || document.visibilityState !== 'visible') return;
-  const seq = Math.max(0, ...chat.messages.keys());
-  if (seq <= store.myReadSeq(chat) || seq <= (readSent.get(chat.id) ?? 0)) return;
-  if (connection.send({ type: 'read', chat_id: chat.id, seq, client_msg_id: newId('r:') })) readSent.set(chat.id, seq);
-}
-
-document.addEventListener('visibilitychange', sendRead);
-
-// ---- the socket: frames and catching up ------------------------------------------------------
-
-/** Chats whose `sync` has not answered `sync.done` yet, with what to call when it does. */
-const syncing = new Map();
-
-function syncDone(chatId) {
-  syncing.get(chatId)?.();
-  syncing.delete(chatId);
-}
-
-function problem(frame) {
-  const ref = String(frame.ref ?? '');
-  if (ref.startsWith('sync:')) {
-    const chatId = ref.slice(5);
-    if (frame.code === 'rate_limited' || frame.code === 'unavailable') {
-      setTimeout(() => sendSync(chatId), Math.max(frame.retry_after_ms ?? 1000, 200));
-      return;
-    }
-    if (frame.code === 'forbidden' || frame.code === 'not_found') store.markRemoved(chatId);
-    syncDone(chatId);
-    return;
-  }
-  if (ref.startsWith('t:') || ref.startsWith('r:')) return;
-  if (ref.startsWith('e:')) say(describe(frame, 'edit this message'));
-  else if (ref.startsWith('d:')) say(describe(frame, 'delete this message'));
-  else say(describe(frame));
-}
-
-const frameContext = { store, outbox, needChat, needUser, syncDone, problem };
-
-/** Asks for every message of `chatId` after the last one held (answered by `sync.done`). */
-function sendSync(chatId) {
-  const chat = store.chats.get(chatId);
-  if (!chat) return;
-  connection.send({ type: 'sync', chat_id: chatId, after_seq: chat.maxSeq, client_msg_id: `sync:${chatId}` });
-}
-
-/** After every (re)connect: the chat list, a `sync` of every chat from its last seq, then the outbox. */
-async function catchUp() {
-  store.clearPresence();
-  readSent.clear();
-  try {
-    await loadChats();
-  } catch (error) {
-    failed('load your chats')(error);
-  }
-  const waits = [];
-  for (const chat of store.chats.values()) {
-    if (chat.removed) continue;
-    waits.push(new Promise((resolve) => syncing.set(chat.id, resolve)));
-    sendSync(chat.id);
-  }
-  await Promise.race([Promise.all(waits), new Promise((resolve) => setTimeout(resolve, SYNC_WAIT_MS))]);
-  outbox.resendAll();
-  for (const chat of store.chats.values()) {
-    if (chat.loaded && !chat.removed) api.readMarkers(chat.id).then((markers) => store.setReadMarkers(chat.id, markers), () => {});
-  }
-  const open = store.openChat();
-  if (open && !open.loaded && !open.removed) await loadLatest(open.id);
-  sendRead();
-}
-
-connection.addEventListener('frame', (event) => applyFrame(event.detail, frameContext));
-connection.addEventListener('open', catchUp);
+connection.addEventListener('frame', (event) => chats.onFrame(event.detail));
+connection.addEventListener('open', chats.catchUp);
 connection.addEventListener('state', (event) => {
   showConnection(event.detail.state, event.detail.retryAt);
   // Offline, who is online is not known: nobody is shown online until the next socket's snapshot.
@@ -186,14 +54,14 @@ async function openChat(chatId) {
   membersPanel.close();
   store.open(chatId);
   chatView.focusComposer();
-  if (!chat.loaded && !chat.removed) await loadLatest(chatId);
-  sendRead();
+  if (!chat.loaded && !chat.removed) await chats.loadLatest(chatId);
+  chats.sendRead();
 }
 
 async function startDirect(user) {
   try {
     store.addUsers([user]);
-    const chat = takeChat(await api.directChat(user.id));
+    const chat = chats.takeChat(await api.directChat(user.id));
     people.clear();
     await openChat(chat.id);
   } catch (error) {
@@ -203,7 +71,7 @@ async function startDirect(user) {
 
 async function createGroup(title, memberIds) {
   try {
-    const chat = takeChat(await api.createGroup(title, memberIds));
+    const chat = chats.takeChat(await api.createGroup(title, memberIds));
     await openChat(chat.id);
     return true;
   } catch (error) {
@@ -233,7 +101,7 @@ const chatView = bindChatView({
     const chat = store.openChat();
     if (chat && !chat.removed) connection.send({ type: 'typing', chat_id: chat.id, client_msg_id: newId('t:') });
   },
-  loadOlder,
+  loadOlder: () => chats.loadOlder(),
   removeMember: async (userId) => {
     const chat = store.openChat();
     if (!chat) return;
@@ -259,7 +127,7 @@ const membersPanel = bindMembersPanel({
     const chat = store.openChat();
     if (!chat) return;
     try {
-      takeChat(await api.addMember(chat.id, userId));
+      chats.takeChat(await api.addMember(chat.id, userId));
     } catch (error) {
       failed('add this member')(error);
     }
@@ -300,7 +168,7 @@ let drawQueued = false;
 store.addEventListener('change', (event) => {
   const { kind, chatId } = event.detail;
   if (kind === 'me') showMe(store.me?.display_name ?? '');
-  if (kind === 'messages' && chatId === store.openChatId) queueMicrotask(sendRead);
+  if (kind === 'messages' && chatId === store.openChatId) queueMicrotask(chats.sendRead);
   if (drawQueued) return;
   drawQueued = true;
   setTimeout(draw, 0);
@@ -322,7 +190,7 @@ async function begin(user) {
   say('', 0);
   connection.start();
   try {
-    await loadChats();
+    await chats.loadChats();
   } catch (error) {
     failed('load your chats')(error);
   }
@@ -332,9 +200,7 @@ function finish(notice) {
   connection.stop();
   session.clear();
   store.reset();
-  usersAsked.clear();
-  syncing.clear();
-  readSent.clear();
+  chats.reset();
   groupForm.close();
   membersPanel.close();
   people.clear();
