@@ -123,3 +123,11 @@ def test_the_page_holds_no_inline_script_or_style() -> None:
     for path in routes.STATIC_DIR.rglob("*.js"):
         source = path.read_text(encoding="utf-8")
         assert "innerHTML" not in source and "eval(" not in source and "new Function" not in source, path.name
+
+
+async def test_a_kept_file_is_revalidated_not_sent_again(client: Client) -> None:
+    first = await client.get("/app/main.js")
+    etag = first.headers["ETag"]
+    again = await client.get("/app/main.js", headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert await again.read() == b""

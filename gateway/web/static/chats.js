@@ -114,7 +114,7 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
       syncDone(chatId);
       return;
     }
-    if (ref.startsWith('t:') || ref.startsWith('r:')) return;
+    if (ref.startsWith('t:') || ref.startsWith('r:') || ref.startsWith('a:')) return;
     if (ref.startsWith('e:')) say(describe(frame, 'edit this message'));
     else if (ref.startsWith('d:')) say(describe(frame, 'delete this message'));
     else say(describe(frame));

@@ -37,7 +37,8 @@ export class Connection extends EventTarget {
     this.retryTimer = 0;
     this.pingTimer = 0;
     this.pongTimer = 0;
-    this.onToken = (event) => this.send({ type: 'auth', token: event.detail });
+    // `a:` names the frame in a refusal's `ref`: a refused token needs no words (a 4001 follows).
+    this.onToken = (event) => this.send({ type: 'auth', token: event.detail, client_msg_id: `a:${Date.now()}` });
     this.onOnline = () => this.retryNow();
     this.onOffline = () => { if (this.ws) this.dropDead(); };
   }
