@@ -120,7 +120,7 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
     else say(describe(frame));
   }
 
-  const frameContext = { store, outbox, needChat, needUser, syncDone, problem };
+  const frameContext = { store, outbox, needChat, needUser, syncDone, problem, resync: sendSync };
 
   /** Asks for every message of `chatId` after the last one held (answered by `sync.done`). */
   function sendSync(chatId) {

@@ -12,6 +12,7 @@
  * @property {(chatId: string) => void} needChat fetch a chat the client does not hold
  * @property {(userId: string) => void} needUser fetch a user's name
  * @property {(chatId: string, lastSeq: number) => void} syncDone a `sync` finished
+ * @property {(chatId: string) => void} resync fetch what was missed (added back to a chat)
  * @property {(frame: object) => void} problem an error frame not about a pending send
  */
 
@@ -53,10 +54,13 @@ export function applyFrame(frame, ctx) {
     case 'presence':
       store.setOnline(frame.user_id, frame.online);
       break;
-    case 'chat.updated':
+    case 'chat.updated': {
+      const wasOut = store.chats.get(frame.chat.id)?.removed ?? false;
       store.upsertChat(frame.chat);
       frame.chat.members.forEach((m) => ctx.needUser(m.user_id));
+      if (wasOut) ctx.resync(frame.chat.id);
       break;
+    }
     case 'chat.member_added':
       if (known(frame.chat_id)) {
         ctx.needUser(frame.user_id);
