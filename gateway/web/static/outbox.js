@@ -23,6 +23,7 @@ const FINAL = {
   not_found: 'Not sent: you are not a member of this chat any more',
 };
 
+/** The queue of own messages not yet acknowledged, per chat. */
 export class Outbox {
   /**
    * @param {import('./store.js').Store} store

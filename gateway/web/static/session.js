@@ -16,6 +16,7 @@ function refreshDelayMs(lifetimeS) {
   return Math.max(1, lifetimeS - ahead) * 1000;
 }
 
+/** The signed-in session's tokens; see the module comment for its events. */
 export class Session extends EventTarget {
   constructor() {
     super();

@@ -23,6 +23,7 @@ export function backoffMs(attempt) {
   return Math.round(ceiling * (0.5 + Math.random() * 0.5));
 }
 
+/** One logical connection to the gateway, reopened by itself until `stop`. */
 export class Connection extends EventTarget {
   /** @param {import('./session.js').Session} session */
   constructor(session) {
