@@ -12,6 +12,10 @@ import { describe } from './words.js';
 
 const PAGE = 50;
 const SYNC_WAIT_MS = 10000;
+const LAG_ATTEMPTS = 5;
+const LAG_WAIT_MS = 1000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * @param {object} deps
@@ -58,13 +62,21 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
 
   // ---- history ---------------------------------------------------------------------------------
 
-  async function loadLatest(chatId) {
+  /**
+   * The latest page of a chat. A 404 right after the client learned of the chat (a frame) may be
+   * the read models' lag behind the frame: it is asked again before the chat counts as left.
+   */
+  async function loadLatest(chatId, attempt = 1) {
     try {
       const [messages, markers] = await Promise.all([api.messages(chatId, { limit: PAGE }), api.readMarkers(chatId)]);
       store.setReadMarkers(chatId, markers);
       store.putPage(chatId, messages, PAGE);
     } catch (error) {
-      if (error instanceof ApiError && (error.code === 'not_found' || error.code === 'forbidden')) store.markRemoved(chatId);
+      const out = error instanceof ApiError && (error.code === 'not_found' || error.code === 'forbidden');
+      if (out && attempt < LAG_ATTEMPTS) {
+        await sleep(LAG_WAIT_MS);
+        await loadLatest(chatId, attempt + 1);
+      } else if (out) store.markRemoved(chatId);
       else failed('load the history')(error);
     }
   }
@@ -98,6 +110,7 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
   const syncing = new Map();
 
   function syncDone(chatId) {
+    resyncAttempts.delete(chatId);
     syncing.get(chatId)?.();
     syncing.delete(chatId);
   }
@@ -114,19 +127,34 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
       syncDone(chatId);
       return;
     }
+    if (ref.startsWith('resync:')) {
+      const chatId = ref.slice(7);
+      if ((resyncAttempts.get(chatId) ?? 0) < LAG_ATTEMPTS) setTimeout(() => resync(chatId), LAG_WAIT_MS);
+      return;
+    }
     if (ref.startsWith('t:') || ref.startsWith('r:') || ref.startsWith('a:')) return;
     if (ref.startsWith('e:')) say(describe(frame, 'edit this message'));
     else if (ref.startsWith('d:')) say(describe(frame, 'delete this message'));
     else say(describe(frame));
   }
 
-  const frameContext = { store, outbox, needChat, needUser, syncDone, problem, resync: sendSync };
+  const frameContext = { store, outbox, needChat, needUser, syncDone, problem, resync };
 
   /** Asks for every message of `chatId` after the last one held (answered by `sync.done`). */
   function sendSync(chatId) {
     const chat = store.chats.get(chatId);
     if (!chat) return;
     connection.send({ type: 'sync', chat_id: chatId, after_seq: chat.maxSeq, client_msg_id: `sync:${chatId}` });
+  }
+
+  /** Added back to a chat: what was said while out. The frame that said so may be ahead of the read
+   * models, so a refusal is asked again a few times and never taken as being out. */
+  const resyncAttempts = new Map();
+  function resync(chatId) {
+    const chat = store.chats.get(chatId);
+    if (!chat) return;
+    resyncAttempts.set(chatId, (resyncAttempts.get(chatId) ?? 0) + 1);
+    connection.send({ type: 'sync', chat_id: chatId, after_seq: chat.maxSeq, client_msg_id: `resync:${chatId}` });
   }
 
   /** After every (re)connect: the chat list, a `sync` of every chat from its last seq, then the outbox. */
@@ -165,6 +193,7 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
     chatsAsked.clear();
     syncing.clear();
     readSent.clear();
+    resyncAttempts.clear();
   }
 
   return { needUser, takeChat, loadChats, loadLatest, loadOlder, sendRead, catchUp, onFrame, reset };
