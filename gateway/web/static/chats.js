@@ -37,13 +37,20 @@ export function createChatSync({ store, api, connection, outbox, say, failed }) 
   }
 
   const chatsAsked = new Set();
-  function needChat(chatId) {
-    if (chatsAsked.has(chatId)) return;
+  /** A chat a frame names that the client does not hold (asked again while the read models lag). */
+  function needChat(chatId, attempt = 1) {
+    if (chatsAsked.has(chatId) && attempt === 1) return;
     chatsAsked.add(chatId);
-    api.chat(chatId)
-      .then((chat) => takeChat(chat))
-      .catch(() => {})
-      .finally(() => chatsAsked.delete(chatId));
+    api.chat(chatId).then(
+      (chat) => {
+        chatsAsked.delete(chatId);
+        takeChat(chat);
+      },
+      () => {
+        if (attempt < LAG_ATTEMPTS) setTimeout(() => needChat(chatId, attempt + 1), LAG_WAIT_MS);
+        else chatsAsked.delete(chatId);
+      },
+    );
   }
 
   function takeChat(chat) {
