@@ -32,6 +32,7 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 
 from tests.browser.chrome import DESKTOP, PHONE, BrowserSession, BrowserSessions, Screen
 from tests.e2e.gateway_harness import Gateway, GatewaySystem, module_system
@@ -183,7 +184,7 @@ def arrive(browsers: BrowserSessions, site: Site, account: Account, screen: Scre
     proxy = site.proxy(gateway)
     session = browsers.open(account.username, screen)
     session.get(f"http://127.0.0.1:{proxy.port}/")
-    session.find("form#auth")
+    session.wait(lambda d: d.find_element(By.CSS_SELECTOR, "form#auth").is_displayed(), "no sign-in form shown")
     return Person(account, session, proxy, site.gateway(gateway))
 
 
@@ -314,8 +315,13 @@ def press(session: BrowserSession, css: str) -> None:
 
 
 def type_into(session: BrowserSession, css: str, *keys: str) -> None:
-    """Empty the field (select all, delete, as a person does) and type `keys`."""
-    field_ = session.find(css)
+    """Empty the field (select all, delete, as a person does) and type `keys`, once it can be typed in."""
+
+    def usable(driver: WebDriver) -> WebElement | None:
+        found = driver.find_element(By.CSS_SELECTOR, css)
+        return found if found.is_displayed() and found.is_enabled() else None
+
+    field_ = session.wait(usable, f"{css!r} cannot be typed in")
     field_.send_keys(Keys.CONTROL, "a")
     field_.send_keys(Keys.BACKSPACE)
     field_.send_keys(*keys)
@@ -528,8 +534,8 @@ def test_two_people_chat_directly_then_a_third_on_the_other_gateway_joins_a_grou
         seen = [[(m.seq, m.sender_id, m.text) for m in wait_conversation(p, lines)] for p in (alice, bob, carol)]
         assert seen[0] == seen[1] == seen[2], "the three see one conversation"
     for person in (alice, bob, carol):
-        person.shot("group-conversation")
-        assert person.session.overflow_px() == 0, f"{person.name}'s page scrolls sideways"
+        person.session.shot("group-conversation", every_screen=True)
+        assert person.session.overflow_px(PHONE) == 0, f"{person.name}'s page scrolls sideways on a phone"
     assert_quiet(alice, bob, carol)
 
 
