@@ -116,6 +116,7 @@ class Site:
             except urllib.error.HTTPError as error:
                 if error.code != 503:
                     raise
+                time.sleep(float(error.headers.get("Retry-After") or 0.2))
                 continue
             message: dict[str, Any] = answer["message"]
             return message
