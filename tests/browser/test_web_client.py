@@ -1,13 +1,16 @@
 """The web client (issue 13) in real browsers, used as people use it: they register and sign in through
-the page, find each other by name, chat directly and in a group, read, edit and delete, go offline and
-come back, scroll back through history, and one does it all with the keyboard only.
+the page, find each other by name, chat directly and in a group, manage members, read, edit and delete,
+go offline and come back, scroll back through history, and one does it all with the keyboard only.
 
-One system for the module (its own topics and database clone) with two gateways. Each browser reaches
-its gateway through a TCP proxy of its own (`ProxyThread`), which is how a test takes one person
-offline: it cuts that browser's connections and refuses new ones, while everyone else goes on. The
-tests never reach into the page's script: they type, click, press keys and scroll, and read what the
-page shows, by the ids and data-* attributes the client promises. Screenshots of every step of every
-session, phone and desktop sized, are in tests/browser/screenshots/test_web_client/<test>/.
+One system for the module (its own topics and database clone) with two gateways, and a third whose
+access tokens live 30 s: one person signs in through it when the module starts and stays while the
+other tests run; the last test checks that her page kept its tokens fresh without losing its socket.
+Each browser reaches its gateway through a TCP proxy of its own (`ProxyThread`), which is how a test
+takes one person offline: it cuts that browser's connections and refuses new ones, while everyone
+else goes on. The tests never reach into the page's script: they type, click, press keys and scroll,
+and read what the page shows, by the ids and data-* attributes the client promises. Screenshots of
+every step of every session, phone and desktop sized, are in
+tests/browser/screenshots/test_web_client/<test>/ (the long-lived session's in long-session/).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +40,15 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from tests.browser.chrome import DESKTOP, PHONE, BrowserSession, BrowserSessions, Screen
-from tests.e2e.gateway_harness import Gateway, GatewaySystem, module_system
+from tests.e2e.gateway_harness import (
+    WORKER_READY_S,
+    Gateway,
+    GatewaySystem,
+    module_system,
+    stop_all,
+    wait_delivery_assigned,
+)
+from tests.processes import free_port, start, wait_http
 from tests.tcp_proxy import ProxyThread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -47,6 +59,7 @@ LIVE_S = 15.0
 RECONNECT_S = 30.0
 """How long a browser may take to be back after its network is: a backoff of up to 10 s, then `sync`."""
 PAGE_SIZE = 50
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots" / "test_web_client"
 OFFLINE_NETWORK_ERRORS = ("WebSocket connection to", "net::ERR_")
 """What Chromium itself logs while the network is away (a refused socket, a failed fetch): not the page's
 fault, allowed in the console only while a test keeps the browser offline."""
@@ -148,6 +161,52 @@ def call(gateway: Gateway, method: str, path: str, token: str = "", body: Any = 
 def site(system: GatewaySystem) -> Iterator[Site]:
     with contextlib.ExitStack() as stack:
         yield Site(system, stack)
+
+
+SHORT_TOKEN_S = 30
+"""The access token lifetime of the third gateway (the least the settings allow)."""
+
+
+@pytest.fixture(scope="module")
+async def short_token_gateway(system: GatewaySystem) -> AsyncIterator[Gateway]:
+    """A third gateway of the system whose logins and refreshes give tokens of SHORT_TOKEN_S."""
+    port = free_port()
+    env = {**system.gateway_env("gw-short", port), "ACCESS_TOKEN_TTL_SECONDS": str(SHORT_TOKEN_S)}
+    gateway = Gateway(start("gateway-gw-short", ["gateway"], env, system.log_dir), port, "gw-short")
+    try:
+        await asyncio.to_thread(wait_http, gateway.process, f"{gateway.url}/healthz", WORKER_READY_S)
+        await wait_delivery_assigned([*system.gateways, gateway], system.settings.topic_partitions)
+        yield gateway
+    finally:
+        stop_all([gateway.process])
+
+
+@dataclass
+class Watcher:
+    """Someone signed in for the whole module, through the short-token gateway."""
+
+    person: Person
+    partner: Account
+    chat: str
+    since: float
+    """When she signed in (time.monotonic())."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def watcher(site: Site, short_token_gateway: Gateway) -> Iterator[Watcher]:
+    """uma (phone) signs in when the module starts and stays, her chat with vic open, while the other
+    tests run: her access token expires several times meanwhile (the last test checks on her)."""
+    uma, vic = site.account("uma", "Uma Reyes"), site.account("vic", "Vic Adler")
+    chat = site.direct_chat(vic, uma)
+    proxy = site.stack.enter_context(ProxyThread("127.0.0.1", short_token_gateway.port))
+    with BrowserSessions(SCREENSHOTS / "long-session") as browsers:
+        session = browsers.open("uma", PHONE)
+        session.get(f"http://127.0.0.1:{proxy.port}/")
+        person = Person(uma, session, proxy, short_token_gateway)
+        sign_in(person)
+        since = time.monotonic()
+        open_chat(person, chat, vic.display_name)
+        yield Watcher(person, vic, chat, since)
 
 
 @dataclass
@@ -479,17 +538,16 @@ def assert_quiet(*people: Person) -> None:
 
 # --- the tests ----------------------------------------------------------------------------------------
 
-Scenario = Callable[[Site, BrowserSessions], None]
 
-
-def on_a_thread(scenario: Scenario) -> Callable[[Site, BrowserSessions], Coroutine[Any, Any, None]]:
+def on_a_thread(scenario: Callable[..., None]) -> Callable[..., Coroutine[Any, Any, None]]:
     """The test's blocking browser steps run on a thread of their own: the event loop that holds the
     module's system (its Kafka clients) goes on running meanwhile. Blocked for a whole test, it found
-    its consumer's fetch timed out when it was stopped."""
+    its consumer's fetch timed out when it was stopped. (pytest reads the fixtures to pass from
+    `scenario`'s signature, which `wraps` keeps.)"""
 
     @functools.wraps(scenario)
-    async def test(site: Site, browsers: BrowserSessions) -> None:
-        await asyncio.to_thread(scenario, site, browsers)
+    async def test(**fixtures: Any) -> None:
+        await asyncio.to_thread(scenario, **fixtures)
 
     return test
 
@@ -964,3 +1022,28 @@ def test_the_owner_adds_and_removes_members_and_a_member_leaves(site: Site, brow
     nora.shot("oscar-left")
     assert site.members(nora_account, group) == {nora_account.user_id: "owner", paul_account.user_id: "member"}
     assert_quiet(nora, oscar)
+
+
+@on_a_thread
+def test_a_session_outlives_its_access_tokens(site: Site, watcher: Watcher) -> None:
+    """uma signed in when the module began, through a gateway whose access tokens live 30 s: her page
+    refreshed them before they expired and gave each to its socket (an `auth` frame), so the socket
+    she opened then is still open, the messages come live, and her REST calls still work."""
+    person, gateway = watcher.person, watcher.person.gateway
+    left = watcher.since + SHORT_TOKEN_S + 5 - time.monotonic()
+    if left > 0:  # run alone: the token she signed in with has to expire first
+        time.sleep(left)
+    person.session.find("#connection[data-state='online']")
+    site.send(watcher.partner, watcher.chat, "Still there?")
+    wait_conversation(person, ["Still there?"])
+    say(person, "Yes, all along")
+    to_chat_list(person)
+    type_into(person.session, "input#people-search", watcher.partner.username[:3])
+    pick_result(person, "ul#people-results", watcher.partner, "button.start-direct")
+    assert wait_open_chat(person, watcher.partner.display_name) == watcher.chat
+    person.shot("after-its-tokens-expired")
+    log = gateway.process.log()
+    assert "POST /api/v1/auth/refresh 200" in log, "the page never refreshed its token"
+    assert "GET /api/v1/ws 101" not in log, "a socket of hers was closed (its line is written when it ends)"
+    assert gateway.metric("gateway_ws_session_closes_total") == 0
+    assert_quiet(person)
