@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import re
+import shutil
 import signal
 import time
 import urllib.error
@@ -199,6 +200,7 @@ def watcher(site: Site, short_token_gateway: Gateway) -> Iterator[Watcher]:
     uma, vic = site.account("uma", "Uma Reyes"), site.account("vic", "Vic Adler")
     chat = site.direct_chat(vic, uma)
     proxy = site.stack.enter_context(ProxyThread("127.0.0.1", short_token_gateway.port))
+    shutil.rmtree(SCREENSHOTS / "long-session", ignore_errors=True)
     with BrowserSessions(SCREENSHOTS / "long-session") as browsers:
         session = browsers.open("uma", PHONE)
         session.get(f"http://127.0.0.1:{proxy.port}/")
