@@ -204,6 +204,14 @@ class BrowserSession:
         )
         return result
 
+    def contrast_failures(self) -> list[str]:
+        """Visible text on the page whose contrast with what lies behind it is under WCAG 2.1 AA
+        (4.5:1, or 3:1 for large text), each as `"text" ratio (color on background)`. Disabled
+        controls are exempt, as in WCAG; the background is the first opaque one of the element and
+        its ancestors, blended with the translucent ones on the way (white below all)."""
+        found: list[str] = self.driver.execute_script(CONTRAST_AUDIT)
+        return found
+
     def console_errors(self) -> list[str]:
         """The page's console messages of level SEVERE since the last call (errors, CSP refusals)."""
         entries: list[dict[str, Any]] = self.driver.execute(Command.GET_LOG, {"type": "browser"})["value"]
@@ -214,6 +222,47 @@ class BrowserSession:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+CONTRAST_AUDIT = """
+const parse = (text) => {
+  const m = text.match(/rgba?\\(([^)]+)\\)/);
+  if (!m) return null;
+  const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(parseFloat);
+  return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+};
+const blend = (top, below) => below.map((v, i) => top[i] * top[3] + v * (1 - top[3]));
+const behind = (el) => {
+  const layers = [];
+  for (let e = el; e; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+  }
+  return layers.reverse().reduce((below, top) => blend(top, below), [255, 255, 255]);
+};
+const luminance = (rgb) => {
+  const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const failures = [];
+for (const el of document.body.querySelectorAll("*")) {
+  const own = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent.trim()).join(" ").trim();
+  if (!own || el.closest("[disabled]") || el.getClientRects().length === 0) continue;
+  const style = getComputedStyle(el);
+  if (style.visibility !== "visible" || parseFloat(style.opacity) === 0) continue;
+  const bg = behind(el);
+  const fg = blend(parse(style.color), bg);
+  const [hi, lo] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
+  const ratio = (hi + 0.05) / (lo + 0.05);
+  const size = parseFloat(style.fontSize);
+  const large = size >= 24 || (size >= 18.66 && parseInt(style.fontWeight, 10) >= 700);
+  if (ratio < (large ? 3 : 4.5)) {
+    failures.push(`"${own.slice(0, 40)}" ${ratio.toFixed(2)} (${style.color} on rgb(${bg.map(Math.round)}))`);
+  }
+}
+return failures;
+"""
+"""The page's text below WCAG AA contrast (see `BrowserSession.contrast_failures`)."""
 
 
 @dataclass

@@ -109,6 +109,25 @@ def test_a_page_wider_than_a_phone_is_seen_as_a_phone_shows_it(browsers: Browser
         assert session.overflow_px() > 500
 
 
+FAINT = """document.body.insertAdjacentHTML('beforeend',
+  '<p id="faint">faint grey</p><p id="large">large grey</p><p id="dark">on dark</p><button disabled>off</button>');
+document.getElementById('faint').style.color = '#999';
+Object.assign(document.getElementById('large').style, {color: '#888', fontSize: '24px'});
+Object.assign(document.getElementById('dark').style, {color: '#fff', background: 'rgba(0, 0, 0, 0.9)'});
+document.querySelector('button[disabled]').style.color = '#ddd';"""
+
+
+def test_text_below_wcag_contrast_is_found(browsers: BrowserSessions, page_url: str) -> None:
+    """#999 on white is 2.85:1 (under 4.5); #888 at 24px is 3.54:1, enough for large text; white on
+    90% black passes; a disabled control is exempt."""
+    session = browsers.open("contrast", DESKTOP)
+    session.get(page_url)
+    assert session.contrast_failures() == []
+    session.driver.execute_script(FAINT)
+    [failure] = session.contrast_failures()
+    assert failure.startswith('"faint grey" 2.85 ')
+
+
 def test_a_failing_test_leaves_a_last_screenshot_and_no_browser(tmp_path: Path, page_url: str) -> None:
     opened: list[BrowserSession] = []
 

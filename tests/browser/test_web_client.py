@@ -248,6 +248,7 @@ def arrive(browsers: BrowserSessions, site: Site, account: Account, screen: Scre
     session = browsers.open(account.username, screen)
     session.get(f"http://127.0.0.1:{proxy.port}/")
     session.wait(lambda d: d.find_element(By.CSS_SELECTOR, "form#auth").is_displayed(), "no sign-in form shown")
+    assert session.contrast_failures() == [], "the sign-in page has text below WCAG AA contrast"
     return Person(account, session, proxy, site.gateway(gateway))
 
 
@@ -602,6 +603,7 @@ def test_two_people_chat_directly_then_a_third_on_the_other_gateway_joins_a_grou
     for person in (alice, bob, carol):
         person.session.shot("group-conversation", every_screen=True)
         assert person.session.overflow_px(PHONE) == 0, f"{person.name}'s page scrolls sideways on a phone"
+        assert person.session.contrast_failures() == [], f"{person.name}'s page has text below WCAG AA contrast"
     assert_quiet(alice, bob, carol)
 
 
