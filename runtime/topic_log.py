@@ -36,19 +36,23 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
     return sorted(p["partition"] for p in description["partitions"])
 
 
+async def partitions_of(settings: CommonSettings, topic: str) -> list[int]:
+    """The partitions of `topic` (its full name); none when it does not exist."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return await topic_partitions(admin, topic)
+    finally:
+        await admin.close()
+
+
 async def end_offsets(settings: CommonSettings, topic: str) -> dict[int, int]:
     """The offset after the last record of each partition of `topic` (its full name) as it is
     now; empty for a topic that does not exist."""
-    options = client_options(settings)
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
-        partitions = await topic_partitions(admin, topic)
-    finally:
-        await admin.close()
+    partitions = await partitions_of(settings, topic)
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
@@ -60,16 +64,12 @@ async def end_offsets(settings: CommonSettings, topic: str) -> dict[int, int]:
 async def read_topic(settings: CommonSettings, topic: str) -> list[LogRecord]:
     """Every record of `topic` (its full name, prefix included), in log order per partition,
     partitions one after the other; an empty list for a topic that does not exist."""
-    options = client_options(settings)
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
-        partitions = await topic_partitions(admin, topic)
-    finally:
-        await admin.close()
+    partitions = await partitions_of(settings, topic)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
