@@ -45,7 +45,7 @@ PACKAGES = ("config", "schemas", "streams", "projections", "gateway", "runtime",
 PROJECT_FOLDERS = frozenset((*PACKAGES, "tests", "docs", "scripts", "bench", "migrations"))
 TEST_FOLDERS = frozenset(("unit", "integration", "e2e", "chaos"))
 """Pages name tests relative to `tests/` (`unit/test_settings.py`)."""
-GENERATED = ("bench/results/", "tests/browser/screenshots/")
+GENERATED = ("bench/results/", "tests/browser/screenshots/", "tests/chaos/results/")
 """Written by a run, not kept in the repository."""
 PATH_NAME = re.compile(r"`([\w.\-]+(?:/[\w.\-]+)+/?)`")
 MODULE_NAME = re.compile(rf"`((?:{'|'.join(PACKAGES)})(?:\.[A-Za-z_]\w*)+)`")
