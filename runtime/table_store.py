@@ -68,10 +68,11 @@ def put(table: TableT[str, Any], partition: int, key: str, value: Any, key_bytes
 def persisted(table: TableT[str, Any], partition: int, offset: int) -> None:
     """The changelog of `table` is in the local store up to `offset` of `partition` (RocksDB only):
     the next recovery starts after it. Called once the record at `offset` is durable."""
-    if is_rocksdb(table):
-        store: Any = table.data
+    store: Any = table.data
+    if is_rocksdb(table) and partition in store._dbs:  # a revoked partition's database stays closed
         tp = TP(table.changelog_topic.get_topic_name(), partition)
-        if (store.persisted_offset(tp) or -1) < offset:
+        held = store.persisted_offset(tp)
+        if held is None or held < offset:
             store.set_persisted_offset(tp, offset)
 
 

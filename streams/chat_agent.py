@@ -148,6 +148,7 @@ class ChatDecider(DecidingAgent[TableChatStore]):
             latest[(m.topic, m.partition)] = max(latest.get((m.topic, m.partition), 0), m.offset + 1)
         for (topic, partition), next_offset in latest.items():
             await outbox.put(self.tables.checkpoints, partition, f"{topic}:{partition}", next_offset)
+        outbox.wait_in_background()
 
     async def catch_up(self, partitions: set[int]) -> None:
         missing = sorted(partitions - self.caught_up)

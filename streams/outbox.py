@@ -78,6 +78,13 @@ class Outbox:
         self.changelog_writes.append((len(self.futures), table))
         await self.send(changelog.get_topic_name(), key_bytes, value_bytes, partition)
 
+    def wait_in_background(self) -> None:
+        """`wait` without holding up the caller: the changelog offsets are reported to the tables'
+        stores once durable; a record that is lost only makes the next recovery read more."""
+        waiting = asyncio.ensure_future(self.wait())
+        IN_BACKGROUND.add(waiting)
+        waiting.add_done_callback(settled)
+
     async def wait(self) -> None:
         """Until the broker has every record sent so far."""
         futures, self.futures = self.futures, []
@@ -91,6 +98,16 @@ class Outbox:
                 durable[where] = (table, metadata.offset)
         for (_, partition), (table, offset) in durable.items():
             table_store.persisted(table, partition, offset)
+
+
+IN_BACKGROUND: set[asyncio.Future[None]] = set()
+"""Outboxes waited for in the background, held until done (the loop keeps only weak references)."""
+
+
+def settled(waiting: asyncio.Future[None]) -> None:
+    IN_BACKGROUND.discard(waiting)
+    if not waiting.cancelled() and waiting.exception() is not None:
+        log.warning("a table checkpoint write failed (the next catch-up replays more): %s", waiting.exception())
 
 
 def reply_for(command: Command, decision: Decision, metadata: list[RecordMetadata]) -> Reply:
