@@ -4,8 +4,6 @@ decides as a worker that recovered its tables from nothing (the whole changelogs
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench.restart import changelog_records_to_read
 from schemas import topics
 from schemas.commands import DeleteMessage, EditMessage, MessageResult, Reply, SendMessage
 from tests.integration.streams_harness import StreamsSystem, streams_system
@@ -86,27 +85,6 @@ def probes(
         found.append((DeleteMessage(chat_id=uuid.UUID(m["chat_id"]), message_id=uuid.UUID(m["id"])), actor))
     found.append((EditMessage(chat_id=chats[0], message_id=uuid.uuid4(), text="nothing"), alice))
     return found
-
-
-def recovery_table(log: str, title: str) -> dict[tuple[str, int], int]:
-    """The (changelog, partition) -> offset table Faust logs at the start of its recovery under `title`."""
-    for line in log.splitlines():
-        message = str(json.loads(line).get("message", "")) if line.startswith("{") else ""
-        if title in message:
-            found: dict[tuple[str, int], int] = {}
-            topic = ""
-            for name, partition, offset in re.findall(r"\|\s*(\S+)\s*\|\s*(\d+)\s*\|\s*(-?\d+)\s*\|", message):
-                topic = topic if name == "〃" else name
-                found[(topic, int(partition))] = int(offset)
-            return found
-    raise AssertionError(f"no {title!r} in the log")
-
-
-def changelog_records_to_read(log: str) -> int:
-    """How many changelog records the worker's recovery had to read (its start to the highwater)."""
-    highwaters = recovery_table(log, "Highwater - Active")
-    starts = recovery_table(log, "Reading Starts At - Active")
-    return sum(max(0, highwater - max(starts[tp], 0)) for tp, highwater in highwaters.items())
 
 
 def answer(reply: Reply) -> dict[str, Any]:
