@@ -29,8 +29,9 @@ from bench.cpu import CpuMeter, system_pid, system_pids
 from bench.floors import measure_floors
 from bench.rebuild import measure_rebuild
 from bench.report import render
+from bench.restart import measure_restart
 from config.kafka import client_options
-from config.settings import CommonSettings
+from config.settings import CommonSettings, GatewaySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,12 +225,36 @@ def main(argv: list[str]) -> int:
         action="store_false",
         help="no py-spy profiles during the first throughput rate (never taken with --smoke)",
     )
+    parser.add_argument(
+        "--restart-only",
+        action="store_true",
+        help="only the restart stage: a streams worker of its own fills its log, then restarts (bench/restart.py)",
+    )
+    parser.add_argument(
+        "--restart-messages", type=int, help="sends in the restart stage's log (default 200,000; --smoke 2,000)"
+    )
+    parser.add_argument(
+        "--restart-from-nothing", action="store_true", help="the restart stage also restarts on an empty data dir"
+    )
+    parser.add_argument(
+        "--restart-store", choices=("rocksdb", "memory"), default="rocksdb", help="the restart stage's TABLE_STORE"
+    )
     parser.add_argument("--no-start", action="store_true", help="fail instead of starting the system")
     parser.add_argument(
         "--gateway-pid", type=int, help="the gateway process to measure (default: the one `make run` started)"
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latest.json")
     args = parser.parse_args(argv)
+    if args.restart_only:
+        messages = args.restart_messages or (2000 if args.smoke else 200_000)
+        results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
+        results["restart"] = asyncio.run(
+            measure_restart(GatewaySettings(), messages, args.restart_store, args.restart_from_nothing)
+        )
+        print(render(results))
+        save(results, args.json)
+        print(f"\nwritten to {args.json}")
+        return 0
     if args.rebuild_only:
         results = asyncio.run(rebuild_only(args, SMOKE if args.smoke else FULL))
         print(render(results))

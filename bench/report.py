@@ -98,6 +98,7 @@ def render(results: dict[str, Any]) -> str:
             f"held={t['held']}"
         )
     lines.extend(rebuild_lines(results.get("rebuild", {})))
+    lines.extend(restart_lines(results.get("restart", {})))
     lines.extend(cpu_lines(results))
     lines.extend(profile_lines(results))
     return "\n".join(lines)
@@ -126,6 +127,26 @@ def rebuild_lines(rebuild: dict[str, Any]) -> list[str]:
             f"rebuild, `python -m projections rebuild` (bulk, indexes, catch-up, checksums, swap, start-up): "
             f"{command['events']:,} events in {command['seconds']} s = {command['events_per_s']:,.0f}/s"
         )
+    return lines
+
+
+def restart_lines(restart: dict[str, Any]) -> list[str]:
+    """The restart stage: the worker's memory after its log, and its restarts."""
+    if "fill" not in restart:
+        return []
+    fill = restart["fill"]
+    lines = [
+        f"restart stage ({restart['store']}): {restart['messages']:,} sends over {restart['chats']:,} chats decided "
+        f"in {fill['seconds']} s ({fill['decided_per_s']:,}/s); worker RSS {fill['rss_mb']} MB (peak "
+        f"{fill['peak_rss_mb']} MB); data dir {restart.get('data_dir_mb', '?')} MB"
+    ]
+    for key, label in (("restart", "restarted on its data dir"), ("from_nothing", "restarted from nothing")):
+        if key in restart:
+            r = restart[key]
+            lines.append(
+                f"  {label}: first decision {r['first_decision_s']} s after the process started, "
+                f"{r['changelog_records_read']} changelog records recovered, RSS {r['rss_mb']} MB"
+            )
     return lines
 
 

@@ -80,6 +80,10 @@ class WorkerSettings(CommonSettings):
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(6066, ge=1, le=65535)
     worker_data_dir: str = ".data/faust"
+    """Each app's local state (its tables' RocksDB databases) under `{dir}/{app id}`, kept across
+    restarts: a restarted worker recovers only the changelog written after it (`runtime.table_store`)."""
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    """`memory` keeps every table on the heap and recovers it from its whole changelog at each start."""
     operator_token: str = ""
     """`Authorization: Bearer` token of the web views that show table contents
     (`runtime.operator_auth`); empty: those views are closed to everyone. Required beyond loopback."""

@@ -1,8 +1,9 @@
 """This worker's share of its app's tables: what it answers its peers (`/console/internal/...`).
 
-A key's partition is the one its changelog record went to, which the memory store remembers per key
-(`_key_partition`: filled by recovery, and by `streams.outbox.Outbox.put` for live writes). It is
-not a hash of the key: the chat agent writes a message's keys to its chat's partition. Only keys of
+A key's partition is the one its changelog record went to: the RocksDB store keeps one database per
+partition, the memory store (`TABLE_STORE=memory`) remembers it per key (`_key_partition`: filled by
+recovery, and by `runtime.table_store.put` for live writes). It is not a hash of the key: the chat
+agent writes a message's keys to its chat's partition. Only keys of
 partitions this worker holds are counted or listed, so a key left behind by a revoked partition is
 never counted twice; keys whose partition is unknown are counted apart (`unplaced_keys`).
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
 from faust.types import TP
 
+from runtime import table_store
 from schemas.console import KeyLocation, LocalKeys, LocalPartition, LocalTable, LocalTables, LocalValue
 
 
@@ -58,13 +60,14 @@ def count_by_partition(total_keys: int, partitions: Mapping[Any, int]) -> tuple[
 
 
 def smallest_keys(
-    placed: Mapping[Any, int], held: set[int], prefix: str, after: str | None, limit: int
+    placed: Mapping[Any, int] | Iterable[tuple[Any, int]], held: set[int], prefix: str, after: str | None, limit: int
 ) -> tuple[list[tuple[str, int]], bool]:
     """The first `limit` string keys in sorted order of the `held` partitions that start with
     `prefix` and sort after `after`, and whether more follow."""
+    pairs = placed.items() if isinstance(placed, Mapping) else placed
     matching = (
         (key, partition)
-        for key, partition in placed.items()
+        for key, partition in pairs
         if partition in held and isinstance(key, str) and key.startswith(prefix) and (after is None or key > after)
     )
     first = heapq.nsmallest(limit + 1, matching)
@@ -90,7 +93,10 @@ def partition_state(app: faust.App, topic: str, partition: int, active: bool, ke
 def local_table(app: faust.App, table: Any) -> LocalTable:
     topic = changelog_of(table)
     actives, standbys = held_partitions(app, topic)
-    counts, unplaced = count_by_partition(len(table.data), key_partitions(table))
+    if table_store.is_rocksdb(table):
+        counts, unplaced = Counter(table_store.count_by_partition(table, actives | standbys)), 0
+    else:
+        counts, unplaced = count_by_partition(len(table.data), key_partitions(table))
     partitions = [partition_state(app, topic, p, p in actives, counts.get(p, 0)) for p in sorted(actives | standbys)]
     return LocalTable(name=table.name, partitions=partitions, unplaced_keys=unplaced)
 
@@ -106,14 +112,19 @@ def local_tables(app: faust.App) -> LocalTables:
 
 def local_keys(app: faust.App, table: Any, prefix: str, after: str | None, limit: int) -> LocalKeys:
     actives, _ = held_partitions(app, changelog_of(table))
-    first, more = smallest_keys(key_partitions(table), actives, prefix, after, limit)
+    placed = table_store.keys_by_partition(table, actives) if table_store.is_rocksdb(table) else key_partitions(table)
+    first, more = smallest_keys(placed, actives, prefix, after, limit)
     url = worker_url(app)
     return LocalKeys(keys=[KeyLocation(key=k, partition=p, worker=url) for k, p in first], more=more)
 
 
 def local_value(app: faust.App, table: Any, key: str) -> LocalValue:
     actives, _ = held_partitions(app, changelog_of(table))
-    partition = key_partitions(table).get(key)
-    if partition not in actives or key not in table.data:
+    if table_store.is_rocksdb(table):
+        partition = table_store.partition_of(table, actives, key)
+    else:
+        partition = key_partitions(table).get(key)
+        partition = partition if partition in actives and key in table.data else None
+    if partition is None:
         return LocalValue(found=False)
-    return LocalValue(found=True, value=table.data[key], partition=partition)
+    return LocalValue(found=True, value=table_store.get(table, partition, key), partition=partition)

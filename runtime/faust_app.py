@@ -1,6 +1,7 @@
 """The Faust app shared shape of the streams and projections workers.
 
-Both workers get the same broker settings, memory tables recovered from their changelogs, and
+Both workers get the same broker settings, tables in RocksDB under the worker's data dir (kept
+across restarts, recovered from their changelogs after what they hold: `runtime.table_store`), and
 the operator pages beside Faust's own web views (`/table/`, `/router/`, …): `/healthz`,
 `/metrics` and the operator console under `/console/` (`console.pages`). Every view but the open
 ones asks for `Authorization: Bearer <OPERATOR_TOKEN>` or the console's session cookie
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import console.pages
 from config.logs import configure, faust_logging_config
 from config.settings import CommonSettings, WorkerSettings
+from runtime import table_store
 from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
 from runtime.kafka_cluster import replication_of
 from runtime.operator_auth import operator_auth
@@ -60,7 +62,7 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
     options: dict[str, Any] = {
         "broker": [f"kafka://{b}" for b in settings.broker_list],
         "broker_credentials": broker_credentials(settings),
-        "store": "memory://",
+        "store": table_store.STORES[settings.table_store],
         "topic_partitions": settings.topic_partitions,
         "producer_acks": ACKS_ALL,
         "consumer_auto_offset_reset": "earliest",

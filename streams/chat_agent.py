@@ -31,6 +31,7 @@ from faust.types.tuples import RecordMetadata
 
 from config.kafka import client_options
 from config.settings import StreamsSettings
+from runtime import table_store
 from schemas import topics
 from schemas.commands import Command
 from schemas.dead_letters import DeadLetter, encode_letter, key_of
@@ -69,7 +70,7 @@ class TableChatStore:
     def get_chat(self, chat_id: str) -> ChatState | None:
         if chat_id in self.chats:
             return self.chats[chat_id][1]
-        stored = self.tables.chats.get(chat_id)
+        stored = table_store.get(self.tables.chats, self.partition, chat_id)
         return None if stored is None else chat_from_json(stored)
 
     def set_chat(self, chat_id: str, chat: ChatState) -> None:
@@ -78,7 +79,7 @@ class TableChatStore:
     def get_message(self, message_id: str) -> StoredMessage | None:
         if message_id in self.messages:
             return self.messages[message_id][1]
-        stored = self.tables.messages.get(message_id)
+        stored = table_store.get(self.tables.messages, self.partition, message_id)
         return None if stored is None else message_from_json(stored)
 
     def set_message(self, message_id: str, message: StoredMessage) -> None:
@@ -87,7 +88,8 @@ class TableChatStore:
     def get_sent(self, dedupe_key: str) -> str | None:
         if dedupe_key in self.sent:
             return self.sent[dedupe_key][1]
-        return self.tables.sent.get(dedupe_key)
+        found: str | None = table_store.get(self.tables.sent, self.partition, dedupe_key)
+        return found
 
     def set_sent(self, dedupe_key: str, message_id: str) -> None:
         self.sent[dedupe_key] = (self.partition, message_id)
@@ -146,6 +148,7 @@ class ChatDecider(DecidingAgent[TableChatStore]):
             latest[(m.topic, m.partition)] = max(latest.get((m.topic, m.partition), 0), m.offset + 1)
         for (topic, partition), next_offset in latest.items():
             await outbox.put(self.tables.checkpoints, partition, f"{topic}:{partition}", next_offset)
+        outbox.wait_in_background()
 
     async def catch_up(self, partitions: set[int]) -> None:
         missing = sorted(partitions - self.caught_up)
@@ -172,7 +175,7 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         letters: list[DeadLetter] = []
         for topic in self.event_topics:
             tp = TopicPartition(topic, partition)
-            start = self.tables.checkpoints.get(f"{topic}:{partition}") or 0
+            start = table_store.get(self.tables.checkpoints, partition, f"{topic}:{partition}") or 0
             end = (await consumer.end_offsets([tp]))[tp]
             if start < end:
                 events, skipped = await read_range(consumer, tp, start, end)
@@ -232,24 +235,28 @@ def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
             "chat_state",
             partitions=partitions,
             key_type=str,
+            options=table_store.table_options(),
             help="chat_id -> the chat: type, title, creator, members with their roles, last message seq",
         ),
         messages=app.Table(
             "message_index",
             partitions=partitions,
             key_type=str,
+            options=table_store.table_options(),
             help="message_id -> the message: chat, seq, sender, text, edited/deleted (in its chat's partition)",
         ),
         sent=app.Table(
             "send_dedupe",
             partitions=partitions,
             key_type=str,
+            options=table_store.table_options(),
             help="chat_id|sender_id|client_msg_id -> the message_id that send got (a repeated send finds it)",
         ),
         checkpoints=app.Table(
             "event_checkpoint",
             partitions=partitions,
             key_type=str,
+            options=table_store.table_options(),
             help="topic:partition of the chat and message events -> the next offset not yet in these tables",
         ),
     )

@@ -16,6 +16,7 @@ from faust.types import TableT
 from faust.types.tuples import RecordMetadata
 from prometheus_client import Counter
 
+from runtime import table_store
 from schemas import codec
 from schemas.commands import Command, Position, Reply
 from schemas.dead_letters import DeadLetter, encode_letter, key_of
@@ -56,6 +57,9 @@ class Outbox:
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self.futures: list[Awaitable[RecordMetadata]] = []
+        self.changelog_writes: list[tuple[int, TableT[str, Any]]] = []
+        """(index in `futures`, table) of each changelog record: its offset is reported to the
+        table's store once durable (`runtime.table_store.persisted`)."""
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
         self.futures.append(await self.app.producer.send(topic, key, value, partition, None, None))
@@ -65,24 +69,45 @@ class Outbox:
             await self.send(command.reply_to, command.correlation_id.encode(), codec.dumps(reply), 0)
 
     async def put(self, table: TableT[str, Any], partition: int, key: str, value: Any) -> None:
-        """Set a table key and write its changelog to `partition` (the key's chat or name).
-
-        The memory store is told the key's partition, as recovery tells it: it then drops the key
-        when the partition is revoked, and the console counts it in the right partition."""
-        table.data[key] = value
-        key_partitions = getattr(table.data, "_key_partition", None)
-        if key_partitions is not None:
-            key_partitions[key] = partition
+        """Set a table key in `partition` (the key's chat or name) and write its changelog there."""
         changelog = table.changelog_topic
         # `TableT` does not declare the serializers every `Table` has.
         key_bytes, _ = changelog.prepare_key(key, getattr(table, "key_serializer"))  # noqa: B009
         value_bytes, _ = changelog.prepare_value(value, getattr(table, "value_serializer"))  # noqa: B009
+        table_store.put(table, partition, key, value, key_bytes, value_bytes)
+        self.changelog_writes.append((len(self.futures), table))
         await self.send(changelog.get_topic_name(), key_bytes, value_bytes, partition)
+
+    def wait_in_background(self) -> None:
+        """`wait` without holding up the caller: the changelog offsets are reported to the tables'
+        stores once durable; a record that is lost only makes the next recovery read more."""
+        waiting = asyncio.ensure_future(self.wait())
+        IN_BACKGROUND.add(waiting)
+        waiting.add_done_callback(settled)
 
     async def wait(self) -> None:
         """Until the broker has every record sent so far."""
         futures, self.futures = self.futures, []
-        await asyncio.gather(*futures)
+        writes, self.changelog_writes = self.changelog_writes, []
+        landed = await asyncio.gather(*futures)
+        durable: dict[tuple[str, int], tuple[TableT[str, Any], int]] = {}
+        for index, table in writes:
+            metadata = landed[index]
+            where = (table.name, metadata.partition)
+            if where not in durable or durable[where][1] < metadata.offset:
+                durable[where] = (table, metadata.offset)
+        for (_, partition), (table, offset) in durable.items():
+            table_store.persisted(table, partition, offset)
+
+
+IN_BACKGROUND: set[asyncio.Future[None]] = set()
+"""Outboxes waited for in the background, held until done (the loop keeps only weak references)."""
+
+
+def settled(waiting: asyncio.Future[None]) -> None:
+    IN_BACKGROUND.discard(waiting)
+    if not waiting.cancelled() and waiting.exception() is not None:
+        log.warning("a table checkpoint write failed (the next catch-up replays more): %s", waiting.exception())
 
 
 def reply_for(command: Command, decision: Decision, metadata: list[RecordMetadata]) -> Reply:

@@ -9,6 +9,7 @@ import faust
 from faust.types import TableT
 
 from config.settings import WorkerSettings
+from runtime import table_store
 from schemas import topics
 from schemas.commands import Command
 from schemas.events import Event
@@ -29,7 +30,8 @@ class TableUserStore:
     def get_owner(self, username: str) -> str | None:
         if username in self.claims:
             return self.claims[username][1]
-        return self.usernames.get(username)
+        owner: str | None = table_store.get(self.usernames, self.partition, username)
+        return owner
 
     def set_owner(self, username: str, user_id: str) -> None:
         self.claims[username] = (self.partition, user_id)
@@ -65,6 +67,7 @@ def register(app: faust.App, settings: WorkerSettings) -> UserDecider:
         "usernames",
         partitions=settings.topic_partitions,
         key_type=str,
+        options=table_store.table_options(),
         help="folded (case-insensitive) username -> the user_id that registered it",
     )
     decider = UserDecider(app, settings, usernames)

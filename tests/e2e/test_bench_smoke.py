@@ -70,3 +70,23 @@ async def test_bench_smoke_runs_every_scenario(
     assert results["connections"]["sockets"] == 20 and results["connections"]["rss_per_socket_kib"] is not None
     assert set(results["floors"]) == {"kafka_round_trip", "postgres_insert_commit", "websocket_echo"}
     assert "latency p50 (ms)" in done.stdout
+
+
+def test_the_restart_stage_fills_restarts_and_recovers_from_nothing(tmp_path: Path) -> None:
+    """`python -m bench --restart-only` with a tiny log: its own worker, topics and data dir."""
+    out = tmp_path / "restart.json"
+    stage = ["--restart-only", "--restart-messages", "300", "--restart-from-nothing", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *stage],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    restart = json.loads(out.read_text())["restart"]
+    assert restart["fill"]["rss_mb"] > 0 and restart["data_dir_mb"] > 0
+    assert restart["restart"]["changelog_records_read"] <= 20  # the local state held the rest
+    assert restart["from_nothing"]["changelog_records_read"] >= 2 * 300  # every changelog from its start
+    assert "restarted on its data dir: first decision" in done.stdout
