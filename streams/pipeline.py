@@ -208,9 +208,7 @@ def shared_groups(deliveries: list[DeliveryRecord]) -> list[list[DeliveryRecord]
     skips = 0
     for delivery in deliveries:
         skip = delivery.skip_connection is not None
-        if group and (
-            delivery.frame is not group[0].frame or len(group) >= RECIPIENTS_PER_RECORD or (skip and skips)
-        ):
+        if group and (delivery.frame is not group[0].frame or len(group) >= RECIPIENTS_PER_RECORD or (skip and skips)):
             groups.append(group)
             group, skips = [], 0
         group.append(delivery)
