@@ -18,9 +18,10 @@ misses from the read models.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 GROUP_NAME = "gateway-delivery"
 BATCH_MAX = 1000
 POLL_MS = 200
+PUBLISH_MAX = 1000
+"""PUBLISHes sent in one pipelined round trip at most: a batch of records naming hundreds of
+recipients each is published in slices, so that no pipeline holds a group's worth of copies of
+every frame at once (the offsets are still committed only after the whole batch)."""
 HEARTBEAT_MS = 1000
 SESSION_TIMEOUT_MS = 10_000
 """A crashed instance's partitions move to the others after this long."""
@@ -120,17 +125,16 @@ def new_partners(frame: dict[str, Any], recipient_id: str) -> list[str]:
     return [user_id for user_id in found if user_id != recipient_id]
 
 
-def without_repeated_resyncs(routes: Iterable[Route | None]) -> list[Route]:
-    """The routes in order, with one resync per user at most (a stale backlog is one per record)."""
-    kept: list[Route] = []
+def without_repeated_resyncs(routes: Iterable[Route | None]) -> Iterator[Route]:
+    """The routes in order, with one resync per user at most (a stale backlog is one per record),
+    made as they are taken."""
     resynced: set[str] = set()
     for route in routes:
         if route is None or (route.resync and route.user_id in resynced):
             continue
         if route.resync:
             resynced.add(route.user_id)
-        kept.append(route)
-    return kept
+        yield route
 
 
 class DeliveryConsumer:
@@ -204,15 +208,20 @@ class DeliveryConsumer:
         routes = without_repeated_resyncs(
             route for record, delivery in pairs for route in routes_of(delivery, record.timestamp, oldest_ms)
         )
+        while chunk := list(itertools.islice(routes, PUBLISH_MAX)):
+            await self._publish(chunk)
+        await self._introduce([delivery for _, delivery in pairs if delivery is not None])
+
+    async def _publish(self, routes: list[Route]) -> None:
+        """PUBLISH `routes` in one round trip; while Redis cannot take them, retry with backoff."""
         backoff = reconnect_backoff()
         while True:
             try:
                 DELIVERIES.labels("published").inc(await self._channels.publish(routes))
-                break
+                return
             except (RedisError, OSError) as error:
                 log.warning("publishing %d deliveries failed: %r; retrying", len(routes), error)
                 await asyncio.sleep(backoff.next_pause())
-        await self._introduce([delivery for _, delivery in pairs if delivery is not None])
 
     async def _introduce(self, deliveries: list[DeliveryBatch]) -> None:
         """After a chat change, tell its recipients which of their new partners are online (a

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterable
+from typing import cast
 
 from aiokafka import ConsumerRecord
 
-from gateway.ws.delivery import decoded, message_position, new_partners, routes_of, without_repeated_resyncs
-from gateway.ws.routing import Route, decode_message, encode_message
+from config.settings import GatewaySettings
+from gateway.ws.delivery import (
+    PUBLISH_MAX,
+    DeliveryConsumer,
+    decoded,
+    message_position,
+    new_partners,
+    routes_of,
+    without_repeated_resyncs,
+)
+from gateway.ws.routing import Route, UserChannels, decode_message, encode_message
 from schemas.commands import encode_delivery, encode_shared_delivery
 
 
@@ -97,7 +109,7 @@ def test_a_stale_backlog_asks_each_recipient_for_one_resync() -> None:
         None,
         Route("b", "", resync=True),
     ]
-    assert without_repeated_resyncs(routes) == [
+    assert list(without_repeated_resyncs(routes)) == [
         Route("a", "", resync=True),
         Route("a", "x"),
         Route("b", "", resync=True),
@@ -113,3 +125,35 @@ def test_a_chat_change_introduces_its_recipient_to_the_other_members() -> None:
     assert new_partners(added, me) == [b]
     assert new_partners({"type": "chat.member_added", "user_id": me}, me) == []
     assert new_partners({"type": "message.new", "message": {}}, me) == []
+
+
+class RecordingChannels:
+    """Takes what the consumer publishes, as `UserChannels.publish` does, one call per round trip."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Route]] = []
+
+    async def publish(self, routes: Iterable[Route]) -> int:
+        self.calls.append(list(routes))
+        return len(self.calls[-1])
+
+
+async def test_a_batch_naming_many_recipients_is_published_in_slices_in_order() -> None:
+    channels = RecordingChannels()
+    consumer = DeliveryConsumer(
+        GatewaySettings(jwt_secret="0123456789abcdef" * 2), cast(UserChannels, channels), lambda users: no_one()
+    )
+    now_ms = int(time.time() * 1000)
+    members = [[str(uuid.uuid4()) for _ in range(400)] for _ in range(3)]
+    records = [
+        record(encode_shared_delivery(users, b'{"type":"typing","n":%d}' % i, None, None), now_ms)
+        for i, users in enumerate(members)
+    ]
+    await consumer._deliver(records)
+    assert [len(call) for call in channels.calls] == [PUBLISH_MAX, 1200 - PUBLISH_MAX]
+    published = [route.user_id for call in channels.calls for route in call]
+    assert published == [user for users in members for user in users]
+
+
+async def no_one() -> list[str]:
+    return []
