@@ -50,10 +50,10 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
+"""A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
 RECIPIENTS_PER_RECORD = 1000
 """At most this many recipients in one `message.delivered` record (about 40 bytes each): above
 any group's size (`MAX_GROUP_MEMBERS`, 500 by default), and far below Kafka's record size."""
-"""A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
 APPEND_ATTEMPTS = 5
 FIRST_APPEND_PAUSE_S = 1.0
 """The ceiling of the first pause, doubled each time: with full jitter 7.5 s of waiting on average
