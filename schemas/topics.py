@@ -39,9 +39,9 @@ CHAT_EVENTS = TopicSpec("chat.events", "chat_id", FOREVER, "every change of a ch
 MESSAGE_EVENTS = TopicSpec("message.events", "chat_id", FOREVER, "every change of a message")
 MESSAGE_DELIVERED = TopicSpec(
     "message.delivered",
-    "recipient user_id",
+    "chat_id (v1 records: recipient user_id)",
     DAY_MS,
-    "one record per recipient for the gateways to push; clients catch up with `sync`",
+    "one record per frame, naming its recipients, for the gateways to push; clients catch up with `sync`",
 )
 GATEWAY_REPLIES = TopicSpec(
     "gateway.replies",

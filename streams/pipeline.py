@@ -32,7 +32,7 @@ from faust.types.tuples import Message, RecordMetadata
 from config.logs import log_scope
 from runtime.retry import GaveUp, retrying
 from schemas import codec
-from schemas.commands import Command, decode_command, encode_delivery
+from schemas.commands import Command, DeliveryRecord, decode_command, encode_shared_delivery
 from schemas.dead_letters import DeadLetter
 from schemas.events import Event
 from streams.decision import Decision
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
 """A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
+RECIPIENTS_PER_RECORD = 1000
+"""At most this many recipients in one `message.delivered` record (about 40 bytes each): above
+any group's size (`MAX_GROUP_MEMBERS`, 500 by default), and far below Kafka's record size."""
 APPEND_ATTEMPTS = 5
 FIRST_APPEND_PAUSE_S = 1.0
 """The ceiling of the first pause, doubled each time: with full jitter 7.5 s of waiting on average
@@ -167,28 +170,52 @@ class DecidingAgent(ABC, Generic[Store]):
             self.forget_preparation()
             raise
 
+    def delivery_key(self, command: Command) -> bytes:
+        """The key of the `message.delivered` records of `command`'s decision: the chat's id, so
+        that a chat's frames are in one partition, read in the order they were decided."""
+        return str(getattr(command.body, "chat_id", "")).encode()
+
     async def answer(self, outbox: Outbox, decided: list[Decided], metadata: list[RecordMetadata]) -> None:
-        """Replies (with where each event landed) and one delivery record per recipient."""
+        """Replies (with where each event landed) and one delivery record per frame."""
         landed = iter(metadata)
         for d in decided:
             decision = d.decision
             mine = [next(landed) for _ in decision.events]
             await outbox.reply(d.command, reply_for(d.command, decision, mine))
-            await self.deliver(outbox, decision)
+            if decision.deliveries:
+                await self.deliver(outbox, self.delivery_key(d.command), decision.deliveries)
 
-    async def deliver(self, outbox: Outbox, decision: Decision) -> None:
-        """Each frame is encoded once: a frame's recipients come one after another."""
-        frame: object = None
-        frame_json = b""
-        for delivery in decision.deliveries:
-            if delivery.frame is not frame:
-                frame, frame_json = delivery.frame, codec.dumps(delivery.frame)
-            recipient = delivery.recipient_id
-            await outbox.send(
-                self.delivered_topic,
-                recipient.encode(),
-                encode_delivery(recipient, frame_json, delivery.skip_connection),
+    async def deliver(self, outbox: Outbox, key: bytes, deliveries: list[DeliveryRecord]) -> None:
+        """One record per frame, naming its recipients: each frame is encoded and written once."""
+        for group in shared_groups(deliveries):
+            first = group[0]
+            skipped = next((d for d in group if d.skip_connection is not None), None)
+            value = encode_shared_delivery(
+                [d.recipient_id for d in group],
+                codec.dumps(first.frame),
+                skipped.skip_connection if skipped else None,
+                skipped.recipient_id if skipped else None,
             )
+            await outbox.send(self.delivered_topic, key, value)
+
+
+def shared_groups(deliveries: list[DeliveryRecord]) -> list[list[DeliveryRecord]]:
+    """The deliveries in order, cut into runs that share one record: the same frame (a frame's
+    recipients come one after another), at most one skipped socket, `RECIPIENTS_PER_RECORD`
+    recipients at most."""
+    groups: list[list[DeliveryRecord]] = []
+    group: list[DeliveryRecord] = []
+    skips = 0
+    for delivery in deliveries:
+        skip = delivery.skip_connection is not None
+        if group and (delivery.frame is not group[0].frame or len(group) >= RECIPIENTS_PER_RECORD or (skip and skips)):
+            groups.append(group)
+            group, skips = [], 0
+        group.append(delivery)
+        skips += skip
+    if group:
+        groups.append(group)
+    return groups
 
 
 def parse_commands(consumer: str, batch: Sequence[EventT[bytes]]) -> tuple[list[tuple[int, Command]], list[DeadLetter]]:

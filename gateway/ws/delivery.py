@@ -1,7 +1,8 @@
 """The `message.delivered` consumer: every gateway instance joins one consumer group, so each
-record (a frame for one recipient, keyed by that user's id) is read by exactly one instance, which
-PUBLISHes it to the recipient's channel (`gateway.ws.routing`). The instances holding that user's
-sockets receive it from Redis. See docs/websocket.md, "How delivery scales".
+record (a frame and its recipients, keyed by the chat's id; or, left by an older streams worker,
+a frame for one recipient keyed by that user's id) is read by exactly one instance, which
+PUBLISHes the frame to each recipient's channel (`gateway.ws.routing`). The instances holding a
+user's sockets receive it from Redis. See docs/websocket.md, "How delivery scales".
 
 Offsets are committed (every `COMMIT_INTERVAL_S`) only after the PUBLISHes of the records
 before them have been answered, so a crash or a broker restart redelivers rather than loses; each
@@ -17,9 +18,10 @@ misses from the read models.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -32,7 +34,7 @@ from gateway.infra.healing import ConnectionState, reconnect_backoff
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
 from schemas import topics
-from schemas.commands import DeliveryRecord, decode_delivery
+from schemas.commands import DeliveryBatch, decode_delivery
 from schemas.frames import encode_frame, presence_frame
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 GROUP_NAME = "gateway-delivery"
 BATCH_MAX = 1000
 POLL_MS = 200
+PUBLISH_MAX = 1000
+"""PUBLISHes sent in one pipelined round trip at most: a batch of records naming hundreds of
+recipients each is published in slices, so that no pipeline holds a group's worth of copies of
+every frame at once (the offsets are still committed only after the whole batch)."""
 HEARTBEAT_MS = 1000
 SESSION_TIMEOUT_MS = 10_000
 """A crashed instance's partitions move to the others after this long."""
@@ -56,8 +62,8 @@ def group_id(settings: GatewaySettings) -> str:
     return f"{settings.topic_prefix}{GROUP_NAME}"
 
 
-def decoded(record: ConsumerRecord[bytes, bytes]) -> DeliveryRecord | None:
-    """The `Delivery` of a record; None for one that is none (counted, skipped)."""
+def decoded(record: ConsumerRecord[bytes, bytes]) -> DeliveryBatch | None:
+    """The recipients and frame of a record; None for one that is no delivery (counted, skipped)."""
     try:
         return decode_delivery(record.value or b"")
     except ValueError:
@@ -65,18 +71,29 @@ def decoded(record: ConsumerRecord[bytes, bytes]) -> DeliveryRecord | None:
         return None
 
 
-def route_of(delivery: DeliveryRecord | None, timestamp_ms: int, oldest_ms: float) -> Route | None:
-    """The route of one record's `delivery`: its frame, or a resync of its recipient for a record
-    stamped before `oldest_ms`; None for a record that is no `Delivery`."""
+def routes_of(delivery: DeliveryBatch | None, timestamp_ms: int, oldest_ms: float) -> list[Route]:
+    """The routes of one record's `delivery`, one per recipient, the frame encoded once: its frame,
+    or a resync of each recipient for a record stamped before `oldest_ms`; none for a record that
+    is no delivery."""
     if delivery is None:
-        return None
-    recipient_id = delivery.recipient_id
+        return []
     if timestamp_ms < oldest_ms:
-        DELIVERIES.labels("stale").inc()
-        return Route(recipient_id, "", resync=True)
+        DELIVERIES.labels("stale").inc(len(delivery.recipient_ids))
+        return [Route(recipient_id, "", resync=True) for recipient_id in delivery.recipient_ids]
     chat_id, seq, sender_id, client_msg_id = message_position(delivery.frame)
-    sent_as = client_msg_id if sender_id == recipient_id else None
-    return Route(recipient_id, encode_frame(delivery.frame), delivery.skip_connection, chat_id, seq, sent_as)
+    text = encode_frame(delivery.frame)
+    skip_connection, skip_user_id = delivery.skip_connection, delivery.skip_user_id
+    return [
+        Route(
+            recipient_id,
+            text,
+            skip_connection if recipient_id == skip_user_id else None,
+            chat_id,
+            seq,
+            client_msg_id if recipient_id == sender_id else None,
+        )
+        for recipient_id in delivery.recipient_ids
+    ]
 
 
 def message_position(frame: dict[str, Any]) -> tuple[str | None, int, str | None, str | None]:
@@ -94,11 +111,10 @@ def message_position(frame: dict[str, Any]) -> tuple[str | None, int, str | None
     )
 
 
-def new_partners(delivery: DeliveryRecord) -> list[str]:
+def new_partners(frame: dict[str, Any], recipient_id: str) -> list[str]:
     """The users whose presence the recipient learns with this frame (*addition*): the members of
     a chat it was just given (`chat.updated`), a member just added (`chat.member_added`). Who was
     already a partner is told again, which changes nothing."""
-    frame = delivery.frame
     if frame.get("type") == "chat.updated" and isinstance(frame.get("chat"), dict):
         members = frame["chat"].get("members") or []
         found = [str(m.get("user_id")) for m in members if isinstance(m, dict)]
@@ -106,20 +122,19 @@ def new_partners(delivery: DeliveryRecord) -> list[str]:
         found = [str(frame.get("user_id"))]
     else:
         return []
-    return [user_id for user_id in found if user_id != delivery.recipient_id]
+    return [user_id for user_id in found if user_id != recipient_id]
 
 
-def without_repeated_resyncs(routes: Iterable[Route | None]) -> list[Route]:
-    """The routes in order, with one resync per user at most (a stale backlog is one per record)."""
-    kept: list[Route] = []
+def without_repeated_resyncs(routes: Iterable[Route | None]) -> Iterator[Route]:
+    """The routes in order, with one resync per user at most (a stale backlog is one per record),
+    made as they are taken."""
     resynced: set[str] = set()
     for route in routes:
         if route is None or (route.resync and route.user_id in resynced):
             continue
         if route.resync:
             resynced.add(route.user_id)
-        kept.append(route)
-    return kept
+        yield route
 
 
 class DeliveryConsumer:
@@ -190,22 +205,34 @@ class DeliveryConsumer:
         """Publish every record's route; while Redis cannot take them, retry with backoff."""
         oldest_ms = (time.time() - MAX_AGE_S) * 1000
         pairs = [(record, decoded(record)) for record in records]
-        routes = without_repeated_resyncs(route_of(delivery, record.timestamp, oldest_ms) for record, delivery in pairs)
+        routes = without_repeated_resyncs(
+            route for record, delivery in pairs for route in routes_of(delivery, record.timestamp, oldest_ms)
+        )
+        while chunk := list(itertools.islice(routes, PUBLISH_MAX)):
+            await self._publish(chunk)
+        await self._introduce([delivery for _, delivery in pairs if delivery is not None])
+
+    async def _publish(self, routes: list[Route]) -> None:
+        """PUBLISH `routes` in one round trip; while Redis cannot take them, retry with backoff."""
         backoff = reconnect_backoff()
         while True:
             try:
                 DELIVERIES.labels("published").inc(await self._channels.publish(routes))
-                break
+                return
             except (RedisError, OSError) as error:
                 log.warning("publishing %d deliveries failed: %r; retrying", len(routes), error)
                 await asyncio.sleep(backoff.next_pause())
-        await self._introduce([delivery for _, delivery in pairs if delivery is not None])
 
-    async def _introduce(self, deliveries: list[DeliveryRecord]) -> None:
+    async def _introduce(self, deliveries: list[DeliveryBatch]) -> None:
         """After a chat change, tell its recipients which of their new partners are online (a
         presence change announced before they shared the chat went to others). Best effort: a
         failure is logged, the partners' next changes come as usual."""
-        wanted = [(d.recipient_id, users) for d in deliveries if (users := new_partners(d))]
+        wanted = [
+            (recipient_id, users)
+            for d in deliveries
+            for recipient_id in d.recipient_ids
+            if (users := new_partners(d.frame, recipient_id))
+        ]
         if not wanted:
             return
         try:

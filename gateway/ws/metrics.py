@@ -9,7 +9,9 @@ FRAMES_IN = Counter("gateway_ws_frames_in_total", "Client frames received, by ty
 FRAMES_OUT = Counter("gateway_ws_frames_out_total", "Frames written to sockets")
 ERRORS_OUT = Counter("gateway_ws_error_frames_total", "Error frames sent, by code", ["code"])
 DELIVERIES = Counter(
-    "gateway_ws_deliveries_total", "Records of message.delivered consumed by this instance, by outcome", ["outcome"]
+    "gateway_ws_deliveries_total",
+    "Deliveries consumed by this instance (a recipient of a message.delivered record; a malformed record is one)",
+    ["outcome"],
 )
 DELIVERY_PARTITIONS = Gauge("gateway_ws_delivery_partitions", "Partitions of message.delivered this instance consumes")
 ROUTED = Counter("gateway_ws_routed_total", "Frames received from the per-user Redis channels")

@@ -224,6 +224,43 @@ async def test_a_user_with_a_socket_on_each_instance_gets_every_frame_on_both(sy
     await close_all(alice_a, alice_b, bob)
 
 
+async def test_a_group_message_reaches_every_member_s_sockets_once_across_instances(system: GatewaySystem) -> None:
+    """One `message.delivered` record names every member; each gets the frame on each socket,
+    the sending socket the ack instead, the sender's other socket the frame (issue 14)."""
+    a_gw, b_gw = system.gateways[:2]
+    alice_id, bob_id, carol_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    chat = await system.create_chat(alice_id, [bob_id, carol_id])
+    alice_a = await system.connect(a_gw, alice_id, label="alice@A")
+    alice_b = await system.connect(b_gw, alice_id, label="alice@B")
+    bob = await system.connect(a_gw, bob_id, label="bob@A")
+    carol = await system.connect(b_gw, carol_id, label="carol@B")
+
+    await alice_a.send(send(chat, "to the group", "g-1"))
+    ack = await alice_a.expect("message.ack")
+    for client in (alice_b, bob, carol):
+        assert (await client.expect("message.new", is_message("g-1")))["message"] == ack["message"]
+    await bob.send(send(chat, "and back", "g-2"))
+    for client in (alice_a, alice_b, carol):
+        await client.expect("message.new", is_message("g-2"))
+    for client in (alice_a, alice_b, bob, carol):
+        news = [f["message"]["client_msg_id"] for f in await client.drain(0.5) if f["type"] == "message.new"]
+        assert news == [], f"{client.label} got a frame twice or its own: {news}"
+    await close_all(alice_a, alice_b, bob, carol)
+
+
+async def test_a_record_of_one_recipient_as_older_workers_wrote_is_still_delivered(system: GatewaySystem) -> None:
+    """A rolling upgrade: the v1 `Delivery` (one recipient, keyed by its id) left in the topic by
+    a streams worker of before is pushed as before."""
+    bob_id = uuid.uuid4()
+    bob = await system.connect(system.gateways[0], bob_id, label="bob@A")
+    frame = {"type": "message.new", "message": {"chat_id": str(uuid.uuid4()), "seq": 1, "client_msg_id": "v1"}}
+    topic = system.settings.topic(topics.MESSAGE_DELIVERED.name)
+    await system.producer.send(topic, codec.dumps(Delivery(recipient_id=bob_id, frame=frame)), key=str(bob_id).encode())
+    await system.producer.flush()
+    assert (await bob.expect("message.new", is_message("v1")))["message"] == frame["message"]
+    await close_all(bob)
+
+
 async def test_edit_delete_and_read_reach_every_member(system: GatewaySystem) -> None:
     alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
     chat = await system.create_chat(alice_id, [bob_id])
