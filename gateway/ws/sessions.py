@@ -206,7 +206,7 @@ class SessionStore:
                 return offline
 
     async def is_online(self, user_id: str) -> bool:
-        return bool(await self._redis.zcount(self.user_key(user_id), f"({self._now_ms()}", "+inf"))
+        return bool(await self.online_among([user_id]))
 
     async def online_among(self, user_ids: list[str]) -> list[str]:
         """Those of `user_ids` with a live session, in one round trip."""

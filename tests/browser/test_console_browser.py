@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import threading
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka.partitioner import murmur2
 from selenium.webdriver.common.by import By
@@ -47,6 +49,9 @@ SETTLE_S = 60.0
 SEND_ATTEMPTS = 20
 REBUILD_S = 60.0
 ACTIVE_PHASES = {"bulk", "indexes", "catch_up", "checksum", "swap"}
+HOLDABLE_PHASES = ("bulk", "indexes", "catch_up")
+"""Phases a rebuild may be frozen in without pausing the live projections worker (the swap does)."""
+HOLD_S = 10.0
 STREAMS_TABLES = {"chat_state", "message_index", "send_dedupe", "event_checkpoint", "usernames"}
 
 
@@ -337,10 +342,12 @@ def number(text: str) -> int:
     return int(digits) if digits else 0
 
 
-def watch_rebuild(sessions: list[BrowserSession], rebuild: Process, stop: threading.Event) -> list[Seen]:
+def watch_rebuild(
+    sessions: list[BrowserSession], rebuild: Process, stop: threading.Event, shown_moving: threading.Event
+) -> list[Seen]:
     """Reads the rebuild page of every session (it reloads itself) until the command has ended and the
     page shows every projection done or failed (or `stop` is set); a screenshot at each phase a session
-    first shows."""
+    first shows; `shown_moving` is set once a page showed a phase of a rebuild still running."""
     seen: list[Seen] = []
     shot: set[tuple[str, str, str]] = set()
     deadline = time.monotonic() + REBUILD_S
@@ -355,6 +362,8 @@ def watch_rebuild(sessions: list[BrowserSession], rebuild: Process, stop: thread
                 continue
             for projection, phase, done, total in rows:
                 seen.append(Seen(projection, phase, done, total, running))
+                if running and phase in ACTIVE_PHASES:
+                    shown_moving.set()
                 if (session.label, projection, phase) not in shot:
                     shot.add((session.label, projection, phase))
                     session.shot(f"rebuild-{projection}-{phase}")
@@ -391,6 +400,29 @@ async def wait_projected(projections: str, events: int) -> None:
     raise AssertionError(f"the projections did not catch up in {SETTLE_S} s: {lag}")
 
 
+async def hold_until_shown(database_url: str, rebuild: Process, shown_moving: threading.Event) -> None:
+    """Freezes the rebuild (SIGSTOP) the first time its progress is in a phase that holds nothing of
+    the live model (`HOLDABLE_PHASES`), until a page has shown a moving phase or `HOLD_S` passed, then
+    lets it go on. A rebuild of this small history can pass every phase between two reloads of the
+    page (every 2 s), and the test would then have nothing to see."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        while rebuild.popen.poll() is None and not shown_moving.is_set():
+            phase = await conn.fetchval(
+                "SELECT phase FROM rebuild_progress WHERE phase = ANY($1::text[]) LIMIT 1", list(HOLDABLE_PHASES)
+            )
+            if phase is not None:
+                rebuild.popen.send_signal(signal.SIGSTOP)
+                try:
+                    await asyncio.to_thread(shown_moving.wait, HOLD_S)
+                finally:
+                    rebuild.popen.send_signal(signal.SIGCONT)
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+
+
 async def keep_sending_and_reading(console: Console, token: str, rebuild: Process, counts: list[int]) -> None:
     """A client: a message, then a read, again and again while the rebuild runs (and once after)."""
     while True:
@@ -420,11 +452,12 @@ async def test_the_operator_watches_a_rebuild_while_a_client_sends_and_reads(
     assert before == console.sent
     rebuild = start("rebuild", ["projections", "rebuild", "--no-progress"], system.common_env(), system.log_dir)
     counts: list[int] = []
-    stop = threading.Event()
+    stop, shown_moving = threading.Event(), threading.Event()
     try:
-        seen, _ = await asyncio.gather(
-            asyncio.to_thread(watch_rebuild, [desktop, phone], rebuild, stop),
+        seen, _, _ = await asyncio.gather(
+            asyncio.to_thread(watch_rebuild, [desktop, phone], rebuild, stop, shown_moving),
             keep_sending_and_reading(console, token, rebuild, counts),
+            hold_until_shown(system.settings.database_url, rebuild, shown_moving),
         )
     finally:
         stop.set()
