@@ -17,6 +17,8 @@ from config.logs import LogFormat
 from config.weak_secrets import weakness
 from schemas.api import GROUP_MEMBERS_CEILING, GROUP_MEMBERS_DEFAULT
 
+CONTENT_KEYS_COMPACTION_DEFAULT_MS = 15 * 60 * 1000
+
 JWT_SECRET_MIN_LENGTH = 32
 OPERATOR_TOKEN_MIN_LENGTH = 32
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -53,6 +55,9 @@ class CommonSettings(BaseSettings):
     max_group_members: int = Field(GROUP_MEMBERS_DEFAULT, ge=2, le=GROUP_MEMBERS_CEILING)
     """How many members a group holds, its creator included (the chat agent refuses more with
     `group_full`; the gateway refuses a longer `member_ids` with 400)."""
+    content_keys_compaction_ms: int = Field(CONTENT_KEYS_COMPACTION_DEFAULT_MS, ge=1000, le=7 * 24 * 3600 * 1000)
+    """How soon a shredded data key leaves the broker's disk (docs/erasure.md): the `segment.ms`
+    and `max.compaction.lag.ms` of `content.keys`, set when the topic is created."""
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: LogFormat = "json"
     """`json`: one JSON object per line with the ids in context (`config.logs`); `text` for a terminal."""

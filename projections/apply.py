@@ -28,6 +28,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from projections.metrics import APPLIED_EVENTS, BAD_RECORDS
 from projections.model import Params, Projection, Record, UnexpectedEvent
+from projections.sealed_texts import OPENER
 from schemas.events import BadRecord, UnknownEventType, decode_event
 from schemas.progress import CHANNEL, PAYLOAD_SQL
 
@@ -220,6 +221,8 @@ async def apply_records(
         if contiguous:
             check_contiguous(fresh, stored)
         rows, skipped = decode_all(projection, fresh)
+        if rows and projection.sealed_params:
+            rows = await OPENER.open(conn, rows, projection.sealed_params)
         if rows:
             await conn.executemany(projection.statement, rows)
         if skipped and dead_letters is not None:

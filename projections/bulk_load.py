@@ -38,10 +38,11 @@ import asyncpg
 import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from projections.apply import Skipped, decode_all, report, to_params
+from projections.apply import Conn, Skipped, decode_all, report, to_params
 from projections.decoding import fast_params
 from projections.folds import Fold, MessagesFold, TableRows, fold_for
-from projections.model import Projection, Record
+from projections.model import Params, Projection, Record
+from projections.sealed_texts import OPENER
 from projections.topic_reader import FETCH_TIMEOUT_MS, STALL_SECONDS, Span, TopicReader
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ async def bulk_load(
     `processes`: how many processes fold the messages (default: one per core once the load is
     big enough; 1 folds in this process). The other projections are folded in this process.
     """
+    if projection.sealed_params and OPENER.catch_up is not None:
+        await OPENER.catch_up()
     if fold_for(projection) is None:
         log.warning("%s: no fold models its statement; loading by the statement", projection.name)
         read = await load_by_statement(database_url, reader, projection, topic, schema, spans, on_progress)
@@ -296,11 +299,15 @@ async def fold_records(
     spans: dict[int, Span],
     fold: Fold,
     on_progress: Progress,
+    keys: Conn | None = None,
 ) -> Folded:
+    """With `keys` (a connection to the key mirror), a projection's sealed texts are opened a chunk at a time."""
     folded = Folded()
     apply = fold.apply
+    sealed = projection.sealed_params if keys is not None else ()
     async with aclosing(read_records(options, topic, spans)) as chunks:
         async for partition, records in chunks:
+            chunk: list[Params] = []
             for r in records:
                 params = fast_params(projection, r.value)
                 if params is None:
@@ -309,7 +316,13 @@ async def fold_records(
                         folded.skipped.append(judged)
                         continue
                     params = judged
-                apply(params)
+                if sealed:
+                    chunk.append(params)
+                else:
+                    apply(params)
+            if chunk and keys is not None:
+                for params in await OPENER.open(keys, chunk, sealed):
+                    apply(params)
             folded.read += len(records)
             on_progress(len(records))
     return folded
@@ -348,7 +361,7 @@ async def load_in_process(
     assert fold is not None, "checked by bulk_load"
     scaled = Scaled(on_progress)
     with no_collection():
-        folded = await fold_records(options, projection, topic, spans, fold, scaled)
+        folded = await fold_records(options, projection, topic, spans, fold, scaled, conn)
         report(projection, topic, folded.skipped)
         async with conn.transaction():
             await copy_rows(conn, schema, fold.rows())
@@ -452,14 +465,15 @@ async def fold_and_copy(share: Share) -> ShareOutcome:
         DONE[share.slot] += n
 
     scaled = Scaled(count)
-    folded = await fold_records(share.options, share.projection, share.topic, share.spans, fold, scaled)
-    outcome = ShareOutcome(folded.read, folded.skipped, fold.chat_ids(), fold.strangers())
     conn = await asyncpg.connect(share.database_url)
     try:
-        async with conn.transaction():
-            await copy_rows(conn, share.schema, fold.rows())
-    except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as error:
-        outcome.conflict = str(error)
+        folded = await fold_records(share.options, share.projection, share.topic, share.spans, fold, scaled, conn)
+        outcome = ShareOutcome(folded.read, folded.skipped, fold.chat_ids(), fold.strangers())
+        try:
+            async with conn.transaction():
+                await copy_rows(conn, share.schema, fold.rows())
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as error:
+            outcome.conflict = str(error)
     finally:
         await conn.close()
     scaled.finish()
@@ -567,6 +581,8 @@ async def load_by_statement(
             async for partition, records in chunks:
                 batch = [Record(partition, r.offset, r.value) for r in records]
                 rows, skipped = decode_all(projection, batch)
+                if rows and projection.sealed_params:
+                    rows = await OPENER.open(conn, rows, projection.sealed_params)
                 if rows:
                     await conn.executemany(projection.statement, rows)
                 report(projection, topic, skipped)

@@ -27,6 +27,7 @@ from faust.exceptions import ProducerSendError
 
 from projections.apply import Conn, Skipped, to_params
 from projections.model import Projection, Record
+from projections.sealed_texts import OPENER
 from runtime.retry import retrying
 from schemas.dead_letters import DeadLetter, ReplayOutcome, ReplayRequest, decode_letter, encode_letter, key_of
 
@@ -112,7 +113,8 @@ async def apply_replay(conn: Conn, projection: Projection, letter: DeadLetter, n
             earlier = await conn.fetchval(CLAIMED_AT, letter.id)
             detail = f"applied to the {projection.name} projection already, at {earlier.isoformat()}; nothing done"
             return ReplayOutcome(kind="replayed", id=letter.id, at=now, detail=detail)
-        await conn.execute(projection.statement, *outcome)
+        [params] = await OPENER.open(conn, [outcome], projection.sealed_params)
+        await conn.execute(projection.statement, *params)
     return ReplayOutcome(kind="replayed", id=letter.id, at=now, detail=f"applied to the {projection.name} projection")
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from projections.model import Params, Projection, Table, UnexpectedEvent
-from schemas.events import Event, MessageDeleted, MessageEdited, MessageSent, ReadMarkerMoved
+from projections.sealed_texts import SealedParam
+from schemas.events import CarriesText, Event, MessageDeleted, MessageEdited, MessageSent, ReadMarkerMoved
 from schemas.topics import MESSAGE_EVENTS
 
 UNREAD_AFTER = """
@@ -64,6 +67,17 @@ $7 client_msg_id, $8 recipients, $9 occurred_at.
 """
 
 
+TEXT_PARAM = 5
+
+
+def text_param(p: CarriesText, message_id: object) -> str:
+    """The text, or its sealed token to be opened before the statement runs (`projections.sealed_texts`)."""
+    if p.sealed_text is None:
+        return p.text or ""
+    assert isinstance(message_id, uuid.UUID)
+    return SealedParam(p.sealed_text, "message", message_id)
+
+
 def params(event: Event) -> Params:
     p = event.payload
     at = event.occurred_at
@@ -74,13 +88,13 @@ def params(event: Event) -> Params:
             p.message_id,
             p.seq,
             p.sender_id,
-            p.text,
+            text_param(p, p.message_id),
             p.client_msg_id,
             p.recipients,
             at,
         )
     if isinstance(p, MessageEdited):
-        return (event.type, p.chat_id, p.message_id, p.seq, None, p.text, None, None, at)
+        return (event.type, p.chat_id, p.message_id, p.seq, None, text_param(p, p.message_id), None, None, at)
     if isinstance(p, MessageDeleted):
         return (event.type, p.chat_id, p.message_id, p.seq, None, None, None, None, at)
     if isinstance(p, ReadMarkerMoved):
@@ -133,4 +147,5 @@ MESSAGES = Projection(
     statement=STATEMENT,
     params=params,
     version=1,
+    sealed_params=(TEXT_PARAM,),
 )

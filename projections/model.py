@@ -68,6 +68,9 @@ class Projection:
     version: int = 1
     """Raised with every change of the tables, the statement or the params: the version of the read
     model the code writes (`projection_versions` holds the live one)."""
+    sealed_params: tuple[int, ...] = ()
+    """The positions of `params` that may hold a sealed text (`projections.sealed_texts.SealedParam`),
+    opened before the statement runs."""
 
     @property
     def table_names(self) -> Sequence[str]:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -37,9 +37,11 @@ from projections.apply import ENSURE_OFFSETS, LOCK_OFFSETS, advance_offsets, app
 from projections.bulk_load import bulk_load
 from projections.checksum import Checksum, checksums_in
 from projections.follower import Follower
+from projections.key_mirror import catching_up
 from projections.locks import try_rebuild
 from projections.model import Projection, Record
 from projections.rebuild_progress import ProgressRecorder
+from projections.sealed_texts import OPENER
 from projections.shadow import (
     LIVE_SCHEMA,
     after_load_statements,
@@ -62,6 +64,7 @@ from projections.swap import (
 )
 from projections.topic_reader import Span, TopicReader
 from projections.versions import stored_version
+from schemas.topics import CONTENT_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -436,9 +439,26 @@ async def rebuild(
     done) when one stops before its swap (the live model untouched; those before it swapped).
     """
     done: dict[str, Rebuilt] = {}
-    async with TopicReader(settings) as reader:
+    async with TopicReader(settings) as reader, keys_caught_up_by(reader, settings):
         for projection in projections:
             done[projection.name] = await rebuild_one(settings, reader, projection, progress, upgrade, repair)
             if report is not None:
                 report(done[projection.name])
     return done
+
+
+@asynccontextmanager
+async def keys_caught_up_by(reader: TopicReader, settings: CommonSettings) -> AsyncIterator[None]:
+    """Sealed texts are opened with the key mirror, caught up from `content.keys` with `reader`
+    (unless this process's worker does it already), until the end of the block."""
+    before = OPENER.catch_up
+    if before is None:
+
+        async def the_reader() -> TopicReader:
+            return reader
+
+        OPENER.follow(catching_up(the_reader, settings.topic(CONTENT_KEYS.name), settings.database_url))
+    try:
+        yield
+    finally:
+        OPENER.follow(before)

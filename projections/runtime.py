@@ -27,11 +27,14 @@ import asyncpg
 from config.settings import CommonSettings
 from projections.apply import BatchOutcome, DeadLetterSink, OffsetGap, VersionChanged, advance_offsets, apply_records
 from projections.catalogue import PROJECTIONS
+from projections.key_mirror import catching_up
 from projections.metrics import LAG
 from projections.model import Projection, Record
 from projections.retry import with_retries
+from projections.sealed_texts import OPENER
 from projections.topic_reader import Span, TopicMissing, TopicReader
 from projections.versions import VersionGate
+from schemas.topics import CONTENT_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class Runtime:
         """Per projection and partition, the offset after the last record let go (`pass_over`)."""
         self.dead_letters: DeadLetterSink | None = None
         """Where the records the agents skip go; set by the worker's app (`projections.dead_letters`)."""
+        OPENER.follow(catching_up(self.reader, settings.topic(CONTENT_KEYS.name), settings.database_url))
 
     def topic(self, projection: Projection) -> str:
         return self.settings.topic(projection.topic.name)

@@ -13,10 +13,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from schemas import codec
 from schemas.models import Chat, ChatType, Message, User
+from schemas.sealed import SEALED_TEXT_MAX
 from schemas.text import PG_BIGINT_MAX, Clean
 
 TEXT_MAX = 4000
@@ -62,18 +63,30 @@ class RemoveMember(CommandBody):
     user_id: uuid.UUID
 
 
-class SendMessage(CommandBody):
+class CarriesText(CommandBody):
+    """A command with a message's text: plain (a gateway of before sealing), or sealed by the
+    gateway with a data key it wrote to `content.keys` first (docs/erasure.md); exactly one."""
+
+    text: Annotated[str, Clean] | None = Field(None, min_length=1, max_length=TEXT_MAX)
+    sealed_text: str | None = Field(None, min_length=1, max_length=SEALED_TEXT_MAX)
+
+    @model_validator(mode="after")
+    def _one_text(self) -> CarriesText:
+        if (self.text is None) == (self.sealed_text is None):
+            raise ValueError("a message command carries either text or sealed_text")
+        return self
+
+
+class SendMessage(CarriesText):
     kind: Literal["message.send"] = "message.send"
     chat_id: uuid.UUID
     client_msg_id: Annotated[str, Clean] = Field(min_length=1, max_length=CLIENT_MSG_ID_MAX)
-    text: Annotated[str, Clean] = Field(min_length=1, max_length=TEXT_MAX)
 
 
-class EditMessage(CommandBody):
+class EditMessage(CarriesText):
     kind: Literal["message.edit"] = "message.edit"
     chat_id: uuid.UUID
     message_id: uuid.UUID
-    text: Annotated[str, Clean] = Field(min_length=1, max_length=TEXT_MAX)
 
 
 class DeleteMessage(CommandBody):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas import codec
 from schemas.models import ChatType, Member, Role
@@ -81,22 +81,45 @@ class RoleChanged(Payload):
     role: Role
 
 
-class MessageSent(Payload):
+class CarriesText(Payload):
+    """A payload with a message's text: plain in events written before texts were sealed, sealed
+    (`schemas/sealed.py`, docs/erasure.md) from then on; exactly one of the two.
+
+    Both shapes are version 1: a reader of before sealing refuses a sealed event as malformed
+    (its `text` is missing), never reads it as some other text; and the log's many plain events
+    keep the rebuild's fast path (`projections/decoding.py` reads the current version only)."""
+
+    text: str | None = None
+    """The plain text (events written before sealing)."""
+    sealed_text: str | None = None
+    """The text sealed with the data key of this version of the message (key `message:<message_id>:...`)."""
+
+    @model_validator(mode="after")
+    def _one_text(self) -> CarriesText:
+        if (self.text is None) == (self.sealed_text is None):
+            raise ValueError("a message event carries either text or sealed_text")
+        return self
+
+    @property
+    def carried_text(self) -> str:
+        """The text as the event carries it: the sealed token, or the plain text of an old event."""
+        return self.sealed_text if self.sealed_text is not None else self.text or ""
+
+
+class MessageSent(CarriesText):
     message_id: uuid.UUID
     chat_id: uuid.UUID
     seq: int = Field(ge=1)
     sender_id: uuid.UUID
-    text: str
     client_msg_id: str
     recipients: list[uuid.UUID]
     """The chat's members when it was sent, the sender included."""
 
 
-class MessageEdited(Payload):
+class MessageEdited(CarriesText):
     message_id: uuid.UUID
     chat_id: uuid.UUID
     seq: int
-    text: str
 
 
 class MessageDeleted(Payload):

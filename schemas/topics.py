@@ -24,6 +24,9 @@ class TopicSpec:
     doc: str
     partitioned: bool = True
     """False for topics with a single partition (per-instance reply topics)."""
+    compacted: bool = False
+    """Compacted, not deleted by age: the latest record of each key is kept, and a tombstone (a
+    null value) makes compaction drop the key (`streams.topics` sets how soon)."""
 
 
 USER_COMMANDS = TopicSpec(
@@ -57,6 +60,18 @@ DEAD_LETTERS = TopicSpec(
     "records the agents and projections skipped, with why and their raw bytes; replays of them "
     "(`python -m streams dead-letters`). A week, as long as the command topics whose records it copies",
 )
+CONTENT_KEYS = TopicSpec(
+    "content.keys",
+    "key id (`message:<message_id>:<command_id>`, `profile:<user_id>`)",
+    FOREVER,
+    "the data keys that seal message texts and profiles (`schemas/content_keys.py`); a tombstone "
+    "erases one, and compaction then drops it from the broker's disk (docs/erasure.md)",
+    compacted=True,
+)
+CONTENT_KEYS_DIRTY_RATIO = 0.01
+"""`min.cleanable.dirty.ratio`: compact as soon as a little of the topic is shredded keys."""
+CONTENT_KEYS_TOMBSTONE_MS = HOUR_MS
+"""`delete.retention.ms`: how long a tombstone (a key id, nothing secret) stays for readers catching up."""
 
 ALL: tuple[TopicSpec, ...] = (
     USER_COMMANDS,
@@ -67,6 +82,7 @@ ALL: tuple[TopicSpec, ...] = (
     MESSAGE_EVENTS,
     MESSAGE_DELIVERED,
     DEAD_LETTERS,
+    CONTENT_KEYS,
 )
 EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
 COMMAND_TOPICS: tuple[TopicSpec, ...] = (USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)

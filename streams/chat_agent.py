@@ -36,7 +36,7 @@ from schemas import topics
 from schemas.commands import Command
 from schemas.dead_letters import DeadLetter, encode_letter, key_of
 from schemas.events import BadRecord, Event, UnknownEventType, decode_event
-from streams.chat_rules import decide, evolve
+from streams.chat_rules import decide, evolve, shredded_in
 from streams.chat_state import ChatState, JsonObject, StoredMessage, chat_from_json, message_from_json
 from streams.decision import Decision
 from streams.outbox import Outbox, PendingEvent, SourceRecord, skip_bad_record
@@ -118,6 +118,7 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         self.tables = tables
         self.chat_id_key = settings.chat_id_key.encode()
         self.event_topics = (settings.topic(topics.CHAT_EVENTS.name), settings.topic(topics.MESSAGE_EVENTS.name))
+        self.keys_topic = settings.topic(topics.CONTENT_KEYS.name)
         self.caught_up: set[int] = set()
 
     def new_store(self) -> TableChatStore:
@@ -173,6 +174,8 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         store = TableChatStore(self.tables, partition)
         replayed = 0
         letters: list[DeadLetter] = []
+        shredded: list[str] = []
+        """Tombstones written again: those of the replayed events may have been lost with them."""
         for topic in self.event_topics:
             tp = TopicPartition(topic, partition)
             start = table_store.get(self.tables.checkpoints, partition, f"{topic}:{partition}") or 0
@@ -180,6 +183,7 @@ class ChatDecider(DecidingAgent[TableChatStore]):
             if start < end:
                 events, skipped = await read_range(consumer, tp, start, end)
                 for event in events:
+                    shredded.extend(shredded_in(store, event))
                     evolve(store, event)
                     replayed += 1
                 letters.extend(
@@ -189,6 +193,7 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         outbox = Outbox(self.app)
         for letter in letters:
             await outbox.send(self.dead_letters_topic, key_of(letter), encode_letter(letter))
+        await outbox.shred(self.keys_topic, shredded)
         await store.commit(outbox)
         await outbox.wait()
         return replayed

@@ -65,8 +65,9 @@ from schemas.frames import (
 from schemas.models import Chat, Member, Message, Role, direct_chat_id
 from streams.chat_state import ChatState, StoredMessage
 from streams.decision import Decision, refuse
+from streams.shredding import brought_key, shredded_by, unadopted
 
-__all__ = ["ChatStore", "Decision", "decide", "evolve"]
+__all__ = ["ChatStore", "Decision", "decide", "evolve", "shredded_in"]
 
 MESSAGE_NAMESPACE = uuid.UUID("a3d0c8a4-51f4-4c38-8f4e-3e6b93f0e2aa")
 MANAGERS = ("owner", "admin")
@@ -118,6 +119,14 @@ def json_of(resource: Chat | Message) -> dict[str, Any]:
 # --- evolve -----------------------------------------------------------------------------------
 
 
+def shredded_in(store: ChatStore, event: Event) -> list[str]:
+    """The data keys `event` shreds, read from `store` before `event` is applied to it."""
+    p = event.payload
+    if isinstance(p, (MessageEdited, MessageDeleted)):
+        return shredded_by(store.get_message(str(p.message_id)), event)
+    return []
+
+
 def evolve(store: ChatStore, event: Event) -> None:
     """Apply `event` to `store`; applying it again changes nothing."""
     p = event.payload
@@ -143,7 +152,7 @@ def evolve(store: ChatStore, event: Event) -> None:
         message = store.get_message(str(p.message_id))
         if message is not None:
             if isinstance(p, MessageEdited):
-                message = replace(message, text=p.text, edited_at=at)
+                message = replace(message, text=p.carried_text, edited_at=at)
             else:
                 message = replace(message, text="", deleted=True)
             store.set_message(str(p.message_id), message)
@@ -177,7 +186,7 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
                 chat_id=str(p.chat_id),
                 seq=p.seq,
                 sender_id=str(p.sender_id),
-                text=p.text,
+                text=p.carried_text,
                 client_msg_id=p.client_msg_id,
                 created_at=at,
             ),
@@ -199,6 +208,26 @@ def decide(
     max_group_members: int = GROUP_MEMBERS_DEFAULT,
 ) -> Decision:
     """The outcome of `command` against `store`; accepted events are already applied to it."""
+    decision = _decide(store, command, now, chat_id_key, max_group_members)
+    if not decision.ok:
+        decision.shredded.extend(unadopted(brought_key(command), _message_of(store, command)))
+    return decision
+
+
+def _message_of(store: ChatStore, command: Command) -> StoredMessage | None:
+    """The message whose text `command` carries, if the store holds it: a command decided again
+    after a crash may be refused now (its sender left meanwhile) while its text is the message's."""
+    body = command.body
+    if isinstance(body, SendMessage) and command.actor_id is not None:
+        return store.get_message(str(message_id_for(body.chat_id, command.actor_id, body.client_msg_id)))
+    if isinstance(body, EditMessage):
+        return store.get_message(str(body.message_id))
+    return None
+
+
+def _decide(
+    store: ChatStore, command: Command, now: datetime | None, chat_id_key: bytes, max_group_members: int
+) -> Decision:
     body = command.body
     if command.actor_id is None:
         return refuse("unauthenticated", "a chat command needs an actor")
@@ -239,6 +268,7 @@ class _Emitter:
             correlation_id=self.command.correlation_id,
             occurred_at=self.now,
         )
+        self.decision.shredded.extend(shredded_in(self.store, event))
         evolve(self.store, event)
         self.decision.events.append(event)
 
@@ -361,6 +391,7 @@ def _sent_again(store: ChatStore, chat: ChatState, message_id: str, emit: _Emitt
         emit.deliver(list(chat.members), message_new_frame(json_of(message)))
     emit.decision.duplicate = True
     emit.decision.result = MessageResult(message=message)
+    emit.decision.shredded.extend(unadopted(brought_key(emit.command), first))
     return emit.decision
 
 
@@ -388,6 +419,7 @@ def _send(store: ChatStore, chat: ChatState, actor: str, body: SendMessage, emit
             seq=chat.last_seq + 1,
             sender_id=sender,
             text=body.text,
+            sealed_text=body.sealed_text,
             client_msg_id=body.client_msg_id,
             recipients=[uuid.UUID(m) for m in members],
         ),
@@ -413,7 +445,13 @@ def _change_message(
             return refuse("forbidden", "only the sender edits a message")
         emit(
             body.chat_id,
-            MessageEdited(message_id=body.message_id, chat_id=body.chat_id, seq=message.seq, text=body.text),
+            MessageEdited(
+                message_id=body.message_id,
+                chat_id=body.chat_id,
+                seq=message.seq,
+                text=body.text,
+                sealed_text=body.sealed_text,
+            ),
         )
         view = message_view(emit.stored_message(body.message_id))
         emit.deliver(members, message_edited_frame(json_of(view)))

@@ -18,6 +18,8 @@ class Decision:
     result: Result = field(default_factory=NoResult)
     events: list[Event] = field(default_factory=list)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
+    shredded: list[str] = field(default_factory=list)
+    """Data keys to tombstone in `content.keys`, with the events (`streams.shredding`)."""
 
 
 def refuse(code: str, message: str) -> Decision:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from runtime import table_store
 from schemas import codec
 from schemas.commands import Command, Position, Reply
+from schemas.content_keys import tombstone
 from schemas.dead_letters import DeadLetter, encode_letter, key_of
 from schemas.events import Event, encode_event
 from streams.decision import Decision
@@ -37,10 +38,15 @@ class PendingEvent:
     event: Event
 
 
-async def produce_durable(app: faust.App, pending: list[PendingEvent]) -> list[RecordMetadata]:
-    """Send every event and wait until the broker has them all (acks=all): one round trip a batch."""
+async def produce_durable(
+    app: faust.App, pending: list[PendingEvent], keys_topic: str = "", shredded: Sequence[str] = ()
+) -> list[RecordMetadata]:
+    """Send every event, and the tombstones of the data keys the events shred, and wait until the
+    broker has them all (acks=all): one round trip a batch. Where the events landed."""
     futures = [await app.producer.send(p.topic, p.key, encode_event(p.event), p.partition, None, None) for p in pending]
-    return list(await asyncio.gather(*futures))
+    erasures = [await app.producer.send(keys_topic, *tombstone(key_id), None, None, None) for key_id in shredded]
+    landed = await asyncio.gather(*futures, *erasures)
+    return list(landed[: len(futures)])
 
 
 class Outbox:
@@ -63,6 +69,12 @@ class Outbox:
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
         self.futures.append(await self.app.producer.send(topic, key, value, partition, None, None))
+
+    async def shred(self, keys_topic: str, key_ids: Sequence[str]) -> None:
+        """Tombstone each of `key_ids` in `content.keys` (docs/erasure.md)."""
+        for key_id in key_ids:
+            key, value = tombstone(key_id)
+            self.futures.append(await self.app.producer.send(keys_topic, key, value, None, None, None))
 
     async def reply(self, command: Command, reply: Reply) -> None:
         if command.reply_to:

@@ -92,6 +92,8 @@ class DecidingAgent(ABC, Generic[Store]):
         self.dead_letters_topic = dead_letters_topic
         self.delivered_topic = delivered_topic
         """`message.delivered` (with its prefix) for an agent that delivers frames."""
+        self.keys_topic = ""
+        """`content.keys` (with its prefix) for an agent whose decisions shred data keys."""
 
     @abstractmethod
     def new_store(self) -> Store: ...
@@ -165,7 +167,8 @@ class DecidingAgent(ABC, Generic[Store]):
                 store.partition = partition
                 decided.append(Decided(command, partition, self.decide(store, command)))
             pending = [self.destination(d, event) for d in decided for event in d.decision.events]
-            return store, decided, await produce_durable(self.app, pending)
+            shredded = [key_id for d in decided for key_id in d.decision.shredded]
+            return store, decided, await produce_durable(self.app, pending, self.keys_topic, shredded)
         except APPEND_ERRORS:
             self.forget_preparation()
             raise

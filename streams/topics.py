@@ -15,23 +15,51 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from config.kafka import Replication, client_options
 from config.settings import CommonSettings
 from runtime.kafka_cluster import cluster_replication
-from schemas.topics import ALL, CHAT_COMMANDS, DEAD_LETTERS, EVENT_TOPICS, MESSAGE_SEND, USER_COMMANDS, TopicSpec
+from schemas.topics import (
+    ALL,
+    CHAT_COMMANDS,
+    CONTENT_KEYS,
+    CONTENT_KEYS_DIRTY_RATIO,
+    CONTENT_KEYS_TOMBSTONE_MS,
+    DEAD_LETTERS,
+    EVENT_TOPICS,
+    MESSAGE_SEND,
+    USER_COMMANDS,
+    TopicSpec,
+)
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset(
-    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND, DEAD_LETTERS)
+    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND, DEAD_LETTERS, CONTENT_KEYS)
 )
-"""The dead letters too: a skipped command's dead letter is the only copy left once its topic's retention passed."""
+"""The dead letters too: a skipped command's dead letter is the only copy left once its topic's
+retention passed; and the content keys: a lost key is a lost text."""
 
 
 def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replication) -> NewTopic:
     partitions = settings.topic_partitions if spec.partitioned else 1
-    configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": "delete"}
+    configs = (
+        compaction(settings) if spec.compacted else {"retention.ms": str(spec.retention_ms), "cleanup.policy": "delete"}
+    )
     if spec in MUST_SURVIVE_A_BROKER:
         configs.update(replication.topic_configs())
     return NewTopic(settings.topic(spec.name), partitions, replication.factor, topic_configs=configs)
+
+
+def compaction(settings: CommonSettings) -> dict[str, str]:
+    """How soon a compacted topic forgets a key after its tombstone (docs/erasure.md): the active
+    segment, never compacted, rolls after `CONTENT_KEYS_COMPACTION_MS`, and a closed segment
+    holding a shredded key is compacted within as long again."""
+    lag = str(settings.content_keys_compaction_ms)
+    return {
+        "cleanup.policy": "compact",
+        "segment.ms": lag,
+        "max.compaction.lag.ms": lag,
+        "min.cleanable.dirty.ratio": str(CONTENT_KEYS_DIRTY_RATIO),
+        "delete.retention.ms": str(CONTENT_KEYS_TOMBSTONE_MS),
+    }
 
 
 async def create_topics(settings: CommonSettings, specs: tuple[TopicSpec, ...] = ALL) -> list[str]:

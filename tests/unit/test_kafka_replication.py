@@ -32,6 +32,7 @@ def test_commands_and_events_carry_their_min_isr_and_every_topic_the_factor() ->
         topics.CHAT_COMMANDS,
         topics.MESSAGE_SEND,
         topics.DEAD_LETTERS,
+        topics.CONTENT_KEYS,
     }
     for spec in topics.ALL:
         topic = new_topic(settings, spec, replication_for(3))

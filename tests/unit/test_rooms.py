@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "schemas": frozenset(),
     "config": frozenset({"schemas"}),
-    "runtime": frozenset({"config", "console"}),
+    "runtime": frozenset({"schemas", "config", "console"}),
     "console": frozenset({"schemas", "config", "runtime", "projections"}),
     "streams": frozenset({"schemas", "config", "runtime"}),
     "projections": frozenset({"schemas", "config", "runtime"}),

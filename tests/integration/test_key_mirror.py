@@ -1,0 +1,162 @@
+"""`content.keys` on the real broker and its mirror in a real PostgreSQL (docs/erasure.md): the
+mirror follows keys and tombstones once each, tells a shredded key from a missing one, and the
+broker itself forgets a shredded key once its segment is compacted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from config.kafka import client_options
+from config.settings import CommonSettings
+from projections.key_mirror import MIRROR, catch_up
+from projections.sealed_texts import keys_for
+from projections.topic_reader import TopicReader
+from runtime.sealing import Unopened, new_key, open_sealed, seal
+from schemas import topics
+from schemas.content_keys import key_record, tombstone
+from schemas.sealed import b64, message_key_id
+from streams.topics import create_topics
+from tests.kafka_tools import read_topic
+
+pytestmark = pytest.mark.integration
+
+COMPACTION_MS = 1000
+COMPACTED_WITHIN_S = 120.0
+"""Segment roll and compaction lag (1 s each), the cleaner's back-off (15 s by default), margin."""
+
+
+@pytest.fixture
+async def settings(topic_prefix: str, database_url: str) -> CommonSettings:
+    """A prefix of this module's own, so that each test starts with an empty `content.keys`."""
+    prefix = f"{topic_prefix}keys.{uuid.uuid4().hex[:6]}."
+    made = CommonSettings(
+        topic_prefix=prefix, database_url=database_url, topic_partitions=2, content_keys_compaction_ms=COMPACTION_MS
+    )
+    await create_topics(made, (topics.CONTENT_KEYS,))
+    return made
+
+
+@pytest.fixture
+async def producer(settings: CommonSettings) -> AsyncIterator[AIOKafkaProducer]:
+    started = AIOKafkaProducer(**client_options(settings), acks="all")
+    await started.start()
+    yield started
+    await started.stop()
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def reader(settings: CommonSettings) -> AsyncIterator[TopicReader]:
+    async with TopicReader(settings) as started:
+        yield started
+
+
+def new_key_id() -> str:
+    return message_key_id(uuid.uuid4(), uuid.uuid4())
+
+
+async def put_key(producer: AIOKafkaProducer, topic: str, key_id: str, key: bytes, partition: int = 0) -> None:
+    record_key, value = key_record(key_id, key, uuid.uuid4(), datetime.now(UTC))
+    await producer.send_and_wait(topic, value, key=record_key, partition=partition)
+
+
+async def shred(producer: AIOKafkaProducer, topic: str, key_id: str, partition: int = 0) -> None:
+    record_key, _ = tombstone(key_id)
+    await producer.send_and_wait(topic, None, key=record_key, partition=partition)
+
+
+async def test_the_mirror_follows_keys_and_tombstones_once(
+    settings: CommonSettings, producer: AIOKafkaProducer, conn: asyncpg.Connection, reader: TopicReader
+) -> None:
+    topic = settings.topic(topics.CONTENT_KEYS.name)
+    kept, shredded, never = new_key_id(), new_key_id(), new_key_id()
+    kept_key, shredded_key = new_key(), new_key()
+    await put_key(producer, topic, kept, kept_key, partition=0)
+    await put_key(producer, topic, shredded, shredded_key, partition=1)
+    await producer.send_and_wait(topic, b"not a key", key=new_key_id().encode(), partition=1)
+    await shred(producer, topic, shredded, partition=1)
+
+    assert await catch_up(conn, reader, topic) == 4
+    keys = await keys_for(conn, [kept, shredded, never])
+    assert keys == {kept: kept_key, shredded: None}
+    subject = uuid.uuid4()
+    assert open_sealed(seal(kept_key, kept, "message", subject, "still here"), "message", subject, keys) == "still here"
+    gone = seal(shredded_key, shredded, "message", subject, "erased")
+    assert open_sealed(gone, "message", subject, keys) == Unopened(shredded, "shredded")
+    lost = seal(new_key(), never, "message", subject, "lost")
+    assert open_sealed(lost, "message", subject, keys) == Unopened(never, "key_missing")
+
+    row = await conn.fetchrow("SELECT key, owner_id, shredded_at FROM content_keys WHERE key_id = $1", shredded)
+    assert row is not None and row["key"] is None and row["owner_id"] is not None and row["shredded_at"] is not None
+    offsets = await conn.fetch(
+        "SELECT partition, next_offset FROM projection_offsets WHERE projection = $1 ORDER BY partition", MIRROR
+    )
+    assert [(r["partition"], r["next_offset"]) for r in offsets] == [(0, 1), (1, 3)]
+
+    assert await catch_up(conn, reader, topic) == 0, "nothing read twice"
+    await put_key(producer, topic, never, new_key(), partition=0)
+    assert await catch_up(conn, reader, topic) == 1
+    assert set(await keys_for(conn, [never])) == {never}
+
+
+async def test_two_mirrors_at_once_apply_each_record_once(
+    settings: CommonSettings, producer: AIOKafkaProducer, database_url: str, reader: TopicReader
+) -> None:
+    topic = settings.topic(topics.CONTENT_KEYS.name)
+    ids = [new_key_id() for _ in range(200)]
+    for index, key_id in enumerate(ids):
+        await put_key(producer, topic, key_id, new_key(), partition=index % 2)
+    for key_id in ids[::2]:
+        await shred(producer, topic, key_id, partition=ids.index(key_id) % 2)
+    one, two = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        async with TopicReader(settings) as other:
+            await asyncio.gather(catch_up(one, reader, topic), catch_up(two, other, topic))
+        rows = await one.fetch("SELECT key_id, key IS NULL AS shredded FROM content_keys")
+    finally:
+        await one.close()
+        await two.close()
+    assert {r["key_id"]: r["shredded"] for r in rows} == {key_id: i % 2 == 0 for i, key_id in enumerate(ids)}
+
+
+async def test_the_broker_forgets_a_shredded_key_once_compacted(
+    settings: CommonSettings, producer: AIOKafkaProducer
+) -> None:
+    """What a consumer reads from the start of the topic is what the broker still has on disk
+    (compaction rewrites the segments; the files of the old ones follow `file.delete.delay.ms`)."""
+    topic = settings.topic(topics.CONTENT_KEYS.name)
+    doomed, kept = new_key_id(), new_key_id()
+    doomed_key = new_key()
+    await put_key(producer, topic, doomed, doomed_key)
+    await put_key(producer, topic, kept, new_key())
+    await shred(producer, topic, doomed)
+    secret = b64(doomed_key).encode()
+
+    async def still_there() -> bool:
+        records = [r for r in await read_topic(settings, topic) if r.partition == 0]
+        return any(r.value is not None and secret in r.value for r in records)
+
+    assert await still_there()
+    deadline = time.monotonic() + COMPACTED_WITHIN_S
+    filler = new_key_id()
+    while await still_there():
+        assert time.monotonic() < deadline, f"the shredded key is still in {topic} after {COMPACTED_WITHIN_S}s"
+        await asyncio.sleep(COMPACTION_MS / 1000)
+        await put_key(producer, topic, filler, new_key())  # rolls the active segment, which is never compacted
+    records = [r for r in await read_topic(settings, topic) if r.partition == 0]
+    assert any(r.key == doomed.encode() and r.value is None for r in records), "the tombstone stays a while"
+    assert any(r.key == kept.encode() and r.value is not None for r in records), "the other keys stay"
