@@ -11,6 +11,7 @@ from gateway import access_log, ws
 from gateway.auth import routes as routes_auth
 from gateway.infra import consistency, health, limits, resources
 from gateway.infra.command_bus import command_bus_ctx
+from gateway.infra.content_keys import content_keys_ctx
 from gateway.rest import chats as routes_chats
 from gateway.rest import docs, http_headers
 from gateway.rest import users as routes_users
@@ -37,6 +38,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             resources.pg_pool,
             resources.redis_client,
             resources.kafka_producer,
+            content_keys_ctx,
             command_bus_ctx(app[resources.INSTANCE_ID]),
             consistency.watermarks_ctx,
             routes_auth.auth_ctx,

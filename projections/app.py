@@ -164,8 +164,10 @@ class Lag(View):
 
 
 async def watch() -> None:
-    """Keep the lag gauge fresh and fill the holes Faust's commits may leave."""
+    """Keep the lag gauge fresh, fill the holes Faust's commits may leave, and bring the key
+    mirror up to `content.keys`: a tombstone reaches it within `WATCH_INTERVAL` (docs/erasure.md)."""
     try:
+        await runtime.follow_keys()
         await runtime.lag_report()
         assigned = app.assignor.assigned_actives() if app.assignor else set()
         await runtime.repair(app.conf.id, {(tp.topic, tp.partition) for tp in assigned})

@@ -117,6 +117,11 @@ class Runtime:
         if reader is not None:
             await reader.close()
 
+    async def follow_keys(self) -> None:
+        """Apply what `content.keys` holds beyond the mirror (keys, and the tombstones that shred them)."""
+        if OPENER.catch_up is not None:
+            await OPENER.catch_up()
+
     async def apply(self, projection: Projection, records: list[Record]) -> BatchOutcome:
         """Apply a batch of the live stream, filling first any hole before it; `GaveUp` if the
         database keeps failing. Nothing is written while the live read model is another version than

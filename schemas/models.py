@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from datetime import datetime
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,6 +59,15 @@ class Chat(Resource):
     members: list[Member]
     last_message: Message | None = None
     unread_count: int = 0
+
+
+MESSAGE_NAMESPACE = UUID("a3d0c8a4-51f4-4c38-8f4e-3e6b93f0e2aa")
+
+
+def message_id_for(chat_id: UUID, sender_id: UUID, client_msg_id: str) -> UUID:
+    """Deterministic, so that deciding a send twice (after a crash) names one message; and the
+    gateway knows it before the send is decided (a sealed text is bound to its message)."""
+    return uuid5(MESSAGE_NAMESPACE, f"{chat_id}|{sender_id}|{client_msg_id}")
 
 
 def direct_chat_id(key: bytes, a: UUID, b: UUID) -> UUID:

@@ -62,14 +62,13 @@ from schemas.frames import (
     message_new_frame,
     read_frame,
 )
-from schemas.models import Chat, Member, Message, Role, direct_chat_id
+from schemas.models import Chat, Member, Message, Role, direct_chat_id, message_id_for
 from streams.chat_state import ChatState, StoredMessage
 from streams.decision import Decision, refuse
 from streams.shredding import brought_key, shredded_by, unadopted
 
-__all__ = ["ChatStore", "Decision", "decide", "evolve", "shredded_in"]
+__all__ = ["ChatStore", "Decision", "decide", "evolve", "message_id_for", "shredded_in"]
 
-MESSAGE_NAMESPACE = uuid.UUID("a3d0c8a4-51f4-4c38-8f4e-3e6b93f0e2aa")
 MANAGERS = ("owner", "admin")
 
 
@@ -86,11 +85,6 @@ class ChatStore(Protocol):
 
 def dedupe_key(chat_id: uuid.UUID | str, sender_id: uuid.UUID | str, client_msg_id: str) -> str:
     return f"{chat_id}|{sender_id}|{client_msg_id}"
-
-
-def message_id_for(chat_id: uuid.UUID, sender_id: uuid.UUID, client_msg_id: str) -> uuid.UUID:
-    """Deterministic, so that deciding a send twice (after a crash) names one message."""
-    return uuid.uuid5(MESSAGE_NAMESPACE, dedupe_key(chat_id, sender_id, client_msg_id))
 
 
 # --- views of state as the contract's resources -----------------------------------------------

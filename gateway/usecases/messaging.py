@@ -7,14 +7,17 @@ A send is idempotent by its `client_msg_id`: a repeat is answered with the messa
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from gateway.infra import read_store
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
-from gateway.usecases.refusal import NOT_FOUND, Refused
+from gateway.usecases.refusal import NOT_FOUND, Refused, unavailable
 from schemas.commands import (
     DeleteMessage,
     EditMessage,
@@ -22,8 +25,10 @@ from schemas.commands import (
     MessageDeletedResult,
     MessageResult,
     ReadResult,
+    Reply,
     SendMessage,
 )
+from schemas.models import message_id_for
 
 
 @dataclass(frozen=True)
@@ -41,15 +46,52 @@ class Deleted:
 
 
 async def send_message(ports: Ports, actor: Actor, chat_id: uuid.UUID, client_msg_id: str, text: str) -> Sent:
-    reply = await execute(ports, actor, SendMessage(chat_id=chat_id, client_msg_id=client_msg_id, text=text))
-    return Sent(reply.result_as(MessageResult).message.model_dump(mode="json"), reply.duplicate)
+    """The text is sealed (docs/erasure.md) where the gateway seals: a repeat's answer is the
+    first send's message, opened with the first send's key."""
+    if ports.texts is None:
+        reply = await execute(ports, actor, SendMessage(chat_id=chat_id, client_msg_id=client_msg_id, text=text))
+        return Sent(reply.result_as(MessageResult).message.model_dump(mode="json"), reply.duplicate)
+    message_id = message_id_for(chat_id, actor.user_id, client_msg_id)
+    sealed, key_landed = await ports.texts.seal_message(message_id, actor.user_id, text)
+    body = SendMessage(chat_id=chat_id, client_msg_id=client_msg_id, sealed_text=sealed)
+    reply = await execute(ports, actor, body)
+    await key_durable(key_landed)
+    return Sent(await opened(ports, reply), reply.duplicate)
 
 
 async def edit_message(ports: Ports, actor: Actor, message_id: uuid.UUID, text: str) -> dict[str, Any]:
     """The message as edited."""
     chat_id = await chat_of(ports, message_id)
-    reply = await execute(ports, actor, EditMessage(chat_id=chat_id, message_id=message_id, text=text))
-    return reply.result_as(MessageResult).message.model_dump(mode="json")
+    if ports.texts is None:
+        reply = await execute(ports, actor, EditMessage(chat_id=chat_id, message_id=message_id, text=text))
+        return reply.result_as(MessageResult).message.model_dump(mode="json")
+    sealed, key_landed = await ports.texts.seal_message(message_id, actor.user_id, text)
+    reply = await execute(ports, actor, EditMessage(chat_id=chat_id, message_id=message_id, sealed_text=sealed))
+    await key_durable(key_landed)
+    return await opened(ports, reply)
+
+
+async def key_durable(landed: asyncio.Future[Any]) -> None:
+    """The text's key is on the broker, or the write is not acknowledged (`unavailable`): an
+    accepted text whose key is lost reads as erased (docs/erasure.md), reported, never guessed."""
+    try:
+        await landed
+    except KafkaError:
+        raise unavailable("the text's key could not be stored: retry the same request") from None
+
+
+async def opened(ports: Ports, reply: Reply) -> dict[str, Any]:
+    """The reply's message as JSON, its text opened (a reply carries it as the agent keeps it);
+    a repeat's from the read models, which hold it (its key is the first send's, maybe older
+    than the keys this gateway keeps)."""
+    message = reply.result_as(MessageResult).message.model_dump(mode="json")
+    if ports.texts is None:
+        return message
+    if reply.duplicate:
+        stored = await read_store.message_by_id(ports.pool, uuid.UUID(message["id"]))
+        if stored is not None:
+            return stored
+    return await ports.texts.open_message(message)
 
 
 async def delete_message(ports: Ports, actor: Actor, message_id: uuid.UUID) -> Deleted:

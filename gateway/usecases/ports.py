@@ -5,10 +5,11 @@ app[PORTS]   # set by `ports_ctx`, a cleanup_ctx registered after the bus, water
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from config.settings import GatewaySettings
 from gateway.infra import read_store
 from gateway.infra.command_bus import COMMAND_BUS, REPLY_TIMEOUT_S
 from gateway.infra.consistency import WAIT_LIMIT_S, WATERMARKS
+from gateway.infra.content_keys import CONTENT_KEYS
 from gateway.infra.limits import WRITE_BUDGET
 from gateway.infra.resources import PG_POOL, SETTINGS
 from schemas import topics
@@ -48,6 +50,15 @@ class Budget(Protocol):
     async def take(self, user_id: str, cost: int = 1) -> int: ...
 
 
+class Texts(Protocol):
+    """`gateway.infra.content_keys.ContentKeys`: message texts sealed under keys of their own."""
+
+    async def seal_message(
+        self, message_id: uuid.UUID, owner_id: uuid.UUID, text: str
+    ) -> tuple[str, asyncio.Future[Any]]: ...
+    async def open_message(self, message: dict[str, Any]) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class Ports:
     """The command bus to the deciding agents, the read models and their progress (for
@@ -58,6 +69,9 @@ class Ports:
     pool: read_store.Pool
     budget: Budget
     settings: GatewaySettings
+    texts: Texts | None = None
+    """Seals the texts of the commands and opens those of the replies (docs/erasure.md); None:
+    texts go plain (a gateway whose deployment does not seal yet, the use cases' tests)."""
 
 
 @dataclass(frozen=True)
@@ -88,5 +102,6 @@ async def ports_ctx(app: web.Application) -> AsyncIterator[None]:
         pool=app[PG_POOL],
         budget=app[WRITE_BUDGET],
         settings=app[SETTINGS],
+        texts=app[CONTENT_KEYS],
     )
     yield

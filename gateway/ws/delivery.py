@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
+from gateway.infra.content_keys import ContentKeys, is_sealed
 from gateway.infra.healing import ConnectionState, reconnect_backoff
 from gateway.ws.metrics import DELIVERIES, DELIVERY_PARTITIONS
 from gateway.ws.routing import Route, UserChannels
@@ -143,8 +144,11 @@ class DeliveryConsumer:
         settings: GatewaySettings,
         channels: UserChannels,
         online_among: Callable[[list[str]], Awaitable[list[str]]],
+        texts: ContentKeys | None = None,
     ) -> None:
         self._settings = settings
+        self._texts = texts
+        """Opens the sealed texts of the frames (None: they are pushed as they are)."""
         self._channels = channels
         self._online_among = online_among
         """Which of some users are online now (`SessionStore.online_among`)."""
@@ -204,13 +208,22 @@ class DeliveryConsumer:
     async def _deliver(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> None:
         """Publish every record's route; while Redis cannot take them, retry with backoff."""
         oldest_ms = (time.time() - MAX_AGE_S) * 1000
-        pairs = [(record, decoded(record)) for record in records]
+        pairs = [(record, await self._opened(decoded(record))) for record in records]
         routes = without_repeated_resyncs(
             route for record, delivery in pairs for route in routes_of(delivery, record.timestamp, oldest_ms)
         )
         while chunk := list(itertools.islice(routes, PUBLISH_MAX)):
             await self._publish(chunk)
         await self._introduce([delivery for _, delivery in pairs if delivery is not None])
+
+    async def _opened(self, delivery: DeliveryBatch | None) -> DeliveryBatch | None:
+        """The delivery with its message's text opened (docs/erasure.md)."""
+        if delivery is None or self._texts is None:
+            return delivery
+        message = delivery.frame.get("message")
+        if not isinstance(message, dict) or not is_sealed(message.get("text")):
+            return delivery
+        return delivery._replace(frame={**delivery.frame, "message": await self._texts.open_message(message)})
 
     async def _publish(self, routes: list[Route]) -> None:
         """PUBLISH `routes` in one round trip; while Redis cannot take them, retry with backoff."""

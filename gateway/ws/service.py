@@ -18,6 +18,7 @@ from aiohttp import web
 from config.settings import GatewaySettings
 from gateway.auth.refresh_tokens import REFRESH_TOKENS
 from gateway.infra.consistency import WATERMARKS
+from gateway.infra.content_keys import CONTENT_KEYS
 from gateway.infra.resources import INSTANCE_ID, PG_POOL, REDIS, SETTINGS
 from gateway.usecases.ports import PORTS
 from gateway.ws.connections import GOING_AWAY_CODE, Connection, ConnectionRegistry
@@ -117,7 +118,7 @@ async def ws_ctx(app: web.Application) -> AsyncIterator[None]:
     await channels.start()
     sessions = SessionStore(app[REDIS], settings.topic_prefix, app[INSTANCE_ID])
     presence = Presence(sessions, channels, app[PG_POOL])
-    delivery = DeliveryConsumer(settings, channels, sessions.online_among)
+    delivery = DeliveryConsumer(settings, channels, sessions.online_among, app[CONTENT_KEYS])
     await delivery.start()
     presence.start()
     watch.start()

@@ -1,0 +1,180 @@
+"""The gateway's side of crypto-shredding (docs/erasure.md): it seals every message text it sends
+with a data key of that version, written to `content.keys` (and acknowledged by the broker)
+before the command; and it opens the sealed texts that come back to it, in replies and in the
+`message.delivered` frames it pushes, with the keys of the last `KEEP_S` seconds, tailed from
+`content.keys` (older frames are not pushed: their recipients are resynced from the read models).
+
+app[CONTENT_KEYS]   # set by `content_keys_ctx`, registered after the producer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from config.kafka import client_options
+from config.settings import GatewaySettings
+from gateway.infra.healing import reconnect_backoff
+from gateway.infra.resources import PRODUCER, SETTINGS
+from runtime.sealing import Unopened, new_key, open_sealed, seal
+from schemas.content_keys import MalformedKeyRecord, decode_key_record, key_record
+from schemas.sealed import MalformedSealed, message_key_id, parse
+from schemas.topics import CONTENT_KEYS as TOPIC
+
+log = logging.getLogger(__name__)
+
+KEEP_S = 300.0
+"""How long a key is kept to open what comes back: above delivery's `MAX_AGE_S` (120 s)."""
+WAIT_FOR_KEY_S = 2.0
+"""How long an opening waits for the tail to bring a key made by another instance."""
+POLL_MS = 200
+
+UNOPENED = Counter(
+    "gateway_unopened_texts_total",
+    "Sealed texts the gateway could not open: shredded (erased meanwhile), or a fault",
+    ["reason"],
+)
+
+
+def is_sealed(text: object) -> bool:
+    return isinstance(text, str) and text.startswith("sealed.")
+
+
+class ContentKeys:
+    def __init__(self, settings: GatewaySettings, producer: AIOKafkaProducer) -> None:
+        self.topic = settings.topic(TOPIC.name)
+        self.producer = producer
+        self.keys: dict[str, tuple[bytes | None, float]] = {}
+        """key id -> (its key, or None once shredded; when it was learnt)."""
+        self.consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
+        self.arrived = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.next_pruning = time.monotonic() + KEEP_S
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.task = asyncio.create_task(self.tail(), name="content keys tail")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()
+
+    async def seal_message(
+        self, message_id: uuid.UUID, owner_id: uuid.UUID, text: str
+    ) -> tuple[str, asyncio.Future[Any]]:
+        """`text` sealed under a fresh key of its own, and the broker's ack of the key.
+
+        The key is handed to the producer at once, without waiting: the command that follows
+        is then handed over before this task waits for anything, so a socket's commands keep
+        the order of its frames (awaiting the key's ack first would let a later frame's command
+        overtake). The key's record is ahead of the command's in the producer and lands with it
+        or before; the caller awaits the ack before it answers."""
+        key_id, key = message_key_id(message_id, uuid.uuid4()), new_key()
+        record_key, value = key_record(key_id, key, owner_id, datetime.now(UTC))
+        landed = await self.producer.send(self.topic, value, key=record_key)
+        self.keys[key_id] = (key, time.monotonic())
+        return seal(key, key_id, "message", message_id, text), landed
+
+    async def open_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """`message` (a Message as JSON) with its text opened; unchanged if plain. A text that
+        cannot be opened becomes the empty string, and a fault is logged and counted."""
+        text = message.get("text")
+        if not is_sealed(text):
+            return message
+        assert isinstance(text, str)
+        try:
+            key_id = parse(text).key_id
+        except MalformedSealed:
+            key_id = ""
+        if key_id and key_id not in self.keys:
+            await self.wait_for(key_id)
+        known = {key_id: self.keys[key_id][0]} if key_id in self.keys else {}
+        opened = open_sealed(text, "message", uuid.UUID(str(message.get("id"))), known)
+        if isinstance(opened, Unopened):
+            UNOPENED.labels(opened.reason).inc()
+            if not opened.erased:
+                log.error("cannot open the text of message %s: %s", message.get("id"), opened.reason)
+            opened = ""
+        return {**message, "text": opened}
+
+    async def wait_for(self, key_id: str) -> None:
+        deadline = time.monotonic() + WAIT_FOR_KEY_S
+        while key_id not in self.keys and (left := deadline - time.monotonic()) > 0:
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), left)
+            except TimeoutError:
+                return
+
+    async def tail(self) -> None:
+        """Follow `content.keys` from `KEEP_S` ago, for as long as the gateway runs."""
+        backoff = reconnect_backoff()
+        assigned = False
+        while True:
+            try:
+                if not assigned:
+                    await self.assign_recent()
+                    assigned = True
+                batches = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=1000)
+                backoff.reset()
+                self.take([r for records in batches.values() for r in records])
+            except KafkaError as error:
+                log.warning("content keys tail: %r; again", error)
+                await asyncio.sleep(backoff.next_pause())
+
+    async def assign_recent(self) -> None:
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            await self.consumer._client.force_metadata_update()  # a topic created after the start
+            partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        since = int((time.time() - KEEP_S) * 1000)
+        found = await self.consumer.offsets_for_times(dict.fromkeys(tps, since))
+        for tp in tps:
+            at = found.get(tp)
+            if at is None:
+                await self.consumer.seek_to_end(tp)
+            else:
+                self.consumer.seek(tp, at.offset)
+
+    def take(self, records: list[Any]) -> None:
+        now = time.monotonic()
+        for record in records:
+            try:
+                key_id, content_key = decode_key_record(record.key, record.value)
+            except MalformedKeyRecord:
+                continue
+            self.keys[key_id] = (content_key.key_bytes if content_key else None, now)
+        if records:
+            self.arrived.set()
+        self.forget_old(now)
+
+    def forget_old(self, now: float) -> None:
+        """Every `KEEP_S`, the keys learnt longer ago than that."""
+        if now >= self.next_pruning:
+            self.next_pruning = now + KEEP_S
+            self.keys = {k: v for k, v in self.keys.items() if now - v[1] < KEEP_S}
+
+
+CONTENT_KEYS = web.AppKey("content_keys", ContentKeys)
+
+
+async def content_keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    keys = ContentKeys(app[SETTINGS], app[PRODUCER])
+    await keys.start()
+    app[CONTENT_KEYS] = keys
+    yield
+    await keys.stop()
