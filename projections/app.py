@@ -29,8 +29,9 @@ from projections.model import Projection, Record
 from projections.retry import with_retries
 from projections.runtime import Runtime
 from runtime.faust_app import make_app
+from schemas.content_keys import ROLL_KEY_ID, tombstone
 from schemas.dead_letters import DeadLetter, ReplayOutcome
-from schemas.topics import DEAD_LETTERS
+from schemas.topics import CONTENT_KEYS, DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ BATCH_MAX = 500
 BATCH_WITHIN = 0.01
 """Seconds a batch waits to fill: a short wait, since the gateway waits on the NOTIFY that follows."""
 WATCH_INTERVAL = 5.0
+ROLL_INTERVAL_S = 5.0
+"""Far below any `segment.ms` of `content.keys` (`CONTENT_KEYS_COMPACTION_MS`, a second at least),
+whichever the topic was created with; a few records a second, compacted to one per partition."""
 
 settings = load(WorkerSettings)
 app = make_app("messenger-projections", settings)
@@ -176,6 +180,22 @@ async def watch() -> None:
 
 
 app.timer(WATCH_INTERVAL)(watch)
+
+
+async def roll_content_keys() -> None:
+    """A tombstone of `ROLL_KEY_ID` to every partition of `content.keys`, so that its segments
+    roll and are compacted even when nothing is sent (docs/erasure.md): a shredded key leaves the
+    broker within about twice `CONTENT_KEYS_COMPACTION_MS` whatever the traffic."""
+    record_key, _ = tombstone(ROLL_KEY_ID)
+    try:
+        for partition in range(settings.topic_partitions):
+            await app.producer.send(keys_topic, record_key, None, partition, None, None)
+    except Exception as error:  # tried again at the next tick
+        log.warning("cannot roll %s: %r", keys_topic, error)
+
+
+keys_topic = settings.topic(CONTENT_KEYS.name)
+app.timer(ROLL_INTERVAL_S)(roll_content_keys)
 
 
 @app.on_before_shutdown.connect

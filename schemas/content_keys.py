@@ -46,6 +46,13 @@ class ContentKey(BaseModel):
         return unb64(self.key)
 
 
+ROLL_KEY_ID = "roll:00000000-0000-0000-0000-000000000000"
+"""The key id of the records that keep `content.keys` moving: Kafka rolls a segment (and so lets
+it be compacted) only when a record comes after `segment.ms`, so a quiet topic would keep its last
+shredded keys for ever. A tombstone of this id, written to every partition every few seconds
+(`projections/app.py`), seals nothing and compacts to one record per partition."""
+
+
 def key_record(key_id: str, key: bytes, owner_id: uuid.UUID, created_at: datetime) -> tuple[bytes, bytes]:
     """The record key and value that store `key` under `key_id`."""
     record = ContentKey(key_id=key_id, key=b64(key), owner_id=owner_id, created_at=created_at)

@@ -1,0 +1,270 @@
+"""Delete means deleted (issue 15, docs/erasure.md), end to end on the real services: after a
+message is edited and deleted, no store the system keeps holds its texts, nor any key that opens
+a sealed copy of them: not the raw records of any topic of the run (the events, the commands, the
+replies, the deliveries, the dead letters, `content.keys`, the Faust tables' changelogs), not the
+Faust tables' RocksDB files, not a PostgreSQL table, not Redis. A message left alone stays
+readable, which shows the scan finds keys and texts where they are."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import ClientSession, ClientWebSocketResponse
+from aiohttp.test_utils import TestServer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from config.kafka import client_options
+from config.settings import GatewaySettings
+from gateway.app import create_app
+from runtime.sealing import open_sealed
+from schemas.content_keys import MalformedKeyRecord, decode_key_record
+from streams.topics import create_topics
+from tests.conftest import cloned_database
+from tests.e2e.workers import running_workers
+from tests.kafka_tools import read_topic
+
+pytestmark = pytest.mark.e2e
+
+COMPACTION_MS = 1000
+FORGOTTEN_WITHIN_S = 150.0
+"""Compaction (segment roll and lag, 1 s each; the cleaner's 15 s back-off), the mirror's 5 s
+watch, margin."""
+TOKEN = re.compile(rb"sealed\.v1\.(message:[0-9a-f-]{36}:[0-9a-f-]{36})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+
+
+@dataclass
+class System:
+    http: ClientSession
+    base: str
+    settings: GatewaySettings
+    data_dir: Path
+
+    async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as response:
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body
+
+    async def user(self) -> dict[str, Any]:
+        name, password = f"u{uuid.uuid4().hex[:10]}", "correct horse"
+        status, _ = await self.call("POST", "/api/v1/auth/register", json={"username": name, "password": password})
+        assert status == 201
+        status, login = await self.call("POST", "/api/v1/auth/login", json={"username": name, "password": password})
+        assert status == 200
+        return {**login["user"], "token": login["access_token"]}
+
+    async def socket(self, token: str) -> ClientWebSocketResponse:
+        return await self.http.ws_connect(self.base + "/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(scope="module")
+async def system(
+    topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
+) -> AsyncIterator[System]:
+    prefix = f"{topic_prefix}erase."
+    async with cloned_database(template_database) as database_url:
+        settings = GatewaySettings(
+            topic_prefix=prefix,
+            topic_partitions=2,
+            jwt_secret=jwt_secret,
+            database_url=database_url,
+            gateway_instance_id=f"erase-{uuid.uuid4().hex[:6]}",
+            register_limit_per_address=1000,
+            content_keys_compaction_ms=COMPACTION_MS,
+        )
+        await create_topics(settings)
+        logs = tmp_path_factory.mktemp("erase")
+        with running_workers(prefix, database_url, logs, partitions=2):
+            server = TestServer(create_app(settings))
+            await server.start_server()
+            async with ClientSession() as http:
+                yield System(http, str(server.make_url("")).rstrip("/"), settings, logs / "faust")
+            await server.close()
+
+
+async def frame_of(socket: ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        frame = await asyncio.wait_for(socket.receive_json(), 10)
+        if frame.get("type") == kind:
+            return dict(frame)
+
+
+# --- what every store holds ----------------------------------------------------------------------
+
+
+TOMBSTONED: dict[str, int] = {}
+"""Key id -> tombstones seen in the last scan (for the failure's message)."""
+
+
+async def topic_bytes(settings: GatewaySettings) -> list[bytes]:
+    """The key and value of every record of every topic of the run, as the broker serves them."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+    finally:
+        await admin.close()
+    blobs = []
+    for name in names:
+        for record in await read_topic(settings, name):
+            blobs += [record.key or b"", record.value or b""]
+            if record.value is None and record.key:
+                TOMBSTONED[record.key.decode(errors="replace")] = (
+                    TOMBSTONED.get(record.key.decode(errors="replace"), 0) + 1
+                )
+    return blobs
+
+
+async def table_bytes(database_url: str) -> list[bytes]:
+    """Every row of every table of the database, as text."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        )
+        blobs = []
+        for t in tables:
+            rows = await conn.fetch(f'SELECT t::text AS row FROM "{t["schemaname"]}"."{t["tablename"]}" AS t')
+            blobs += [r["row"].encode() for r in rows]
+        return blobs
+    finally:
+        await conn.close()
+
+
+async def redis_bytes(settings: GatewaySettings) -> list[bytes]:
+    """Every key of the run in Redis, with its value as Redis serializes it (DUMP)."""
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        blobs = []
+        async for key in client.scan_iter(match=f"*{settings.topic_prefix}*"):
+            blobs += [key, await client.dump(key) or b""]
+        return blobs
+    finally:
+        await client.aclose()
+
+
+def file_bytes(folder: Path) -> list[bytes]:
+    """Every file the workers' tables (RocksDB) left under `folder`."""
+    return [path.read_bytes() for path in folder.rglob("*") if path.is_file()]
+
+
+def keys_in(blobs: list[bytes], mirror_rows: list[asyncpg.Record]) -> dict[str, set[bytes]]:
+    """Every data key anywhere: in `content.keys` records (as JSON values) and in the mirror."""
+    found: dict[str, set[bytes]] = {}
+    for blob in blobs:
+        match = re.search(rb'"key_id":"([^"]+)"', blob)
+        if match is None:
+            continue
+        try:
+            key_id, content_key = decode_key_record(match.group(1), blob)
+        except MalformedKeyRecord:
+            continue
+        if content_key is not None:
+            found.setdefault(key_id, set()).add(content_key.key_bytes)
+    for row in mirror_rows:
+        if row["key"] is not None:
+            found.setdefault(row["key_id"], set()).add(bytes(row["key"]))
+    return found
+
+
+def openings(blobs: list[bytes], keys: dict[str, set[bytes]]) -> set[str]:
+    """Every text that any sealed token anywhere opens to, with any key anywhere (tried with
+    each key found, not only its own: a key moved or copied under another id would show)."""
+    every_key = {key for found in keys.values() for key in found}
+    texts = set()
+    for blob in blobs:
+        for match in TOKEN.finditer(blob):
+            token = match.group(0).decode()
+            key_id = match.group(1).decode()
+            message_id = uuid.UUID(key_id.split(":")[1])
+            for key in every_key:
+                opened = open_sealed(token, "message", message_id, {key_id: key})
+                if isinstance(opened, str):
+                    texts.add(opened)
+    return texts
+
+
+def where(blobs: list[bytes], keys: dict[str, set[bytes]], erased: set[str]) -> list[str]:
+    """The stores (a blob's first bytes) that hold a key opening one of the `erased` texts."""
+    found = []
+    for key_id, found_keys in keys.items():
+        message = uuid.UUID(key_id.split(":")[1]) if key_id.startswith("message:") else None
+        tokens = [m.group(0).decode() for b in blobs for m in TOKEN.finditer(b) if m.group(1).decode() == key_id]
+        for key in found_keys:
+            if message and any(open_sealed(t, "message", message, {key_id: key}) in erased for t in tokens):
+                holders = [b[:80] for b in blobs if key_id.encode() in b and b'"key"' in b]
+                found.append(f"{key_id}: in {holders or 'the mirror'}; tombstoned: {TOMBSTONED.get(key_id)}")
+    return found
+
+
+async def every_store(system: System) -> tuple[list[bytes], dict[str, set[bytes]]]:
+    settings = system.settings
+    blobs = [
+        *await topic_bytes(settings),
+        *await table_bytes(settings.database_url),
+        *await redis_bytes(settings),
+        *file_bytes(system.data_dir),
+    ]
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        mirror = await conn.fetch("SELECT key_id, key FROM content_keys")
+    finally:
+        await conn.close()
+    return blobs, keys_in(blobs, mirror)
+
+
+# --- the test ------------------------------------------------------------------------------------
+
+
+async def test_a_deleted_message_and_its_earlier_text_are_in_no_store(system: System) -> None:
+    a, b = await system.user(), await system.user()
+    status, body = await system.call(
+        "POST", "/api/v1/chats", a["token"], json={"type": "group", "title": "t", "member_ids": [b["id"]]}
+    )
+    assert status == 201
+    chat_id = body["chat"]["id"]
+    first, second, kept = (f"{word} {uuid.uuid4().hex}" for word in ("first", "second", "kept"))
+    status, sent = await system.call(
+        "POST", f"/api/v1/chats/{chat_id}/messages", a["token"], json={"text": first, "client_msg_id": "m1"}
+    )
+    assert status == 201 and sent["message"]["text"] == first
+    message_id = sent["message"]["id"]
+    status, _ = await system.call(
+        "POST", f"/api/v1/chats/{chat_id}/messages", b["token"], json={"text": kept, "client_msg_id": "m2"}
+    )
+    assert status == 201
+    socket = await system.socket(a["token"])
+    try:
+        await socket.send_json({"type": "message.edit", "message_id": message_id, "text": second})
+        assert (await frame_of(socket, "message.edited"))["message"]["text"] == second
+        status, page = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
+        assert [m["text"] for m in page["messages"]] == [second, kept]
+        await socket.send_json({"type": "message.delete", "message_id": message_id})
+        await frame_of(socket, "message.deleted")
+    finally:
+        await socket.close()
+
+    erased = {first, second}
+    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
+    while True:
+        blobs, keys = await every_store(system)
+        readable = openings(blobs, keys)
+        if not readable & erased:
+            break
+        assert time.monotonic() < deadline, f"still readable after {FORGOTTEN_WITHIN_S}s: {where(blobs, keys, erased)}"
+        await asyncio.sleep(2)
+    assert not any(text.encode() in blob for blob in blobs for text in erased), "no plain copy anywhere"
+    assert kept in readable, "the message left alone opens with its key: the scan finds keys and tokens"
+    assert not any(kept.encode() in blob for blob in await topic_bytes(system.settings)), "topics hold it sealed"
+    status, page = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
+    assert [(m["text"], m["deleted"]) for m in page["messages"]] == [("", True), (kept, False)]
