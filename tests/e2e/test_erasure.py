@@ -24,8 +24,10 @@ from aiohttp.test_utils import TestServer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.kafka import client_options
-from config.settings import GatewaySettings
+from config.settings import CommonSettings, GatewaySettings
 from gateway.app import create_app
+from projections.catalogue import PROJECTIONS
+from projections.rebuild import rebuild
 from runtime.sealing import open_sealed
 from schemas.content_keys import MalformedKeyRecord, decode_key_record
 from streams.topics import create_topics
@@ -226,7 +228,7 @@ async def every_store(system: System) -> tuple[list[bytes], dict[str, set[bytes]
 # --- the test ------------------------------------------------------------------------------------
 
 
-async def test_a_deleted_message_and_its_earlier_text_are_in_no_store(system: System) -> None:
+async def test_a_deleted_message_and_its_earlier_text_are_in_no_store_and_a_rebuild_agrees(system: System) -> None:
     a, b = await system.user(), await system.user()
     status, body = await system.call(
         "POST", "/api/v1/chats", a["token"], json={"type": "group", "title": "t", "member_ids": [b["id"]]}
@@ -268,3 +270,14 @@ async def test_a_deleted_message_and_its_earlier_text_are_in_no_store(system: Sy
     assert not any(kept.encode() in blob for blob in await topic_bytes(system.settings)), "topics hold it sealed"
     status, page = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
     assert [(m["text"], m["deleted"]) for m in page["messages"]] == [("", True), (kept, False)]
+
+    settings = system.settings
+    rebuilt = await rebuild(
+        CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
+        list(PROJECTIONS.values()),
+        progress=False,
+    )
+    for outcome in rebuilt.values():
+        assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+    status, again = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
+    assert again == page, "the rebuilt read models hold what the live ones did: the kept text, not the erased ones"
