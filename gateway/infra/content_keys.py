@@ -125,20 +125,29 @@ class ContentKeys:
         while True:
             try:
                 if not assigned:
-                    await self.assign_recent()
-                    assigned = True
+                    assigned = await self.assign_recent()
+                    if not assigned:
+                        log.warning("%s has no partitions yet (python -m streams create-topics)", self.topic)
+                        await asyncio.sleep(backoff.next_pause())
+                        continue
                 batches = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=1000)
                 backoff.reset()
                 self.take([r for records in batches.values() for r in records])
             except KafkaError as error:
                 log.warning("content keys tail: %r; again", error)
                 await asyncio.sleep(backoff.next_pause())
+            except Exception:
+                log.exception("content keys tail: unexpected error; going on")
+                await asyncio.sleep(backoff.next_pause())
 
-    async def assign_recent(self) -> None:
+    async def assign_recent(self) -> bool:
+        """Read every partition from `KEEP_S` ago; False while the topic has none."""
         partitions = self.consumer.partitions_for_topic(self.topic)
         if not partitions:
             await self.consumer._client.force_metadata_update()  # a topic created after the start
             partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            return False
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
         since = int((time.time() - KEEP_S) * 1000)
@@ -149,6 +158,7 @@ class ContentKeys:
                 await self.consumer.seek_to_end(tp)
             else:
                 self.consumer.seek(tp, at.offset)
+        return True
 
     def take(self, records: list[Any]) -> None:
         now = time.monotonic()
