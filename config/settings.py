@@ -147,6 +147,10 @@ class GatewaySettings(CommonSettings):
     worker_health_urls: str = ""
     """`name=url` pairs, comma separated: the workers whose `/healthz` the gateway's own reports
     (`scripts/system` sets them; empty: the gateway reports on its services only)."""
+    seal_texts: bool = True
+    """Seal the message texts this gateway sends (docs/erasure.md). Every gateway opens sealed
+    texts whatever this says: a rolling upgrade runs the new gateways with `false` until none of
+    the old ones is left (an old gateway would push a sealed text as it is), then turns it on."""
     write_rate_per_s: float = Field(40.0, gt=0, le=100_000)
     write_burst: int = Field(80, ge=1, le=1_000_000)
     """One budget per user for every write, REST and WebSocket alike, on every instance: 40 a

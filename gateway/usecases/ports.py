@@ -102,6 +102,6 @@ async def ports_ctx(app: web.Application) -> AsyncIterator[None]:
         pool=app[PG_POOL],
         budget=app[WRITE_BUDGET],
         settings=app[SETTINGS],
-        texts=app[CONTENT_KEYS],
+        texts=app[CONTENT_KEYS] if app[SETTINGS].seal_texts else None,
     )
     yield
