@@ -126,7 +126,9 @@ async def test_a_restarted_worker_decides_within_budget_and_like_one_recovered_f
         fresh = start_streams(system, "streams-from-nothing", empty)
         system.workers.append(fresh)
         from_nothing = [await ask(system, body, actor) for body, actor in checks]
-        assert changelog_records_to_read(fresh.log()) > 2 * MESSAGES  # every changelog, from its start
+        assert (
+            changelog_records_to_read(fresh.log()) > MESSAGES
+        )  # every changelog (message_index alone: a key per message)
         print(f"restart to first decision: {first_decision_s:.1f} s")  # shown with -s
 
         assert [answer(r) for r in restarted] == [answer(r) for r in from_nothing]
