@@ -3,6 +3,9 @@
 Uses the system at --base-url; when nothing answers there, starts it the way `make run` does.
 Prints a table and writes it as JSON (bench/results/latest.json by default). `--smoke` runs every
 scenario with tiny numbers in a few seconds, so that the benchmark cannot rot (a test runs it).
+Every stage records how many message events the log held when it started (`bench.log_size`).
+Opt-in stages: `--scale-out` (a second streams worker and gateway, `bench.scale_out`) and
+`--restart-system` (every process restarted on a log of 100,000+ messages, `bench.restarted_system`).
 """
 
 from __future__ import annotations

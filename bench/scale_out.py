@@ -104,6 +104,8 @@ def extra_processes(env: dict[str, str], gateway_port: int, log_dir: Path) -> It
     """The second streams worker and gateway, running (answering /healthz), stopped on exit."""
     if not port_is_free(gateway_port):
         raise RuntimeError(f"port {gateway_port} for the second gateway is taken (--scale-out-gateway-port)")
+    for name in ("streams-2", "gateway-2"):  # `start` appends: a log of an earlier run would say Ready
+        (log_dir / f"{name}.log").unlink(missing_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-scale-out-"))
     streams_port = free_port()
     started: list[Process] = []
@@ -211,6 +213,7 @@ async def measure_scale_out(
         double = await counted(run_once(base_url, [base_url, extra.gateway_url], users, rate, seconds, extra.pids))
     print("scale-out: second processes stopped; waiting for the first worker to hold every partition", flush=True)
     back = await settle("the streams group, back to one", lambda: streams_split([streams_url()], stream_partitions))
+    await settle("the delivery group, back to one", lambda: deliveries_split([base_url], delivered))
     ratio = double["messages_per_cpu_s"] / single["messages_per_cpu_s"] if single["messages_per_cpu_s"] else 0.0
     return {
         "rate": rate,
