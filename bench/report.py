@@ -101,6 +101,10 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ms(value: float | None) -> str:
+    return f"{value:,.1f} ms" if isinstance(value, (int, float)) else "n/a"
+
+
 def log_held(stage: dict[str, Any]) -> str:
     """The size of the log a stage ran on (`bench.log_size`)."""
     held = stage.get("log_messages")
@@ -112,7 +116,7 @@ def sustained_line(name: str, t: dict[str, Any]) -> str:
     return (
         f"{name} {t['offered_rate']:.0f}/s for {t['seconds']} s: acked {t['acked']}/{t['messages']}, "
         f"delivered once {t['delivered_once']}, doubled {t['doubled']}, in PostgreSQL {t['in_postgresql']}, "
-        f"p50 {latency.get('p50_ms')} ms, p99 {latency.get('p99_ms')} ms, held={t['held']}; {log_held(t)}"
+        f"p50 {ms(latency.get('p50_ms'))}, p99 {ms(latency.get('p99_ms'))}, held={t['held']}; {log_held(t)}"
     )
 
 
@@ -124,7 +128,7 @@ def stage_lines(results: dict[str, Any]) -> list[str]:
         to_recipient = latency["send_to_recipient"]
         lines.append(
             f"latency {latency['offered_rate']:.0f}/s, {latency['messages']} messages: "
-            f"p50 {to_recipient['p50_ms']} ms, p99 {to_recipient['p99_ms']} ms; {log_held(latency)}"
+            f"p50 {ms(to_recipient['p50_ms'])}, p99 {ms(to_recipient['p99_ms'])}; {log_held(latency)}"
         )
     lines.extend(sustained_line("throughput", t) for t in results.get("throughput", []))
     fanout = results.get("fanout")
@@ -176,8 +180,8 @@ def restarted_system_lines(restarted: dict[str, Any]) -> list[str]:
         else "no fill needed"
     )
     return [
-        f"restarted system: log held {fill['log_before']:,} message events, {filled}; `scripts/system up` to "
-        f"/healthz 200 in {restarted['up_to_healthy_s']} s",
+        f"restarted system: log held {fill['log_before']:,} message events before the fill, {filled}; "
+        f"`scripts/system up` to /healthz 200 in {restarted['up_to_healthy_s']} s",
         sustained_line("  then at once", restarted),
     ]
 

@@ -211,6 +211,7 @@ async def measure_scale_out(
         settled = await settle_two_of_each(extra, base_url, stream_partitions, delivered)
         print(f"scale-out: two of each, {rate:.0f} msg/s (settled: {settled})", flush=True)
         double = await counted(run_once(base_url, [base_url, extra.gateway_url], users, rate, seconds, extra.pids))
+        double["extra_pids"] = {name: pid for pid, name in extra.pids.items()}
     print("scale-out: second processes stopped; waiting for the first worker to hold every partition", flush=True)
     back = await settle("the streams group, back to one", lambda: streams_split([streams_url()], stream_partitions))
     await settle("the delivery group, back to one", lambda: deliveries_split([base_url], delivered))

@@ -20,8 +20,8 @@ import pytest
 
 from config.settings import CommonSettings
 from streams.topics import create_topics
-from tests.e2e.test_supervision import logs, pid_of, system
-from tests.processes import ROOT, free_port, port_is_free
+from tests.e2e.test_supervision import alive, logs, pid_of, system
+from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +100,7 @@ async def test_bench_smoke_runs_every_scenario(
     assert set(results["floors"]) == {"kafka_round_trip", "postgres_insert_commit", "websocket_echo"}
     assert "latency p50 (ms)" in done.stdout
     assert_log_sizes(results)
-    assert_scaled_out(results["scale_out"], second_gateway, out.parent / "scale-out-logs")
+    assert_scaled_out(results["scale_out"], out.parent / "scale-out-logs")
     assert_restarted(results["restarted_system"], gateway_before, gateway_after)
     assert "restarted system: log held" in done.stdout and "messages per CPU second" in done.stdout
 
@@ -120,21 +120,24 @@ def assert_log_sizes(results: dict[str, Any]) -> None:
     assert sizes == sorted(sizes) and sizes[1] >= sizes[0] + 20, sizes  # the latency stage's sends are in
 
 
-def assert_scaled_out(scale: dict[str, Any], second_gateway: int, log_dir: Path) -> None:
+def assert_scaled_out(scale: dict[str, Any], log_dir: Path) -> None:
     single, double = scale["single"], scale["double"]
     assert single["held"] and double["held"], scale
     assert single["messages_per_cpu_s"] > 0 and double["messages_per_cpu_s"] > 0 and scale["per_cpu_ratio"] > 0
     assert {"streams 2", "gateway 2"} <= set(double["cpu_percent"]), double["cpu_percent"]
     assert "streams 2" not in single["cpu_percent"]
     assert "[^Worker]: Ready" in (log_dir / "streams-2.log").read_text(errors="replace")
-    assert port_is_free(second_gateway), "the second gateway was not stopped"
+    assert not any(alive(pid) for pid in double["extra_pids"].values()), "the extra processes were not stopped"
 
 
 def assert_restarted(restarted: dict[str, Any], gateway_before: int, gateway_after: int) -> None:
     assert 0 not in (gateway_before, gateway_after) and gateway_after != gateway_before, "not restarted"
     assert restarted["fill"]["produced"] > 0 and restarted["log_messages"] >= RESTART_LOG, restarted
     assert restarted["up_to_healthy_s"] > 0
-    assert restarted["held"] and restarted["delivered_once"] == restarted["messages"], restarted
+    # held or not is the figure the stage measures (a worker just restarted may still be joining its
+    # group); that nothing is lost or doubled is not
+    assert restarted["delivered_once"] == restarted["in_postgresql"] == restarted["messages"], restarted
+    assert restarted["doubled"] == 0 and restarted["errors"] == 0, restarted
 
 
 def test_the_restart_stage_fills_restarts_and_recovers_from_nothing(tmp_path: Path) -> None:
