@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -271,7 +272,13 @@ async def rebuild_only(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]
     return results
 
 
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
+    # SIGTERM as Ctrl-C: the stages' cleanups run (the scale-out stage's processes, private topics)
+    signal.signal(signal.SIGTERM, interrupt)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--base-url", default="http://127.0.0.1:8080")
     parser.add_argument(
