@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from bench import profile, scenarios
-from bench.client import BenchUser, Client, healthy
+from bench.client import Client, healthy
 from bench.cpu import CpuMeter, system_pid, system_pids
 from bench.floors import measure_floors
 from bench.log_size import counted
@@ -205,7 +206,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         await client.close()
     save(results, args.json)
     if args.scale_out:
-        results["scale_out"] = await scale_out_stage(args, sizes, pair_users)
+        results["scale_out"] = await scale_out_stage(args, sizes)
         save(results, args.json)
     if args.restart_system:
         results["restarted_system"] = await restarted_system_stage(args, sizes)
@@ -215,16 +216,30 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     return results
 
 
-async def scale_out_stage(args: argparse.Namespace, sizes: Sizes, users: list[BenchUser]) -> dict[str, Any]:
+MAX_RATE_PER_USER = 10.0
+"""Messages a second one bench user sends at most: well under the gateway's write budget (40/s)."""
+
+
+def senders_for(rate: float, at_least: int) -> int:
+    """Users (an even number, in pairs) enough to offer `rate` within `MAX_RATE_PER_USER` each."""
+    return max(at_least - at_least % 2, 2 * math.ceil(rate / MAX_RATE_PER_USER / 2))
+
+
+async def scale_out_stage(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     rate = args.scale_out_rate or sizes.scale_out_rate
     log = log_settings(args)
+    client = Client(args.base_url)
+    try:
+        users = await client.users(f"s{uuid.uuid4().hex[:6]}_", senders_for(rate, sizes.users))
+    finally:
+        await client.close()
     return await measure_scale_out(
         args.base_url,
         log,
         BENCH_LIMITS,
         users,
         rate,
-        sizes.scale_out_seconds,
+        args.scale_out_seconds or sizes.scale_out_seconds,
         args.scale_out_gateway_port,
         args.json.parent / "scale-out-logs",
         lambda stage: counted(log, stage),
@@ -233,6 +248,7 @@ async def scale_out_stage(args: argparse.Namespace, sizes: Sizes, users: list[Be
 
 async def restarted_system_stage(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     target = args.restart_system_messages or sizes.restart_system_messages
+    rate = args.restart_system_rate or sizes.restart_system_rate
     print(f"restarted system: a log of at least {target:,} messages, then every process restarted", flush=True)
     return await measure_restarted_system(
         ROOT,
@@ -241,9 +257,9 @@ async def restarted_system_stage(args: argparse.Namespace, sizes: Sizes) -> dict
         BENCH_LIMITS,
         measured,
         target,
-        sizes.users,
-        sizes.restart_system_rate,
-        sizes.restart_system_seconds,
+        senders_for(rate, sizes.users),
+        rate,
+        args.restart_system_seconds or sizes.restart_system_seconds,
     )
 
 
@@ -340,12 +356,19 @@ def main(argv: list[str]) -> int:
         help="message events the log holds before the restart (default 100,000; --smoke 300)",
     )
     parser.add_argument(
+        "--restart-system-rate", type=float, help="the rate after the restart (default 1,000 msg/s; --smoke 50)"
+    )
+    parser.add_argument("--restart-system-seconds", type=float, help="how long it is offered (default 60 s; --smoke 2)")
+    parser.add_argument(
         "--scale-out",
         action="store_true",
         help="also the scale-out stage: the same sustained rate on one streams worker and one gateway, then with a "
         "second of each started by the bench; messages per CPU second of both (bench/scale_out.py)",
     )
     parser.add_argument("--scale-out-rate", type=float, help="the scale-out stage's rate (default 1,000 msg/s)")
+    parser.add_argument(
+        "--scale-out-seconds", type=float, help="each of the scale-out stage's two runs (default 60 s; --smoke 2)"
+    )
     parser.add_argument(
         "--scale-out-gateway-port", type=int, default=8090, help="the second gateway's port (default 8090)"
     )
