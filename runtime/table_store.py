@@ -32,7 +32,7 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 filters of 10 bits a key. Faust's defaults (64 MiB memtables, a 2 GiB cache, each per database)
 would let 4 tables x 8 partitions hold gigabytes; the decisions read recent keys, which the
 memtables and the OS page cache serve. Every new send looks up a message id that is not there
-(`message_index`): Faust's 3 bits a key let about a third of those misses read a data block
+(`message_index`): Faust's 3 bits a key let about a quarter of those misses read a data block
 (profiled: the lookup was 15% of the worker's samples with a 2 MiB cache); with 10 bits about 1%."""
 
 
