@@ -156,5 +156,5 @@ def test_the_restart_stage_fills_restarts_and_recovers_from_nothing(tmp_path: Pa
     restart = json.loads(out.read_text())["restart"]
     assert restart["fill"]["rss_mb"] > 0 and restart["data_dir_mb"] > 0
     assert restart["restart"]["changelog_records_read"] <= 20  # the local state held the rest
-    assert restart["from_nothing"]["changelog_records_read"] >= 2 * 300  # every changelog from its start
+    assert restart["from_nothing"]["changelog_records_read"] > 300  # every changelog (message_index: a key per send)
     assert "restarted on its data dir: first decision" in done.stdout
