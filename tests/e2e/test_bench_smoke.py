@@ -20,7 +20,7 @@ import pytest
 
 from config.settings import CommonSettings
 from streams.topics import create_topics
-from tests.e2e.test_supervision import alive, logs, pid_of, system
+from tests.e2e.test_supervision import alive, logs, pid_of, private_system_env, system
 from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -30,29 +30,12 @@ RESTART_LOG = 1500
 """More message events than the smoke's other stages write (≈ 700), so that the stage fills."""
 
 
-def private_system(prefix: str, database_url: str, jwt_secret: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "MESSENGER_DATA_DIR": str(tmp_path / "data"),
-        "PYTHON": sys.executable,
-        "GATEWAY_PORT": str(free_port()),
-        "STREAMS_WEB_PORT": str(free_port()),
-        "PROJECTIONS_WEB_PORT": str(free_port()),
-        "TOPIC_PREFIX": prefix,
-        "TOPIC_PARTITIONS": "4",
-        "DATABASE_URL": database_url,
-        "WORKER_DATA_DIR": str(tmp_path / "faust"),
-        "GATEWAY_INSTANCE_ID": f"bench{uuid.uuid4().hex[:6]}",
-        "JWT_SECRET": jwt_secret,
-        "REGISTER_LIMIT_PER_ADDRESS": "100000",
-    }
-
-
 async def test_bench_smoke_runs_every_scenario(
     topic_prefix: str, database_url: str, tmp_path: Path, jwt_secret: str
 ) -> None:
     prefix = f"{topic_prefix}bench{uuid.uuid4().hex[:6]}."
     await create_topics(CommonSettings(topic_prefix=prefix, topic_partitions=4, database_url=database_url))
-    env = private_system(prefix, database_url, jwt_secret, tmp_path)
+    env = private_system_env(prefix, 4, database_url, jwt_secret, tmp_path) | {"REGISTER_LIMIT_PER_ADDRESS": "100000"}
     second_gateway = free_port()
     out = tmp_path / "bench.json"
     try:
