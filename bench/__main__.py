@@ -3,6 +3,9 @@
 Uses the system at --base-url; when nothing answers there, starts it the way `make run` does.
 Prints a table and writes it as JSON (bench/results/latest.json by default). `--smoke` runs every
 scenario with tiny numbers in a few seconds, so that the benchmark cannot rot (a test runs it).
+Every stage records how many message events the log held when it started (`bench.log_size`).
+Opt-in stages: `--scale-out` (a second streams worker and gateway, `bench.scale_out`) and
+`--restart-system` (every process restarted on a log of 100,000+ messages, `bench.restarted_system`).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -24,12 +28,15 @@ from typing import Any
 from dotenv import dotenv_values
 
 from bench import profile, scenarios
-from bench.client import Client
+from bench.client import Client, healthy
 from bench.cpu import CpuMeter, system_pid, system_pids
 from bench.floors import measure_floors
+from bench.log_size import counted
 from bench.rebuild import measure_rebuild
 from bench.report import render
 from bench.restart import measure_restart
+from bench.restarted_system import measure_restarted_system
+from bench.scale_out import measure_scale_out
 from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings
 
@@ -50,24 +57,38 @@ class Sizes:
     connection_users: int
     floor_samples: int
     rebuild_events: int
+    restart_system_messages: int
+    """The restarted system stage fills the log up to this many message events first."""
+    restart_system_rate: float
+    restart_system_seconds: float
+    scale_out_rate: float
+    scale_out_seconds: float
 
 
 FULL = Sizes(
-    200, 5000, 1000, (1000, 2000, 3000, 5000), 60, 99, 500, 300, 10_000, 1000 + scenarios.PROBE_USERS, 2000, 1_000_000
+    200,
+    5000,
+    1000,
+    (1000, 2000, 3000, 5000),
+    60,
+    99,
+    500,
+    300,
+    10_000,
+    1000 + scenarios.PROBE_USERS,
+    2000,
+    1_000_000,
+    100_000,
+    1000,
+    60,
+    1000,
+    60,
 )
-SMOKE = Sizes(4, 20, 50, (50,), 1, 3, 5, 50, 20, 4, 20, 2000)
+SMOKE = Sizes(4, 20, 50, (50,), 1, 3, 5, 50, 20, 4, 20, 2000, 300, 50, 2, 50, 2)
 
 
 BENCH_LIMITS = {"REGISTER_LIMIT_PER_ADDRESS": "100000"}
 """One client registers a thousand users from one address: what the system refuses by default."""
-
-
-def healthy(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def ensure_running(base_url: str) -> None:
@@ -117,6 +138,12 @@ def save(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2))
 
 
+def log_settings(args: argparse.Namespace) -> CommonSettings:
+    """The settings to read the system's log with (`--kafka` overrides the brokers)."""
+    settings = CommonSettings()
+    return settings.model_copy(update={"kafka_brokers": args.kafka}) if args.kafka else settings
+
+
 async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
     print("measuring the floors", flush=True)
@@ -128,6 +155,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
             await measure_floors(kafka, args.database_url or settings.database_url, sizes.floor_samples)
         ).items()
     }
+    log = log_settings(args)
     client = Client(args.base_url)
     tag = uuid.uuid4().hex[:6]
     try:
@@ -135,8 +163,8 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         pair_users = users[: sizes.users - sizes.users % 2]
         save(results, args.json)
         print("latency", flush=True)
-        results["latency"] = await measured(
-            scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages)
+        results["latency"] = await counted(
+            log, measured(scenarios.latency(client, pair_users, sizes.latency_rate, sizes.latency_messages))
         )
         save(results, args.json)
         print("throughput", flush=True)
@@ -144,32 +172,100 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         for n, rate in enumerate(sizes.throughput_rates):
             profiled = profiled_processes(args.profile and n == 0)
             results["throughput"].append(
-                await measured(scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds), profiled)
+                await counted(
+                    log,
+                    measured(scenarios.sustained(client, pair_users, rate, sizes.throughput_seconds), profiled),
+                )
             )
             save(results, args.json)
             if not results["throughput"][-1]["held"]:
                 break
         save(results, args.json)
         print("fan-out", flush=True)
-        results["fanout"] = await measured(
-            scenarios.fanout(
-                client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate
-            )
+        results["fanout"] = await counted(
+            log,
+            measured(
+                scenarios.fanout(
+                    client, users[0], users[1 : sizes.fanout_members + 1], sizes.fanout_messages, sizes.fanout_rate
+                )
+            ),
         )
         save(results, args.json)
         print("connections", flush=True)
-        results["connections"] = await scenarios.connections(
-            client,
-            users[: sizes.connection_users],
-            sizes.connections,
-            gateway_pid(args.gateway_pid),
-            probe_messages=200 if not args.smoke else 10,
+        results["connections"] = await counted(
+            log,
+            scenarios.connections(
+                client,
+                users[: sizes.connection_users],
+                sizes.connections,
+                gateway_pid(args.gateway_pid),
+                probe_messages=200 if not args.smoke else 10,
+            ),
         )
     finally:
         await client.close()
     save(results, args.json)
+    if args.scale_out:
+        results["scale_out"] = await scale_out_stage(args, sizes)
+        save(results, args.json)
+    if args.restart_system:
+        results["restarted_system"] = await restarted_system_stage(args, sizes)
+        save(results, args.json)
     if not args.no_rebuild:
         results["rebuild"] = await rebuild_stage(args, sizes)
+    return results
+
+
+MAX_RATE_PER_USER = 10.0
+"""Messages a second one bench user sends at most: well under the gateway's write budget (40/s)."""
+
+
+def senders_for(rate: float, at_least: int) -> int:
+    """Users (an even number, in pairs) enough to offer `rate` within `MAX_RATE_PER_USER` each."""
+    return max(at_least - at_least % 2, 2 * math.ceil(rate / MAX_RATE_PER_USER / 2))
+
+
+async def scale_out_stage(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    rate = args.scale_out_rate or sizes.scale_out_rate
+    log = log_settings(args)
+    client = Client(args.base_url)
+    try:
+        users = await client.users(f"s{uuid.uuid4().hex[:6]}_", senders_for(rate, sizes.users))
+    finally:
+        await client.close()
+    return await measure_scale_out(
+        args.base_url,
+        log,
+        BENCH_LIMITS,
+        users,
+        rate,
+        args.scale_out_seconds or sizes.scale_out_seconds,
+        args.scale_out_gateway_port,
+        args.json.parent / "scale-out-logs",
+        lambda stage: counted(log, stage),
+    )
+
+
+async def restarted_system_stage(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    target = args.restart_system_messages or sizes.restart_system_messages
+    rate = args.restart_system_rate or sizes.restart_system_rate
+    print(f"restarted system: a log of at least {target:,} messages, then every process restarted", flush=True)
+    return await measure_restarted_system(
+        ROOT,
+        args.base_url,
+        log_settings(args),
+        BENCH_LIMITS,
+        measured,
+        target,
+        senders_for(rate, sizes.users),
+        rate,
+        args.restart_system_seconds or sizes.restart_system_seconds,
+    )
+
+
+async def restarted_system_only(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
+    results["restarted_system"] = await restarted_system_stage(args, sizes)
     return results
 
 
@@ -192,7 +288,13 @@ async def rebuild_only(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]
     return results
 
 
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
+    # SIGTERM as Ctrl-C: the stages' cleanups run (the scale-out stage's processes, private topics)
+    signal.signal(signal.SIGTERM, interrupt)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--base-url", default="http://127.0.0.1:8080")
     parser.add_argument(
@@ -239,6 +341,37 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--restart-store", choices=("rocksdb", "memory"), default="rocksdb", help="the restart stage's TABLE_STORE"
     )
+    parser.add_argument(
+        "--restart-system",
+        action="store_true",
+        help="also the restarted system stage: a log of 100,000+ messages, every process of the system restarted "
+        "(scripts/system down, up), then 60 s at 1,000 msg/s at once (bench/restarted_system.py)",
+    )
+    parser.add_argument(
+        "--restart-system-only", action="store_true", help="only the restarted system stage (on the running system)"
+    )
+    parser.add_argument(
+        "--restart-system-messages",
+        type=int,
+        help="message events the log holds before the restart (default 100,000; --smoke 300)",
+    )
+    parser.add_argument(
+        "--restart-system-rate", type=float, help="the rate after the restart (default 1,000 msg/s; --smoke 50)"
+    )
+    parser.add_argument("--restart-system-seconds", type=float, help="how long it is offered (default 60 s; --smoke 2)")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="also the scale-out stage: the same sustained rate on one streams worker and one gateway, then with a "
+        "second of each started by the bench; messages per CPU second of both (bench/scale_out.py)",
+    )
+    parser.add_argument("--scale-out-rate", type=float, help="the scale-out stage's rate (default 1,000 msg/s)")
+    parser.add_argument(
+        "--scale-out-seconds", type=float, help="each of the scale-out stage's two runs (default 60 s; --smoke 2)"
+    )
+    parser.add_argument(
+        "--scale-out-gateway-port", type=int, default=8090, help="the second gateway's port (default 8090)"
+    )
     parser.add_argument("--no-start", action="store_true", help="fail instead of starting the system")
     parser.add_argument(
         "--gateway-pid", type=int, help="the gateway process to measure (default: the one `make run` started)"
@@ -266,7 +399,8 @@ def main(argv: list[str]) -> int:
         return 1
     ensure_running(args.base_url)
     args.profile = args.profile and not args.smoke
-    results = asyncio.run(run(args, SMOKE if args.smoke else FULL))
+    sizes = SMOKE if args.smoke else FULL
+    results = asyncio.run(restarted_system_only(args, sizes) if args.restart_system_only else run(args, sizes))
     print(render(results))
     save(results, args.json)
     print(f"\nwritten to {args.json}")

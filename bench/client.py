@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,12 @@ class BenchUser:
 
 
 class Client:
-    def __init__(self, base_url: str) -> None:
+    """REST calls go to `base_url`; sockets to `socket_urls` in turn (by the caller's index), so
+    that a bench over several gateways spreads its users across them (default: `base_url` alone)."""
+
+    def __init__(self, base_url: str, socket_urls: Sequence[str] = ()) -> None:
         self.base = base_url.rstrip("/")
+        self.socket_bases = [url.rstrip("/") for url in socket_urls] or [self.base]
         self.http = ClientSession(connector=TCPConnector(limit=0), json_serialize=lambda v: orjson.dumps(v).decode())
 
     async def close(self) -> None:
@@ -71,9 +77,11 @@ class Client:
             raise RuntimeError(f"create chat: {status} {answer}")
         return str(answer["chat"]["id"])
 
-    async def socket(self, user: BenchUser) -> ClientWebSocketResponse:
+    async def socket(self, user: BenchUser, index: int = 0) -> ClientWebSocketResponse:
+        """A socket of `user` on the `index`-th of the socket URLs, counted round."""
+        base = self.socket_bases[index % len(self.socket_bases)]
         return await self.http.ws_connect(
-            f"{self.base}/api/v1/ws",
+            f"{base}/api/v1/ws",
             headers={"Authorization": f"Bearer {user.token}"},
             heartbeat=None,
             max_msg_size=0,
@@ -86,3 +94,12 @@ def send_frame(chat_id: str, text: str) -> tuple[str, str]:
     return client_msg_id, orjson.dumps(
         {"type": "message.send", "chat_id": chat_id, "client_msg_id": client_msg_id, "text": text}
     ).decode()
+
+
+def healthy(base_url: str) -> bool:
+    """Whether the gateway at `base_url` answers /healthz with 200 (itself, its services, its workers)."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -77,6 +77,8 @@ class CpuMeter:
     named: dict[int, str]
     started_at: float = 0.0
     before: dict[str, float] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of each group between `start` and `stop` (set by `stop`)."""
 
     def start(self) -> None:
         self.before = snapshot(self.named)
@@ -86,5 +88,10 @@ class CpuMeter:
         assert self.before is not None, "start() first"
         wall = time.perf_counter() - self.started_at
         after = snapshot(self.named)
-        used = {g: after[g] - self.before.get(g, 0.0) for g in after}
-        return {g: round(100 * s / wall, 1) for g, s in sorted(used.items(), key=lambda kv: -kv[1])}
+        self.seconds = {g: after[g] - self.before.get(g, 0.0) for g in after}
+        return {g: round(100 * s / wall, 1) for g, s in sorted(self.seconds.items(), key=lambda kv: -kv[1])}
+
+    @property
+    def total_seconds(self) -> float:
+        """CPU seconds of every group together (the machine's work for the stage)."""
+        return sum(self.seconds.values())

@@ -91,17 +91,99 @@ def render(results: dict[str, Any]) -> str:
     lines.append("")
     for name, floor in results.get("floors", {}).items():
         lines.append(f"floor {name}: p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms")
-    for t in results.get("throughput", []):
-        lines.append(
-            f"throughput {t['offered_rate']:.0f}/s for {t['seconds']} s: acked {t['acked']}/{t['messages']}, "
-            f"delivered once {t['delivered_once']}, doubled {t['doubled']}, in PostgreSQL {t['in_postgresql']}, "
-            f"held={t['held']}"
-        )
+    lines.extend(stage_lines(results))
+    lines.extend(scale_out_lines(results.get("scale_out", {})))
+    lines.extend(restarted_system_lines(results.get("restarted_system", {})))
     lines.extend(rebuild_lines(results.get("rebuild", {})))
     lines.extend(restart_lines(results.get("restart", {})))
     lines.extend(cpu_lines(results))
     lines.extend(profile_lines(results))
     return "\n".join(lines)
+
+
+def ms(value: float | None) -> str:
+    return f"{value:,.1f} ms" if isinstance(value, (int, float)) else "n/a"
+
+
+def log_held(stage: dict[str, Any]) -> str:
+    """The size of the log a stage ran on (`bench.log_size`)."""
+    held = stage.get("log_messages")
+    return f"log held {held:,} message events" if isinstance(held, int) else "log size not measured"
+
+
+def sustained_line(name: str, t: dict[str, Any]) -> str:
+    latency = t.get("send_to_recipient", {})
+    return (
+        f"{name} {t['offered_rate']:.0f}/s for {t['seconds']} s: acked {t['acked']}/{t['messages']}, "
+        f"delivered once {t['delivered_once']}, doubled {t['doubled']}, in PostgreSQL {t['in_postgresql']}, "
+        f"p50 {ms(latency.get('p50_ms'))}, p99 {ms(latency.get('p99_ms'))}, held={t['held']}; {log_held(t)}"
+    )
+
+
+def stage_lines(results: dict[str, Any]) -> list[str]:
+    """One line per stage of the running system, with the log it ran on."""
+    lines = []
+    latency = results.get("latency")
+    if latency:
+        to_recipient = latency["send_to_recipient"]
+        lines.append(
+            f"latency {latency['offered_rate']:.0f}/s, {latency['messages']} messages: "
+            f"p50 {ms(to_recipient['p50_ms'])}, p99 {ms(to_recipient['p99_ms'])}; {log_held(latency)}"
+        )
+    lines.extend(sustained_line("throughput", t) for t in results.get("throughput", []))
+    fanout = results.get("fanout")
+    if fanout:
+        lines.append(
+            f"fan-out {fanout['members']} members: {fanout['deliveries']}/{fanout['expected_deliveries']} "
+            f"deliveries, {fanout['deliveries_per_s']}/s; {log_held(fanout)}"
+        )
+    connections = results.get("connections")
+    if connections:
+        lines.append(
+            f"connections: {connections['sockets']} sockets, {connections['rss_per_socket_kib']} KiB each; "
+            f"{log_held(connections)}"
+        )
+    return lines
+
+
+def scale_out_lines(scale: dict[str, Any]) -> list[str]:
+    """Both runs of the scale-out stage and their messages per CPU second."""
+    if "single" not in scale:
+        return []
+    lines = []
+    for key, label in (("single", "1 streams worker + 1 gateway"), ("double", "2 streams workers + 2 gateways")):
+        run = scale[key]
+        lines.append(sustained_line(f"scale-out, {label}:", run))
+        lines.append(
+            f"  {run['messages_per_cpu_s']:,} messages per CPU second ({run['cpu_seconds']} CPU s over all processes)"
+        )
+    double = scale["double"]
+    lines.append(
+        f"  settled before the second run: streams group {double['streams_rebalance_s']} s, new worker ready "
+        f"{double['streams_ready_s']} s, delivery group {double['deliveries_rebalance_s']} s"
+    )
+    lines.append(
+        f"scale-out: messages per CPU second with two of each = {scale['per_cpu_ratio']:.2f}x one of each "
+        f"(held within 15 %: {scale['per_cpu_held']})"
+    )
+    return lines
+
+
+def restarted_system_lines(restarted: dict[str, Any]) -> list[str]:
+    """The restarted system stage: its fill, the restart, the first run after it."""
+    if "fill" not in restarted:
+        return []
+    fill = restarted["fill"]
+    filled = (
+        f"filled {fill['produced']:,} sends in {fill['seconds']} s ({fill['per_s']:,}/s)"
+        if fill["produced"]
+        else "no fill needed"
+    )
+    return [
+        f"restarted system: log held {fill['log_before']:,} message events before the fill, {filled}; "
+        f"`scripts/system up` to /healthz 200 in {restarted['up_to_healthy_s']} s",
+        sustained_line("  then at once", restarted),
+    ]
 
 
 def rebuild_lines(rebuild: dict[str, Any]) -> list[str]:
@@ -154,6 +236,9 @@ def cpu_lines(results: dict[str, Any]) -> list[str]:
     stages = [("latency", results.get("latency"))]
     stages += [(f"throughput {t['offered_rate']:.0f}/s", t) for t in results.get("throughput", [])]
     stages.append(("fan-out", results.get("fanout")))
+    scale = results.get("scale_out", {})
+    stages += [(f"scale-out {key}", scale.get(key)) for key in ("single", "double")]
+    stages.append(("restarted system", results.get("restarted_system")))
     lines = []
     for name, stage in stages:
         if stage and stage.get("cpu_percent"):

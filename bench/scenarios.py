@@ -98,9 +98,17 @@ class Pairs:
     chats: list[str]
 
 
-async def open_pairs(client: Client, users: list[BenchUser], tracker: Tracker) -> Pairs:
-    chats = list(await asyncio.gather(*(client.chat(users[i], [users[i + 1]]) for i in range(0, len(users) - 1, 2))))
-    sockets = list(await asyncio.gather(*(client.socket(u) for u in users)))
+async def pair_chats(client: Client, users: list[BenchUser]) -> list[str]:
+    """The direct chats of `users` two by two (the same chat again for a pair that has one)."""
+    return list(await asyncio.gather(*(client.chat(users[i], [users[i + 1]]) for i in range(0, len(users) - 1, 2))))
+
+
+async def open_pairs(client: Client, users: list[BenchUser], tracker: Tracker, chats: list[str] | None = None) -> Pairs:
+    """A socket per user (the n-th user on the client's n-th socket URL, so the two of a pair are
+    on different gateways when there are two); `chats` from `pair_chats`, made now if None."""
+    if chats is None:
+        chats = await pair_chats(client, users)
+    sockets = list(await asyncio.gather(*(client.socket(u, n) for n, u in enumerate(users))))
     readers = [asyncio.create_task(read_frames(ws, tracker)) for ws in sockets]
     senders = []
     for n, chat_id in enumerate(chats):
@@ -164,10 +172,13 @@ async def stored_messages(client: Client, users: list[BenchUser], chats: list[st
     return sum(await asyncio.gather(*(history_count(client, users[2 * n], c) for n, c in enumerate(chats))))
 
 
-async def sustained(client: Client, users: list[BenchUser], rate: float, seconds: float) -> dict[str, Any]:
-    """Offer `rate` msgs/s for `seconds`; count what was acked, delivered once, and is in PostgreSQL."""
+async def sustained(
+    client: Client, users: list[BenchUser], rate: float, seconds: float, chats: list[str] | None = None
+) -> dict[str, Any]:
+    """Offer `rate` msgs/s for `seconds`; count what was acked, delivered once, and is in PostgreSQL.
+    `chats`: the pairs' chats made beforehand (`pair_chats`), e.g. before a restart of the system."""
     tracker = Tracker()
-    pairs = await open_pairs(client, users, tracker)
+    pairs = await open_pairs(client, users, tracker, chats)
     count = int(rate * seconds)
     lag: list[float] = []
     before = await stored_messages(client, users, pairs.chats)

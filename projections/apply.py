@@ -170,8 +170,12 @@ def decode_all(projection: Projection, records: Sequence[Record]) -> tuple[list[
 
 
 async def lock_offsets(conn: Conn, projection: str, topic: str, partitions: list[int]) -> dict[int, int]:
-    await conn.execute(ENSURE_OFFSETS, projection, topic, partitions)
+    """Lock the partitions' rows; the rows missing (a partition's first batch) are created first,
+    so a batch costs the round trip of that INSERT only when a row is missing."""
     rows = await conn.fetch(LOCK_OFFSETS, projection, topic, partitions)
+    if len(rows) < len(partitions):
+        await conn.execute(ENSURE_OFFSETS, projection, topic, partitions)
+        rows = await conn.fetch(LOCK_OFFSETS, projection, topic, partitions)
     return {r["partition"]: r["next_offset"] for r in rows}
 
 

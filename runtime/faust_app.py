@@ -12,6 +12,7 @@ otherwise, which `WorkerSettings` allows only with a token.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import console.pages
 from config.logs import configure, faust_logging_config
 from config.settings import CommonSettings, WorkerSettings
 from runtime import table_store
-from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, measure_gc_pauses
+from runtime.gc_pauses import FREEZE_INTERVAL_S, FreezeSchedule, freeze_survivors, measure_gc_pauses
 from runtime.kafka_cluster import replication_of
 from runtime.operator_auth import operator_auth
 
@@ -87,7 +88,28 @@ def make_app(name: str, settings: WorkerSettings, **overrides: Any) -> faust.App
         schedule.run()
 
     app.timer(FREEZE_INTERVAL_S)(keep_gc_pauses_short)
+    app.timer(RECOVERY_CHECK_S)(freeze_after_recovery(app))
     return app
+
+
+RECOVERY_CHECK_S = 1.0
+
+
+def freeze_after_recovery(app: faust.App) -> Callable[[], Awaitable[None]]:
+    """A timer that freezes the survivors once each time the tables' recovery ends: what recovery
+    built (every key of the memory store, Faust's buffers) is then skipped by the collector at
+    once, not after up to `FREEZE_INTERVAL_S` of full collections over it, the minute right after
+    a restart in which a backlog must be drained."""
+    was_recovering = True
+
+    async def check() -> None:
+        nonlocal was_recovering
+        recovering = is_recovering(app)
+        if was_recovering and not recovering:
+            freeze_survivors()
+        was_recovering = recovering
+
+    return check
 
 
 def broker_credentials(settings: CommonSettings) -> faust.SASLCredentials:
@@ -106,17 +128,27 @@ def add_operator_pages(app: faust.App, settings: WorkerSettings) -> None:
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
+            """503 `recovering` until the tables are recovered (at start, and again after a
+            rebalance): the worker answers HTTP then, but decides nothing yet."""
             assigned = app.assignor.assigned_actives() if app.assignor else set()
+            recovering = is_recovering(app)
             return self.json(
                 {
-                    "status": "ok",
+                    "status": "recovering" if recovering else "ok",
                     "app": app.conf.id,
                     "assigned_partitions": len(assigned),
                     "rebalancing": app.rebalancing,
-                }
+                },
+                status=503 if recovering else 200,
             )
 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def is_recovering(app: faust.App) -> bool:
+    """Faust's table recovery has not finished once yet, or runs again now."""
+    recovery = getattr(app.tables, "recovery", None)  # `TableManagerT` does not declare it
+    return bool(app.in_recovery) or (recovery is not None and not recovery.completed.is_set())

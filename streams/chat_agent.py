@@ -21,6 +21,7 @@ the catch-up (step 1, the pipeline's `prepare`) and the checkpoints (after step 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +45,11 @@ from streams.pipeline import Decided, DecidingAgent, run_agent
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_EVERY_S = 1.0
+"""An event partition's checkpoint is written at most once a second, not after every batch: at
+1,000 msg/s that was nearly a changelog record per message. A checkpoint only bounds what the next
+catch-up replays (about a second more, `evolve` being idempotent); it never decides anything."""
+
 
 @dataclass
 class ChatTables:
@@ -51,7 +57,6 @@ class ChatTables:
 
     chats: TableT[str, JsonObject]
     messages: TableT[str, JsonObject]
-    sent: TableT[str, str]
     checkpoints: TableT[str, int]
     """`{topic}:{partition}` -> the next offset of that event partition not yet in the tables."""
 
@@ -64,7 +69,6 @@ class TableChatStore:
         self.partition = partition
         self.chats: dict[str, tuple[int, ChatState]] = {}
         self.messages: dict[str, tuple[int, StoredMessage]] = {}
-        self.sent: dict[str, tuple[int, str]] = {}
         self.checkpoints: dict[str, tuple[int, int]] = {}
 
     def get_chat(self, chat_id: str) -> ChatState | None:
@@ -85,15 +89,6 @@ class TableChatStore:
     def set_message(self, message_id: str, message: StoredMessage) -> None:
         self.messages[message_id] = (self.partition, message)
 
-    def get_sent(self, dedupe_key: str) -> str | None:
-        if dedupe_key in self.sent:
-            return self.sent[dedupe_key][1]
-        found: str | None = table_store.get(self.tables.sent, self.partition, dedupe_key)
-        return found
-
-    def set_sent(self, dedupe_key: str, message_id: str) -> None:
-        self.sent[dedupe_key] = (self.partition, message_id)
-
     def set_checkpoint(self, topic: str, partition: int, next_offset: int) -> None:
         self.checkpoints[f"{topic}:{partition}"] = (self.partition, next_offset)
 
@@ -102,11 +97,9 @@ class TableChatStore:
             await outbox.put(self.tables.chats, partition, chat_id, chat.to_json())
         for message_id, (partition, message) in self.messages.items():
             await outbox.put(self.tables.messages, partition, message_id, message.to_json())
-        for key, (partition, message_id) in self.sent.items():
-            await outbox.put(self.tables.sent, partition, key, message_id)
         for key, (partition, offset) in self.checkpoints.items():
             await outbox.put(self.tables.checkpoints, partition, key, offset)
-        self.chats, self.messages, self.sent, self.checkpoints = {}, {}, {}, {}
+        self.chats, self.messages, self.checkpoints = {}, {}, {}
 
 
 class ChatDecider(DecidingAgent[TableChatStore]):
@@ -120,6 +113,9 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         self.event_topics = (settings.topic(topics.CHAT_EVENTS.name), settings.topic(topics.MESSAGE_EVENTS.name))
         self.keys_topic = settings.topic(topics.CONTENT_KEYS.name)
         self.caught_up: set[int] = set()
+        self.unsaved: dict[tuple[str, int], int] = {}
+        """(event topic, partition) -> the next offset the tables hold, not yet in a checkpoint."""
+        self.checkpointed_at: dict[tuple[str, int], float] = {}
 
     def new_store(self) -> TableChatStore:
         return TableChatStore(self.tables)
@@ -134,21 +130,29 @@ class ChatDecider(DecidingAgent[TableChatStore]):
         return PendingEvent(topic, str(event.aggregate_id).encode(), decided.partition, event)
 
     def forget_preparation(self) -> None:
-        """Every partition is caught up again before its next decision."""
+        """Every partition is caught up again before its next decision (which also moves its
+        checkpoint); a revoked partition's checkpoint is its new owner's to write."""
         self.caught_up.clear()
+        self.unsaved.clear()
+        self.checkpointed_at.clear()
 
     async def prepare(self, partitions: set[int]) -> None:
         await self.catch_up(partitions)
 
     async def after_batch(self, outbox: Outbox, metadata: list[RecordMetadata]) -> None:
-        """Move the checkpoints, once the batch's table writes are durable, and without waiting:
-        a checkpoint that is lost only makes the next catch-up replay a little more (`evolve` is
-        idempotent)."""
-        latest: dict[tuple[str, int], int] = {}
+        """Move the checkpoints that are due (`CHECKPOINT_EVERY_S`), once the batch's table writes
+        are durable, and without waiting: a checkpoint that is lost or late only makes the next
+        catch-up replay a little more."""
         for m in metadata:
-            latest[(m.topic, m.partition)] = max(latest.get((m.topic, m.partition), 0), m.offset + 1)
-        for (topic, partition), next_offset in latest.items():
-            await outbox.put(self.tables.checkpoints, partition, f"{topic}:{partition}", next_offset)
+            where = (m.topic, m.partition)
+            self.unsaved[where] = max(self.unsaved.get(where, 0), m.offset + 1)
+        now = time.monotonic()
+        for where, next_offset in list(self.unsaved.items()):
+            if now - self.checkpointed_at.get(where, -CHECKPOINT_EVERY_S) >= CHECKPOINT_EVERY_S:
+                topic, partition = where
+                await outbox.put(self.tables.checkpoints, partition, f"{topic}:{partition}", next_offset)
+                self.checkpointed_at[where] = now
+                del self.unsaved[where]
         outbox.wait_in_background()
 
     async def catch_up(self, partitions: set[int]) -> None:
@@ -249,13 +253,6 @@ def register(app: faust.App, settings: StreamsSettings) -> ChatDecider:
             key_type=str,
             options=table_store.table_options(),
             help="message_id -> the message: chat, seq, sender, text, edited/deleted (in its chat's partition)",
-        ),
-        sent=app.Table(
-            "send_dedupe",
-            partitions=partitions,
-            key_type=str,
-            options=table_store.table_options(),
-            help="chat_id|sender_id|client_msg_id -> the message_id that send got (a repeated send finds it)",
         ),
         checkpoints=app.Table(
             "event_checkpoint",

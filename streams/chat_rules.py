@@ -7,8 +7,8 @@ added member, and everyone on create, gets the whole Chat (`chat.updated`). A gr
 `max_group_members`: so one add writes bytes linear in the group's size, and a create at most
 `max_group_members`² (contract v1.1, "Group size").
 
-The state is typed (`streams.chat_state`): a `ChatState` per chat, a `StoredMessage` per message,
-and the message id of each (chat, sender, client_msg_id) sent. `decide` applies the events it
+The state is typed (`streams.chat_state`): a `ChatState` per chat and a `StoredMessage` per message,
+whose id derives from (chat, sender, client_msg_id), so a repeated send finds it. `decide` applies the events it
 returns to the store itself, so that the next command of the same batch sees them. `evolve` is
 idempotent (an event applied twice changes nothing), because after a crash the agent replays the
 tail of the event topics over state that may already hold it.
@@ -73,14 +73,12 @@ MANAGERS = ("owner", "admin")
 
 
 class ChatStore(Protocol):
-    """The state the rules read and write: three maps keyed by strings."""
+    """The state the rules read and write: two maps keyed by strings."""
 
     def get_chat(self, chat_id: str) -> ChatState | None: ...
     def set_chat(self, chat_id: str, chat: ChatState) -> None: ...
     def get_message(self, message_id: str) -> StoredMessage | None: ...
     def set_message(self, message_id: str, message: StoredMessage) -> None: ...
-    def get_sent(self, dedupe_key: str) -> str | None: ...
-    def set_sent(self, dedupe_key: str, message_id: str) -> None: ...
 
 
 def dedupe_key(chat_id: uuid.UUID | str, sender_id: uuid.UUID | str, client_msg_id: str) -> str:
@@ -165,8 +163,8 @@ def _evolve_membership(store: ChatStore, p: MemberAdded | RoleChanged | MemberRe
 
 
 def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
-    """Each of the three keys is mended on its own: a crash can leave any subset of them written
-    (they live in different changelogs), and the replayed tail must complete the rest."""
+    """Each of the two keys is mended on its own: a crash can leave either of them written
+    (they live in different changelogs), and the replayed tail must complete the other."""
     chat = store.get_chat(str(p.chat_id))
     if chat is None:
         return
@@ -185,9 +183,6 @@ def _evolve_sent(store: ChatStore, p: MessageSent, at: str) -> None:
                 created_at=at,
             ),
         )
-    key = dedupe_key(p.chat_id, p.sender_id, p.client_msg_id)
-    if store.get_sent(key) is None:
-        store.set_sent(key, str(p.message_id))
 
 
 # --- decide -----------------------------------------------------------------------------------
@@ -371,15 +366,14 @@ def _remove_member(chat: ChatState, actor: str, body: RemoveMember, emit: _Emitt
     return emit.decision
 
 
-def _sent_again(store: ChatStore, chat: ChatState, message_id: str, emit: _Emitter) -> Decision:
+def _sent_again(chat: ChatState, first: StoredMessage, emit: _Emitter) -> Decision:
     """A send decided before: the first message, and its `message.new` delivered again.
 
     The first decision's events may be durable while its deliveries never left (the worker was
     killed between the two); the command then comes again (uncommitted, or resent by its
     client) and lands here. Delivering again is safe: each socket drops a `seq` it already has.
+    The message's id derives from (chat, sender, client_msg_id), so `message_index` finds it.
     """
-    first = store.get_message(message_id)
-    assert first is not None
     message = message_view(first)
     if not first.deleted:
         emit.deliver(list(chat.members), message_new_frame(json_of(message)))
@@ -399,11 +393,11 @@ def _successor(chat: ChatState, leaving: str) -> str | None:
 
 
 def _send(store: ChatStore, chat: ChatState, actor: str, body: SendMessage, emit: _Emitter) -> Decision:
-    known = store.get_sent(dedupe_key(body.chat_id, actor, body.client_msg_id))
-    if known is not None:
-        return _sent_again(store, chat, known, emit)
     sender = uuid.UUID(actor)
     message_id = message_id_for(body.chat_id, sender, body.client_msg_id)
+    first = store.get_message(str(message_id))
+    if first is not None:
+        return _sent_again(chat, first, emit)
     members = list(chat.members)
     emit(
         body.chat_id,

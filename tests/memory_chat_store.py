@@ -9,7 +9,6 @@ class MemoryChatStore:
     def __init__(self) -> None:
         self.chats: dict[str, ChatState] = {}
         self.messages: dict[str, StoredMessage] = {}
-        self.sent: dict[str, str] = {}
 
     def get_chat(self, chat_id: str) -> ChatState | None:
         return self.chats.get(chat_id)
@@ -22,9 +21,3 @@ class MemoryChatStore:
 
     def set_message(self, message_id: str, message: StoredMessage) -> None:
         self.messages[message_id] = message
-
-    def get_sent(self, dedupe_key: str) -> str | None:
-        return self.sent.get(dedupe_key)
-
-    def set_sent(self, dedupe_key: str, message_id: str) -> None:
-        self.sent[dedupe_key] = message_id

@@ -52,7 +52,7 @@ ACTIVE_PHASES = {"bulk", "indexes", "catch_up", "checksum", "swap"}
 HOLDABLE_PHASES = ("bulk", "indexes", "catch_up")
 """Phases a rebuild may be frozen in without pausing the live projections worker (the swap does)."""
 HOLD_S = 10.0
-STREAMS_TABLES = {"chat_state", "message_index", "send_dedupe", "event_checkpoint", "usernames"}
+STREAMS_TABLES = {"chat_state", "message_index", "event_checkpoint", "usernames"}
 
 
 def partition_of(key: str) -> int:

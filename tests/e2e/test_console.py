@@ -150,7 +150,7 @@ async def test_tables_are_counted_across_both_streams_workers(console: Console) 
         page = await until(lambda w=worker: settled(console, w), "chat_state counted on both workers")
         assert {w.url for w in page.workers} == urls and all(w.answered for w in page.workers)
         tables = {t.name: t for t in page.tables}
-        assert set(tables) == {"chat_state", "message_index", "send_dedupe", "event_checkpoint", "usernames"}
+        assert set(tables) == {"chat_state", "message_index", "event_checkpoint", "usernames"}
         assert tables["message_index"].total_keys == len(console.message_ids)
         for table in tables.values():
             assert table.help and table.changelog_topic.endswith(f"{table.name}-changelog")

@@ -94,10 +94,10 @@ def logs(data_dir: Path) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture
-async def system_env(topic_prefix: str, database_url: str, jwt_secret: str, tmp_path: Path) -> dict[str, str]:
-    prefix = f"{topic_prefix}supervised{uuid.uuid4().hex[:6]}."
-    await create_topics(CommonSettings(topic_prefix=prefix, topic_partitions=2))
+def private_system_env(
+    prefix: str, partitions: int, database_url: str, jwt_secret: str, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a `scripts/system` of its own: data, ports, topics and gateway instance."""
     return {
         "MESSENGER_DATA_DIR": str(tmp_path / "data"),
         "PYTHON": sys.executable,
@@ -105,12 +105,19 @@ async def system_env(topic_prefix: str, database_url: str, jwt_secret: str, tmp_
         "STREAMS_WEB_PORT": str(free_port()),
         "PROJECTIONS_WEB_PORT": str(free_port()),
         "TOPIC_PREFIX": prefix,
-        "TOPIC_PARTITIONS": "2",
+        "TOPIC_PARTITIONS": str(partitions),
         "DATABASE_URL": database_url,
         "WORKER_DATA_DIR": str(tmp_path / "faust"),
-        "GATEWAY_INSTANCE_ID": f"supervised{uuid.uuid4().hex[:6]}",
+        "GATEWAY_INSTANCE_ID": f"private{uuid.uuid4().hex[:6]}",
         "JWT_SECRET": jwt_secret,
     }
+
+
+@pytest.fixture
+async def system_env(topic_prefix: str, database_url: str, jwt_secret: str, tmp_path: Path) -> dict[str, str]:
+    prefix = f"{topic_prefix}supervised{uuid.uuid4().hex[:6]}."
+    await create_topics(CommonSettings(topic_prefix=prefix, topic_partitions=2))
+    return private_system_env(prefix, 2, database_url, jwt_secret, tmp_path)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -126,7 +128,9 @@ async def test_a_restarted_worker_decides_within_budget_and_like_one_recovered_f
         fresh = start_streams(system, "streams-from-nothing", empty)
         system.workers.append(fresh)
         from_nothing = [await ask(system, body, actor) for body, actor in checks]
-        assert changelog_records_to_read(fresh.log()) > 2 * MESSAGES  # every changelog, from its start
+        assert (
+            changelog_records_to_read(fresh.log()) > MESSAGES
+        )  # every changelog (message_index alone: a key per message)
         print(f"restart to first decision: {first_decision_s:.1f} s")  # shown with -s
 
         assert [answer(r) for r in restarted] == [answer(r) for r in from_nothing]
@@ -140,3 +144,49 @@ async def test_a_restarted_worker_decides_within_budget_and_like_one_recovered_f
         assert codes == [*repeated_then_edited_by_bob, "not_found", "forbidden", "not_found"], codes
         repeat_of_edited = restarted[CHATS].result_as(MessageResult).message
         assert (repeat_of_edited.text, repeat_of_edited.edited_at is not None) == ("edited 0", True)
+
+
+CHANGELOG_RECORDS = 60_000
+"""Enough for a recovery that lasts seconds, far longer than the 50 ms between two health polls."""
+
+
+async def test_a_worker_answers_recovering_until_its_tables_are_recovered(
+    topic_prefix: str, jwt_secret: str, tmp_path: Path
+) -> None:
+    """The fault: a worker that answered `/healthz` 200 while it read its changelogs, deciding
+    nothing (the gateway reported it up, clients got 503s). A worker with an empty data dir must
+    read a long `message_index` changelog: it answers 503 `recovering` meanwhile, then 200."""
+    async with streams_system(f"{topic_prefix}recovering.", tmp_path, jwt_secret) as system:
+        first = start_streams(system, "streams-first", tmp_path / "first")  # creates the changelogs
+        assert first.stop() == 0, first.log()[-3000:]
+        changelog = f"{system.settings.topic_prefix}messenger-streams-message_index-changelog"
+        for n in range(CHANGELOG_RECORDS):
+            key = f'"{uuid.uuid4()}"'.encode()
+            await system.producer.send(changelog, value=b'{"text": "' + b"x" * 100 + b'"}', key=key, partition=n % 4)
+        await system.producer.flush()
+
+        worker = start_streams(system, "streams-recovering", tmp_path / "empty", wait=False)
+        system.workers.append(worker)
+        url = f"http://127.0.0.1:{worker.env['WORKER_WEB_PORT']}/healthz"
+        answers = await asyncio.to_thread(health_answers_until_ok, worker, url, 120.0)
+        assert '503 {"status":"recovering"' in "\n".join(answers), answers[-5:]
+        assert answers[-1].startswith("200 "), answers[-5:]
+        assert changelog_records_to_read(worker.log()) > CHANGELOG_RECORDS // 2, "it read the changelog"
+
+
+def health_answers_until_ok(worker: Process, url: str, timeout: float) -> list[str]:
+    """Every `/healthz` answer (status and body), polled every 50 ms until one is 200."""
+    answers: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.popen.poll() is None, worker.log()[-3000:]
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                answers.append(f"{response.status} {response.read().decode()}")
+                return answers
+        except urllib.error.HTTPError as error:
+            answers.append(f"{error.code} {error.read().decode()}")
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered 200: {answers[-5:]}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
+from types import SimpleNamespace
+from typing import cast
 
+import faust
 from prometheus_client import REGISTRY
 
+from runtime.faust_app import freeze_after_recovery, is_recovering
 from runtime.gc_pauses import FreezeSchedule, measure_gc_pauses
 
 
@@ -44,5 +49,39 @@ def test_a_cycle_frozen_while_alive_is_freed_by_the_next_thawing_round() -> None
         assert alive() is not None, "frozen objects are skipped by collections"
         schedule.run()
         assert alive() is None
+    finally:
+        gc.unfreeze()
+
+
+class RecoveringApp:
+    """What `freeze_after_recovery` and `is_recovering` read of a Faust app."""
+
+    def __init__(self) -> None:
+        self.in_recovery = True
+        self.tables = SimpleNamespace(recovery=SimpleNamespace(completed=asyncio.Event()))
+
+
+async def test_the_survivors_are_frozen_once_when_recovery_ends_and_health_says_so() -> None:
+    app = RecoveringApp()
+    check = freeze_after_recovery(cast(faust.App, app))
+    try:
+        gc.unfreeze()
+        await check()
+        assert is_recovering(cast(faust.App, app)) and gc.get_freeze_count() == 0
+        app.in_recovery = False
+        assert is_recovering(cast(faust.App, app)), "never recovered yet: still recovering"
+        app.tables.recovery.completed.set()
+        assert not is_recovering(cast(faust.App, app))
+        await check()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0, "frozen as recovery ended"
+        gc.unfreeze()
+        await check()
+        assert gc.get_freeze_count() == 0, "once per recovery, not every check"
+        app.in_recovery = True
+        await check()
+        app.in_recovery = False
+        await check()
+        assert gc.get_freeze_count() > 0, "and again after the next recovery (a rebalance)"
     finally:
         gc.unfreeze()
