@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from datetime import timedelta
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -128,6 +129,9 @@ class StreamsSettings(WorkerSettings):
     """The streams worker: it checks that a direct chat's id is the one its pair is given."""
 
     chat_id_key: ChatIdKey
+    username_quarantine: timedelta = Field(timedelta(days=30), ge=timedelta(0))
+    """How long an erased account's username stays claimed (docs/erasure.md): seconds, or an
+    ISO 8601 duration (`P30D`). Nobody can take a just-erased person's name meanwhile."""
 
 
 class GatewaySettings(CommonSettings):

@@ -16,6 +16,7 @@ from gateway.rest import chats as routes_chats
 from gateway.rest import docs, http_headers
 from gateway.rest import users as routes_users
 from gateway.rest.errors import error_middleware
+from gateway.usecases.erasure import erasure_healing_ctx
 from gateway.usecases.ports import ports_ctx
 from gateway.web import routes as routes_web
 from runtime.gc_pauses import freeze_survivors, measure_gc_pauses
@@ -44,6 +45,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             routes_auth.auth_ctx,
             limits.limits_ctx,
             ports_ctx,
+            erasure_healing_ctx,
         ]
     )
     for table in (health.routes, routes_auth.routes, routes_users.routes, routes_chats.routes):

@@ -50,6 +50,12 @@ class LoginBody(Body):
     password: Annotated[str, Clean] = Field(min_length=1, max_length=256)
 
 
+class EraseAccountBody(Body):
+    """`DELETE /api/v1/users/me`: the account's password, asked again before it is erased."""
+
+    password: Annotated[str, Clean] = Field(min_length=1, max_length=256)
+
+
 class RefreshBody(Body):
     refresh_token: Annotated[str, Clean] = Field(min_length=1, max_length=512)
 

@@ -43,6 +43,15 @@ class UpdateProfile(CommandBody):
     bio: Annotated[str, Clean] | None = None
 
 
+class EraseAccount(CommandBody):
+    """Erase the actor's own account (docs/erasure.md, "Account erasure"): keyed by the folded
+    username, so that the partition owning the name decides it and quarantines the name."""
+
+    kind: Literal["user.erase"] = "user.erase"
+    user_id: uuid.UUID
+    username: str
+
+
 class CreateChat(CommandBody):
     kind: Literal["chat.create"] = "chat.create"
     chat_id: uuid.UUID
@@ -61,6 +70,20 @@ class RemoveMember(CommandBody):
     kind: Literal["chat.remove_member"] = "chat.remove_member"
     chat_id: uuid.UUID
     user_id: uuid.UUID
+
+
+ERASED_IDS_MAX = 500
+"""The most message ids one `chat.erase_member` names: the gateway sends a chat's in chunks."""
+
+
+class EraseMember(CommandBody):
+    """An erased account leaves `chat_id`, and its messages there named in `message_ids` are
+    deleted; its actor is the erased user (whose membership may be gone already)."""
+
+    kind: Literal["chat.erase_member"] = "chat.erase_member"
+    chat_id: uuid.UUID
+    user_id: uuid.UUID
+    message_ids: list[uuid.UUID] = Field(default_factory=list, max_length=ERASED_IDS_MAX)
 
 
 class CarriesText(CommandBody):
@@ -104,9 +127,11 @@ class MarkRead(CommandBody):
 Body = Annotated[
     Register
     | UpdateProfile
+    | EraseAccount
     | CreateChat
     | AddMember
     | RemoveMember
+    | EraseMember
     | SendMessage
     | EditMessage
     | DeleteMessage

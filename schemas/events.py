@@ -53,6 +53,14 @@ class ProfileUpdated(Payload):
     bio: str | None = None
 
 
+class UserErased(Payload):
+    """The account is gone (docs/erasure.md): its profile key shredded, its name claimed until
+    `free_after` (`USERNAME_QUARANTINE`), its messages deleted chat by chat after it."""
+
+    user_id: uuid.UUID
+    free_after: datetime
+
+
 class ChatCreated(Payload):
     chat_id: uuid.UUID
     type: ChatType
@@ -68,11 +76,15 @@ class MemberAdded(Payload):
     added_by: uuid.UUID
 
 
+RemovalReason = Literal["left", "removed", "erased"]
+"""`erased`: the member's account was erased (its messages in the chat are deleted with it)."""
+
+
 class MemberRemoved(Payload):
     chat_id: uuid.UUID
     user_id: uuid.UUID
     removed_by: uuid.UUID
-    reason: Literal["left", "removed"]
+    reason: RemovalReason
 
 
 class RoleChanged(Payload):
@@ -138,6 +150,7 @@ class ReadMarkerMoved(Payload):
 EVENT_TYPES: dict[str, tuple[int, type[Payload]]] = {
     "user.registered": (1, UserRegistered),
     "user.profile_updated": (1, ProfileUpdated),
+    "user.erased": (1, UserErased),
     "chat.created": (1, ChatCreated),
     "chat.member_added": (1, MemberAdded),
     "chat.member_removed": (1, MemberRemoved),

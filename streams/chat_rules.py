@@ -30,6 +30,8 @@ from schemas.commands import (
     DeleteMessage,
     DeliveryRecord,
     EditMessage,
+    EraseAccount,
+    EraseMember,
     MarkRead,
     MessageDeletedResult,
     MessageResult,
@@ -49,6 +51,7 @@ from schemas.events import (
     MessageSent,
     Payload,
     ReadMarkerMoved,
+    RemovalReason,
     RoleChanged,
     event_id_for,
     new_event,
@@ -223,10 +226,12 @@ def _decide(
     emit = _Emitter(store, command, now or datetime.now(UTC))
     if isinstance(body, CreateChat):
         return _create(store, command.actor_id, body, emit, max_group_members, chat_id_key)
-    if isinstance(body, (Register, UpdateProfile)):
+    if isinstance(body, (Register, UpdateProfile, EraseAccount)):
         return refuse("invalid_request", f"{body.kind} is not a chat command")
     chat = store.get_chat(str(body.chat_id))
     actor = str(command.actor_id)
+    if isinstance(body, EraseMember):
+        return _erase_member(store, chat, actor, body, emit) if chat else refuse("not_found", "no such chat")
     if chat is None or actor not in chat.members:
         return refuse("not_found", "no such chat")
     if isinstance(body, AddMember):
@@ -346,15 +351,19 @@ def _remove_member(chat: ChatState, actor: str, body: RemoveMember, emit: _Emitt
         return refuse("not_found", "no such member")
     if not leaving and (chat.role_of(actor) not in MANAGERS or chat.role_of(target) == "owner"):
         return refuse("forbidden", "only the owner or an admin removes members, and not the owner")
-    chat_id = str(body.chat_id)
+    _leave(chat, actor, body, emit, "left" if leaving else "removed")
+    emit.chat_result(str(body.chat_id))
+    return emit.decision
+
+
+def _leave(
+    chat: ChatState, actor: str, body: RemoveMember | EraseMember, emit: _Emitter, reason: RemovalReason
+) -> None:
+    """`body.user_id` out of the chat; a leaving owner hands the group over (`_successor`)."""
+    chat_id, target = str(body.chat_id), str(body.user_id)
     emit(
         body.chat_id,
-        MemberRemoved(
-            chat_id=body.chat_id,
-            user_id=body.user_id,
-            removed_by=uuid.UUID(actor),
-            reason="left" if leaving else "removed",
-        ),
+        MemberRemoved(chat_id=body.chat_id, user_id=body.user_id, removed_by=uuid.UUID(actor), reason=reason),
     )
     rest = [m for m in chat.members if m != target]
     emit.deliver([*rest, target], chat_member_removed_frame(chat_id, target))
@@ -362,7 +371,31 @@ def _remove_member(chat: ChatState, actor: str, body: RemoveMember, emit: _Emitt
     if chat.role_of(target) == "owner" and successor:
         emit(body.chat_id, RoleChanged(chat_id=body.chat_id, user_id=uuid.UUID(successor), role="owner"))
         emit.deliver(rest, chat_member_added_frame(chat_id, successor, "owner"))
-    emit.chat_result(chat_id)
+
+
+def _erase_member(store: ChatStore, chat: ChatState, actor: str, body: EraseMember, emit: _Emitter) -> Decision:
+    """An erased account's messages named in the command deleted (their keys shredded), and the
+    account out of the chat, a direct one too, so that nothing it still holds can write here.
+
+    Its membership may be gone already: the gateway sends the messages it finds after the
+    removal (those decided just before it) in a second command. Messages of others, of another
+    chat, or deleted already are passed over: a command decided again changes nothing.
+    """
+    if actor != str(body.user_id):
+        return refuse("forbidden", "only an erased account's own erasure removes it")
+    chat_id = str(body.chat_id)
+    members = list(chat.members)
+    for message_id in body.message_ids:
+        message = store.get_message(str(message_id))
+        if message is None or message.chat_id != chat_id or message.sender_id != actor or message.deleted:
+            continue
+        emit(
+            body.chat_id,
+            MessageDeleted(message_id=message_id, chat_id=body.chat_id, seq=message.seq, deleted_by=body.user_id),
+        )
+        emit.deliver(members, message_deleted_frame(chat_id, str(message_id), message.seq))
+    if actor in chat.members:
+        _leave(chat, actor, body, emit, "erased")
     return emit.decision
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import faust
 from faust.types import TableT
 
-from config.settings import WorkerSettings
+from config.settings import StreamsSettings
 from runtime import table_store
 from schemas import topics
 from schemas.commands import Command
@@ -45,30 +45,33 @@ class TableUserStore:
 class UserDecider(DecidingAgent[TableUserStore]):
     consumer = "user_decider"
 
-    def __init__(self, app: faust.App, settings: WorkerSettings, usernames: TableT[str, str]) -> None:
+    def __init__(self, app: faust.App, settings: StreamsSettings, usernames: TableT[str, str]) -> None:
         super().__init__(app, settings.topic(topics.DEAD_LETTERS.name))
         self.usernames = usernames
         self.events_topic = settings.topic(topics.USER_EVENTS.name)
+        self.keys_topic = settings.topic(topics.CONTENT_KEYS.name)
+        self.quarantine = settings.username_quarantine
 
     def new_store(self) -> TableUserStore:
         return TableUserStore(self.usernames)
 
     def decide(self, store: TableUserStore, command: Command) -> Decision:
-        return user_rules.decide(store, command)
+        return user_rules.decide(store, command, quarantine=self.quarantine)
 
     def destination(self, decided: Decided, event: Event) -> PendingEvent:
         """`user.events` is keyed by user id (the commands by name): the key picks the partition."""
         return PendingEvent(self.events_topic, str(event.aggregate_id).encode(), None, event)
 
 
-def register(app: faust.App, settings: WorkerSettings) -> UserDecider:
+def register(app: faust.App, settings: StreamsSettings) -> UserDecider:
     """Declare the user agent and its table on `app`."""
     usernames = app.Table(
         "usernames",
         partitions=settings.topic_partitions,
         key_type=str,
         options=table_store.table_options(),
-        help="folded (case-insensitive) username -> the user_id that registered it",
+        help="folded (case-insensitive) username -> the user_id that registered it "
+        "(`<user_id>|<free after>` once its account is erased: streams.user_rules.Claim)",
     )
     decider = UserDecider(app, settings, usernames)
     source = app.topic(

@@ -1,4 +1,5 @@
-"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth").
+"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth"); and the erasure of
+one's account, `DELETE /api/v1/users/me` (v1.1, "Erasure"), which asks the password again.
 
 Each login opens a session (a refresh family); its access tokens carry its id, and when it ends
 (logout, the reuse of a retired refresh token) its sockets close everywhere (`gateway.auth.session_end`).
@@ -13,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
+from gateway.auth.identity import caller
 from gateway.auth.passwords import verify_password
 from gateway.auth.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
 from gateway.auth.session_end import SESSION_ENDS, SessionEnds
@@ -20,17 +22,18 @@ from gateway.auth.throttle import LoginThrottle, RegisterThrottle
 from gateway.auth.tokens import issue_access_token
 from gateway.infra import read_store
 from gateway.infra.resources import PG_POOL, REDIS, SETTINGS
-from gateway.rest.errors import invalid_credentials, parse_body
-from gateway.usecases import accounts
-from gateway.usecases.ports import PORTS
-from schemas.api import LoginBody, RefreshBody, RegisterBody
+from gateway.rest.errors import invalid_credentials, not_found, parse_body
+from gateway.usecases import accounts, erasure
+from gateway.usecases.ports import PORTS, Actor
+from schemas.api import EraseAccountBody, LoginBody, RefreshBody, RegisterBody
 from schemas.models import fold_username
 
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 REGISTER_THROTTLE = web.AppKey("register_throttle", RegisterThrottle)
 PASSWORD_CHECKS = Counter(
     "gateway_login_password_checks_total",
-    "Passwords verified (argon2id) by login: at most the throttle's limit per account and window",
+    "Passwords verified (argon2id) by login and by account erasure:"
+    " at most the throttle's limit per account and window",
 )
 
 routes = web.RouteTableDef()
@@ -76,27 +79,50 @@ async def register(request: web.Request) -> web.Response:
     return web.json_response({"user": user}, status=201)
 
 
-@routes.post("/api/v1/auth/login")
-async def login(request: web.Request) -> web.Response:
-    body = await parse_body(request, LoginBody)
-    username = fold_username(body.username)
+async def checked_user(request: web.Request, username: str, password: str) -> dict[str, Any]:
+    """The user of the folded `username` if `password` is theirs; else 401 `invalid_credentials`.
+    Every check counts against the login throttle (429 beyond), wherever it is asked: at login,
+    and where a signed-in user must give the password again (erasing the account)."""
     address = client_address(request)
     throttle = request.app[LOGIN_THROTTLE]
     await throttle.reserve(username, address)
     try:
         found = await read_store.credentials(request.app[PG_POOL], username)
         PASSWORD_CHECKS.inc()
-        right = await verify_password(found[1] if found else None, body.password)
+        right = await verify_password(found[1] if found else None, password)
     except Exception:
         await throttle.undecided(username, address)
         raise
     if not right or found is None:
         raise invalid_credentials()
     await throttle.succeeded(username, address)
-    user = found[0]
+    return found[0]
+
+
+@routes.post("/api/v1/auth/login")
+async def login(request: web.Request) -> web.Response:
+    body = await parse_body(request, LoginBody)
+    user = await checked_user(request, fold_username(body.username), body.password)
     grant = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
     pair = token_pair(request, uuid.UUID(user["id"]), grant.session_id, grant.token)
     return web.json_response({**pair, "user": user})
+
+
+@routes.delete("/api/v1/users/me")
+async def erase_account(request: web.Request) -> web.Response:
+    """Erase the caller's account (docs/erasure.md): its password again; then its sessions end
+    (4001) and its messages are deleted chat by chat; 204 once the read models say so. Sessions
+    end before and again after: a login between the check and the erasure's projection ends too."""
+    user_id = caller(request)
+    body = await parse_body(request, EraseAccountBody)
+    found = await read_store.user_by_id(request.app[PG_POOL], user_id)
+    if found is None:
+        raise not_found()
+    await checked_user(request, found["username"], body.password)
+    await request.app[SESSION_ENDS].end_user_sessions(user_id)
+    await erasure.erase_account(request.app[PORTS], Actor(user_id), found["username"])
+    await request.app[SESSION_ENDS].end_user_sessions(user_id)
+    return web.Response(status=204)
 
 
 @routes.post("/api/v1/auth/refresh")

@@ -54,6 +54,41 @@ async def credentials(db: Pool, username: str) -> tuple[dict[str, Any], str] | N
     return user_json(row), row["password_hash"]
 
 
+async def chats_to_erase_in(db: Pool, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """The chats an erased account is still in, or has a message that is not deleted in (the
+    second scans the messages: it runs once per erasure)."""
+    rows = await db.fetch(
+        "SELECT chat_id FROM chat_members WHERE user_id = $1"
+        " UNION SELECT chat_id FROM messages WHERE sender_id = $1 AND NOT deleted ORDER BY chat_id",
+        user_id,
+    )
+    return [r["chat_id"] for r in rows]
+
+
+async def unfinished_erasures(db: Pool, settle_s: float = 60.0, window_s: float = 86400.0) -> list[uuid.UUID]:
+    """Accounts erased between `window_s` and `settle_s` ago that are still in a chat or have a
+    message that is not deleted: their erasure stopped midway."""
+    rows = await db.fetch(
+        "SELECT e.user_id FROM erased_accounts e"
+        " WHERE e.erased_at BETWEEN now() - make_interval(secs => $1) AND now() - make_interval(secs => $2)"
+        " AND (EXISTS (SELECT 1 FROM chat_members m WHERE m.user_id = e.user_id)"
+        " OR EXISTS (SELECT 1 FROM messages g WHERE g.sender_id = e.user_id AND NOT g.deleted))",
+        window_s,
+        settle_s,
+    )
+    return [r["user_id"] for r in rows]
+
+
+async def live_message_ids(db: Pool, chat_id: uuid.UUID, sender_id: uuid.UUID) -> list[uuid.UUID]:
+    """The messages `sender_id` wrote in `chat_id` that are not deleted, oldest first."""
+    rows = await db.fetch(
+        "SELECT id FROM messages WHERE chat_id = $1 AND sender_id = $2 AND NOT deleted ORDER BY seq",
+        chat_id,
+        sender_id,
+    )
+    return [r["id"] for r in rows]
+
+
 async def existing_user_ids(db: Pool, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     rows = await db.fetch("SELECT id FROM users WHERE id = ANY($1::uuid[])", user_ids)
     return {r["id"] for r in rows}

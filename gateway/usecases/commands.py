@@ -19,6 +19,8 @@ from schemas.commands import (
     CreateChat,
     DeleteMessage,
     EditMessage,
+    EraseAccount,
+    EraseMember,
     MarkRead,
     Register,
     RemoveMember,
@@ -30,9 +32,11 @@ from schemas.commands import (
 TOPIC_OF: dict[type[Body], topics.TopicSpec] = {
     Register: topics.USER_COMMANDS,
     UpdateProfile: topics.USER_COMMANDS,
+    EraseAccount: topics.USER_COMMANDS,
     CreateChat: topics.CHAT_COMMANDS,
     AddMember: topics.CHAT_COMMANDS,
     RemoveMember: topics.CHAT_COMMANDS,
+    EraseMember: topics.CHAT_COMMANDS,
     SendMessage: topics.MESSAGE_SEND,
     EditMessage: topics.MESSAGE_SEND,
     DeleteMessage: topics.MESSAGE_SEND,
@@ -45,7 +49,7 @@ agent takes them in the order one socket sent them; its membership changes have 
 def partition_key(body: Body) -> str:
     """What the command's topic is keyed by: the folded username of a registration (its
     uniqueness is decided by one partition owner), the user of a profile change, else the chat."""
-    if isinstance(body, Register):
+    if isinstance(body, (Register, EraseAccount)):
         return body.username
     if isinstance(body, UpdateProfile):
         return str(body.user_id)
