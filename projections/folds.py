@@ -60,7 +60,7 @@ def fingerprint(statement: str) -> str:
 
 MODELLED = {
     "messages": "2943a2841912b56e7363d7e4b1bbc45a724ebf5886e61c41728c5ae900723be5",
-    "users": "e7e313f608823f69a4d2661320ec75269feb97d57e35558e080a8d69a8a40a6e",
+    "users": "c5e7d6a00e40fae4c1f10d5a9d1b100fdd1d80828e457ed43a83293564a0c4d1",
     "chats": "5c84e425eaa3ced0bd21c6149d495c0f8aba86d2fc7225658c8836bf493d1c93",
 }
 """The sha256 of the statement each fold was written for (`fingerprint`). A change of the statement
@@ -253,6 +253,8 @@ class UsersFold:
         self.users: dict[UUID, list[Any]] = {}
         """id -> [id, username, display_name, bio, created_at, password_hash]."""
         self.usernames: set[object] = set()
+        self.erased: dict[UUID, datetime] = {}
+        """id -> when it was first erased."""
 
     def apply(self, params: Any) -> None:
         kind, user_id, username, display_name, bio, password_hash, at = params
@@ -260,6 +262,12 @@ class UsersFold:
             if user_id not in self.users and username not in self.usernames:
                 self.usernames.add(username)
                 self.users[user_id] = [user_id, username, display_name, bio or "", at, password_hash]
+        elif kind == "user.erased":
+            if user_id not in self.erased:
+                self.erased[user_id] = at
+                row = self.users.pop(user_id, None)
+                if row is not None:
+                    self.usernames.discard(row[1])
         elif kind == "user.profile_updated":
             row = self.users.get(user_id)
             if row is not None:
@@ -276,6 +284,7 @@ class UsersFold:
                 (tuple(row[:5]) for row in self.users.values()),
             ),
             TableRows("user_credentials", ("user_id", "password_hash"), ((r[0], r[5]) for r in self.users.values())),
+            TableRows("erased_accounts", ("user_id", "erased_at"), self.erased.items()),
         ]
 
 

@@ -1,9 +1,9 @@
-"""The users projection: `user.events` into `users` and `user_credentials`."""
+"""The users projection: `user.events` into `users`, `user_credentials` and `erased_accounts`."""
 
 from __future__ import annotations
 
 from projections.model import Params, Projection, Table, UnexpectedEvent
-from schemas.events import Event, ProfileUpdated, UserRegistered
+from schemas.events import Event, ProfileUpdated, UserErased, UserRegistered
 from schemas.topics import USER_EVENTS
 
 STATEMENT = """
@@ -17,6 +17,16 @@ WITH registered AS (
     INSERT INTO user_credentials (user_id, password_hash)
     SELECT id, $6::text FROM registered
     ON CONFLICT DO NOTHING
+), erased AS (
+    INSERT INTO erased_accounts (user_id, erased_at)
+    SELECT $2::uuid, $7::timestamptz
+    WHERE $1::text = 'user.erased'
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
+), forgotten_credentials AS (
+    DELETE FROM user_credentials WHERE user_id IN (SELECT user_id FROM erased)
+), forgotten AS (
+    DELETE FROM users WHERE id IN (SELECT user_id FROM erased)
 )
 UPDATE users
 SET display_name = coalesce($4, display_name), bio = coalesce($5, bio)
@@ -25,7 +35,9 @@ WHERE $1 = 'user.profile_updated' AND id = $2
 """$1 type, $2 user_id, $3 username, $4 display_name, $5 bio, $6 password_hash, $7 occurred_at.
 
 A registration whose id or username is taken changes nothing, credentials included; a profile
-update sets only the fields it carries.
+update sets only the fields it carries. An erasure removes the user's row and credentials (its
+username is free in the read model; the user agent keeps it claimed for the quarantine) and keeps
+the id and time in `erased_accounts`, the first time only.
 """
 
 
@@ -43,6 +55,8 @@ def params(event: Event) -> Params:
         )
     if isinstance(payload, ProfileUpdated):
         return (event.type, payload.user_id, None, payload.display_name, payload.bio, None, event.occurred_at)
+    if isinstance(payload, UserErased):
+        return (event.type, payload.user_id, None, None, None, None, event.occurred_at)
     raise UnexpectedEvent(event.type)
 
 
@@ -74,8 +88,14 @@ USERS = Projection(
                 " FOREIGN KEY (user_id) REFERENCES users (id)",
             ),
         ),
+        Table(
+            "erased_accounts",
+            ("user_id",),
+            ("user_id uuid", "erased_at timestamptz NOT NULL"),
+            ("CREATE INDEX erased_accounts_by_time ON erased_accounts (erased_at)",),
+        ),
     ),
     statement=STATEMENT,
     params=params,
-    version=1,
+    version=2,
 )

@@ -106,6 +106,11 @@ def rich_workload(seed: int, users: int = 40, chats: int = 60, steps: int = 4000
             log.remove_member(chat, members[-1])
         elif action == "role" and len(members) > 1:
             log.change_role(chat, members[-1], rng.choice(["admin", "member"]))
+    for user in rng.sample(people[1:], 3):
+        log.erase(user)
+    log.erase(people[1])
+    log.register("user_1")  # an erased account's name again, its quarantine over
+    log.update_profile(people[1], bio="after the erasure")  # changes no row
     return log
 
 

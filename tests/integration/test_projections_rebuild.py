@@ -167,7 +167,7 @@ async def test_a_rebuild_swaps_in_the_rows_the_events_give(settings: CommonSetti
         "chats": len(log.of(topics.CHAT_EVENTS)),
         "messages": len(log.of(topics.MESSAGE_EVENTS)) + 1,
     }
-    assert all(o.swapped and o.shadow_sums == o.live_sums and o.shadow_sums for o in done.values())
+    assert all(o.swapped and o.shadow_sums == o.live_sums and o.shadow_sums for o in done.values()), done
     assert await checksums(conn) == expected
     assert await all_rows(conn) == expected_rows
     assert all(c.rows > 0 for c in expected)
@@ -229,7 +229,7 @@ async def test_the_declared_tables_are_the_migrated_ones(conn: asyncpg.Connectio
 
     live = await catalogue(conn, "public")
 
-    assert len(live["columns"]) == 34 and len(live["indexes"]) == 11
+    assert len(live["columns"]) == 36 and len(live["indexes"]) == 13
     assert declared == live
 
 

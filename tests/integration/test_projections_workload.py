@@ -32,6 +32,7 @@ from schemas.events import (
     ProfileUpdated,
     ReadMarkerMoved,
     RoleChanged,
+    UserErased,
     UserRegistered,
     decode_event,
     encode_event,
@@ -98,6 +99,10 @@ class EventLog:
 
     def update_profile(self, user: uuid.UUID, display_name: str | None = None, bio: str | None = None) -> None:
         self.add(topics.USER_EVENTS, user, ProfileUpdated(user_id=user, display_name=display_name, bio=bio))
+
+    def erase(self, user: uuid.UUID) -> None:
+        """`user.erased` alone (what the users projection reads; the chat side is the chat agent's)."""
+        self.add(topics.USER_EVENTS, user, UserErased(user_id=user, free_after=datetime(2027, 1, 1, tzinfo=UTC)))
 
     def create_chat(self, creator: uuid.UUID, others: list[uuid.UUID], title: str | None = None) -> uuid.UUID:
         chat = self.new_id()
@@ -200,6 +205,9 @@ def mixed_workload(seed: int = 7, users: int = 10, chats: int = 5, steps: int = 
             log.remove_member(chat, members[-1])
         elif action == "role" and len(members) > 1:
             log.change_role(chat, members[-1], rng.choice(["admin", "member"]))
+    log.erase(people[-1])
+    log.erase(people[-1])
+    log.register(f"user_{users - 1}")  # the erased account's name again, its quarantine over
     return log
 
 
@@ -225,6 +233,7 @@ def test_the_workload_is_the_same_for_the_same_seed_and_has_every_type() -> None
     assert {e.event.type for e in first.entries} == {
         "user.registered",
         "user.profile_updated",
+        "user.erased",
         "chat.created",
         "chat.member_added",
         "chat.member_removed",
