@@ -11,7 +11,7 @@ import sys
 from datetime import timedelta
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.logs import LogFormat
@@ -125,11 +125,22 @@ def strong_chat_id_key(value: str) -> str:
 ChatIdKey = Annotated[str, AfterValidator(strong_chat_id_key)]
 
 
+def seconds_or_duration(value: object) -> object:
+    """A number of seconds (`2592000`, what an environment variable holds) as a `timedelta`;
+    anything else (an ISO 8601 duration, `P30D`) is left to pydantic."""
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        return timedelta(seconds=float(value))
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(seconds_or_duration)]
+
+
 class StreamsSettings(WorkerSettings):
     """The streams worker: it checks that a direct chat's id is the one its pair is given."""
 
     chat_id_key: ChatIdKey
-    username_quarantine: timedelta = Field(timedelta(days=30), ge=timedelta(0))
+    username_quarantine: Duration = Field(timedelta(days=30), ge=timedelta(0))
     """How long an erased account's username stays claimed (docs/erasure.md): seconds, or an
     ISO 8601 duration (`P30D`). Nobody can take a just-erased person's name meanwhile."""
 

@@ -31,7 +31,8 @@ class Message(Resource):
     chat_id: UUID
     seq: int
     sender_id: UUID
-    text: str
+    text: str | None
+    """None for a deleted message of an erased account (contract v1.1); "" once deleted otherwise."""
     client_msg_id: str
     created_at: datetime
     edited_at: datetime | None = None

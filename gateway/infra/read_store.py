@@ -26,7 +26,19 @@ class Pool(Protocol):
 
 
 USER_COLUMNS = "id, username, display_name, bio, created_at"
-MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, client_msg_id, created_at, edited_at, deleted"
+
+def message_text(alias: str) -> str:
+    """A message's text as clients see it: null for a deleted message of an erased account
+    (contract v1.1, "Erasure"), the empty string for one deleted otherwise (as v1 has it)."""
+    return (
+        f"CASE WHEN {alias}.deleted AND EXISTS (SELECT 1 FROM erased_accounts e WHERE e.user_id = {alias}.sender_id)"
+        f" THEN NULL ELSE {alias}.text END"
+    )
+
+
+MESSAGE_COLUMNS = (
+    f"id, chat_id, seq, sender_id, {message_text('messages')} AS text, client_msg_id, created_at, edited_at, deleted"
+)
 
 
 def user_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -136,14 +148,14 @@ async def chat_partner_ids(db: Pool, user_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["user_id"] for r in rows]
 
 
-CHAT_QUERY = """
+CHAT_QUERY = f"""
 SELECT c.id, c.type, c.title, c.created_at,
        coalesce(a.last_activity_at, c.created_at) AS activity,
        coalesce(r.unread_count, 0) AS unread_count,
        (SELECT json_agg(json_build_object('user_id', m.user_id, 'role', m.role) ORDER BY m.joined_at, m.user_id)
           FROM chat_members m WHERE m.chat_id = c.id) AS members,
        lm.id AS lm_id, lm.chat_id AS lm_chat_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id,
-       lm.text AS lm_text, lm.client_msg_id AS lm_client_msg_id, lm.created_at AS lm_created_at,
+       {message_text('lm')} AS lm_text, lm.client_msg_id AS lm_client_msg_id, lm.created_at AS lm_created_at,
        lm.edited_at AS lm_edited_at, lm.deleted AS lm_deleted
 FROM chat_members me
 JOIN chats c ON c.id = me.chat_id

@@ -1,9 +1,10 @@
 """Delete means deleted (issue 15, docs/erasure.md), end to end on the real services: after a
-message is edited and deleted, no store the system keeps holds its texts, nor any key that opens
-a sealed copy of them: not the raw records of any topic of the run (the events, the commands, the
-replies, the deliveries, the dead letters, `content.keys`, the Faust tables' changelogs), not the
-Faust tables' RocksDB files, not a PostgreSQL table, not Redis. A message left alone stays
-readable, which shows the scan finds keys and texts where they are."""
+message is edited and deleted, or its sender's account erased, no store the system keeps holds its
+texts (nor the account's profile and password hash), nor any key that opens a sealed copy of them:
+not the raw records of any topic of the run (the events, the commands, the replies, the
+deliveries, the dead letters, `content.keys`, the Faust tables' changelogs), not the Faust tables'
+RocksDB files, not a PostgreSQL table, not Redis. A message left alone stays readable, which shows
+the scan finds keys and texts where they are."""
 
 from __future__ import annotations
 
@@ -26,10 +27,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings
 from gateway.app import create_app
+from gateway.usecases.commands import execute
+from gateway.usecases.erasure import sweep_unfinished
+from gateway.usecases.ports import PORTS, Actor, Ports
 from projections.catalogue import PROJECTIONS
 from projections.rebuild import rebuild
 from runtime.sealing import open_sealed
+from schemas.commands import EraseAccount
 from schemas.content_keys import MalformedKeyRecord, decode_key_record
+from schemas.sealed import profile_key_id
 from streams.topics import create_topics
 from tests.conftest import cloned_database
 from tests.e2e.workers import running_workers
@@ -38,6 +44,7 @@ from tests.kafka_tools import read_topic
 pytestmark = pytest.mark.e2e
 
 COMPACTION_MS = 1000
+QUARANTINE_S = 20
 FORGOTTEN_WITHIN_S = 150.0
 """Compaction (segment roll and lag, 1 s each; the cleaner's 15 s back-off), the mirror's 5 s
 watch, margin."""
@@ -50,6 +57,7 @@ class System:
     base: str
     settings: GatewaySettings
     data_dir: Path
+    ports: Ports
 
     async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -57,13 +65,17 @@ class System:
             body = await response.json() if response.content_type == "application/json" else None
             return response.status, body
 
-    async def user(self) -> dict[str, Any]:
-        name, password = f"u{uuid.uuid4().hex[:10]}", "correct horse"
-        status, _ = await self.call("POST", "/api/v1/auth/register", json={"username": name, "password": password})
+    async def user(self, name: str | None = None, display_name: str | None = None) -> dict[str, Any]:
+        name, password = name or f"u{uuid.uuid4().hex[:10]}", "correct horse"
+        status, _ = await self.call(
+            "POST",
+            "/api/v1/auth/register",
+            json={"username": name, "password": password, "display_name": display_name or name},
+        )
         assert status == 201
         status, login = await self.call("POST", "/api/v1/auth/login", json={"username": name, "password": password})
         assert status == 200
-        return {**login["user"], "token": login["access_token"]}
+        return {**login["user"], "token": login["access_token"], "password": password}
 
     async def socket(self, token: str) -> ClientWebSocketResponse:
         return await self.http.ws_connect(self.base + "/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
@@ -86,11 +98,14 @@ async def system(
         )
         await create_topics(settings)
         logs = tmp_path_factory.mktemp("erase")
-        with running_workers(prefix, database_url, logs, partitions=2):
+        with running_workers(
+            prefix, database_url, logs, partitions=2, extra={"USERNAME_QUARANTINE": str(QUARANTINE_S)}
+        ):
             server = TestServer(create_app(settings))
             await server.start_server()
             async with ClientSession() as http:
-                yield System(http, str(server.make_url("")).rstrip("/"), settings, logs / "faust")
+                base = str(server.make_url("")).rstrip("/")
+                yield System(http, base, settings, logs / "faust", server.app[PORTS])
             await server.close()
 
 
@@ -281,3 +296,128 @@ async def test_a_deleted_message_and_its_earlier_text_are_in_no_store_and_a_rebu
         assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
     status, again = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
     assert again == page, "the rebuilt read models hold what the live ones did: the kept text, not the erased ones"
+
+
+async def history(system: System, chat_id: str, token: str) -> list[tuple[str | None, bool]]:
+    status, page = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", token)
+    assert status == 200
+    return [(m["text"], m["deleted"]) for m in page["messages"]]
+
+
+async def member_ids(system: System, chat_id: str, token: str) -> set[str]:
+    status, body = await system.call("GET", f"/api/v1/chats/{chat_id}", token)
+    assert status == 200
+    return {m["user_id"] for m in body["members"]}
+
+
+async def send(system: System, chat_id: str, token: str, text: str) -> None:
+    status, _ = await system.call(
+        "POST", f"/api/v1/chats/{chat_id}/messages", token, json={"text": text, "client_msg_id": uuid.uuid4().hex}
+    )
+    assert status == 201
+
+
+async def chats_of(system: System, a: dict[str, Any], b: dict[str, Any]) -> tuple[str, str]:
+    """A group `a` owns with `b`, and their direct chat."""
+    status, group = await system.call(
+        "POST", "/api/v1/chats", a["token"], json={"type": "group", "title": "g", "member_ids": [b["id"]]}
+    )
+    assert status == 201
+    status, direct = await system.call(
+        "POST", "/api/v1/chats", a["token"], json={"type": "direct", "member_ids": [b["id"]]}
+    )
+    assert status == 201
+    return group["chat"]["id"], direct["chat"]["id"]
+
+
+async def password_hash_of(system: System, user_id: str) -> str:
+    conn = await asyncpg.connect(system.settings.database_url)
+    try:
+        found: str = await conn.fetchval(
+            "SELECT password_hash FROM user_credentials WHERE user_id = $1", uuid.UUID(user_id)
+        )
+        return found
+    finally:
+        await conn.close()
+
+
+async def test_an_erased_account_is_in_no_store_its_messages_stay_deleted_and_its_name_comes_back(
+    system: System,
+) -> None:
+    display, bio = f"Display {uuid.uuid4().hex}", f"bio {uuid.uuid4().hex}"
+    name = f"e{uuid.uuid4().hex[:10]}"
+    a, b = await system.user(name, display_name=display), await system.user()
+    status, _ = await system.call("PATCH", "/api/v1/users/me", a["token"], json={"bio": bio})
+    assert status == 200
+    group, direct = await chats_of(system, a, b)
+    said = [f"group {uuid.uuid4().hex}", f"direct {uuid.uuid4().hex}"]
+    await send(system, group, a["token"], said[0])
+    await send(system, direct, a["token"], said[1])
+    kept = f"kept {uuid.uuid4().hex}"
+    await send(system, group, b["token"], kept)
+    password_hash = await password_hash_of(system, a["id"])
+    socket = await system.socket(a["token"])
+
+    status, body = await system.call("DELETE", "/api/v1/users/me", a["token"], json={"password": "not the password"})
+    assert (status, body["error"]["code"]) == (401, "invalid_credentials")
+    erased_at = time.monotonic()
+    status, _ = await system.call("DELETE", "/api/v1/users/me", a["token"], json={"password": a["password"]})
+    assert status == 204
+    closing = await asyncio.wait_for(socket.receive(), 5)
+    assert (closing.data, closing.extra) == (4001, "session_ended")
+
+    assert await history(system, group, b["token"]) == [(None, True), (kept, False)]
+    assert await history(system, direct, b["token"]) == [(None, True)]
+    assert await member_ids(system, group, b["token"]) == {b["id"]} == await member_ids(system, direct, b["token"])
+    assert (await system.call("GET", f"/api/v1/users/{a['id']}", b["token"]))[0] == 404
+    status, found = await system.call("GET", "/api/v1/users", b["token"], params={"q": name})
+    assert found["users"] == []
+    login = {"username": name, "password": a["password"]}
+    assert (await system.call("POST", "/api/v1/auth/login", json=login))[0] == 401
+    again = {"username": name, "password": "another password"}
+    status, body = await system.call("POST", "/api/v1/auth/register", json=again)
+    assert (status, body["error"]["code"]) == (409, "username_taken"), "the name is quarantined"
+
+    gone = {*said, display, bio, password_hash}
+    profile_key = profile_key_id(uuid.UUID(a["id"]))
+    deadline = time.monotonic() + FORGOTTEN_WITHIN_S
+    while True:
+        blobs, keys = await every_store(system)
+        plain = {text for text in gone if any(text.encode() in blob for blob in blobs)}
+        readable = openings(blobs, keys) & gone
+        if not plain and not readable and profile_key not in keys:
+            break
+        assert time.monotonic() < deadline, f"after {FORGOTTEN_WITHIN_S}s: plain {plain}, opened {readable}, " + (
+            f"profile key {TOMBSTONED.get(profile_key)}"
+        )
+        await asyncio.sleep(2)
+    assert kept in openings(blobs, keys), "the other member's message opens with its key: the scan finds them"
+
+    await asyncio.sleep(max(0.0, erased_at + QUARANTINE_S - time.monotonic()))
+    status, _ = await system.call("POST", "/api/v1/auth/register", json=again)
+    assert status == 201, "the name is free once its quarantine is over"
+    settings = system.settings
+    rebuilt = await rebuild(
+        CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
+        list(PROJECTIONS.values()),
+        progress=False,
+    )
+    for outcome in rebuilt.values():
+        assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+    assert await history(system, group, b["token"]) == [(None, True), (kept, False)]
+
+
+async def test_an_erasure_a_stopped_gateway_left_midway_is_finished_by_the_sweep(system: System) -> None:
+    a, b = await system.user(), await system.user()
+    group, direct = await chats_of(system, a, b)
+    text = f"left behind {uuid.uuid4().hex}"
+    await send(system, group, a["token"], text)
+    user_id = uuid.UUID(a["id"])
+    await execute(system.ports, Actor(user_id, prepaid=True), EraseAccount(user_id=user_id, username=a["username"]))
+    assert await history(system, group, b["token"]) == [(text, False)], "the gateway stopped here"
+    assert a["id"] in await member_ids(system, direct, b["token"])
+
+    assert await sweep_unfinished(system.ports, settle_s=0) == 1
+    assert await history(system, group, b["token"]) == [(None, True)]
+    assert await member_ids(system, group, b["token"]) == {b["id"]} == await member_ids(system, direct, b["token"])
+    assert await sweep_unfinished(system.ports, settle_s=0) == 0, "nothing is left to finish"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,9 +29,11 @@ def start_worker(kind: str, env: dict[str, str], log_dir: Path, name: str | None
 
 
 @contextmanager
-def running_workers(prefix: str, database_url: str, log_dir: Path, partitions: int = 4) -> Iterator[list[Process]]:
-    """One streams worker and one projections worker, stopped on exit."""
-    env = worker_env(prefix, database_url, partitions, log_dir / "faust")
+def running_workers(
+    prefix: str, database_url: str, log_dir: Path, partitions: int = 4, extra: Mapping[str, str] | None = None
+) -> Iterator[list[Process]]:
+    """One streams worker and one projections worker (with `extra` settings), stopped on exit."""
+    env = {**worker_env(prefix, database_url, partitions, log_dir / "faust"), **(extra or {})}
     workers = [start_worker("streams", env, log_dir), start_worker("projections", env, log_dir)]
     try:
         yield workers
