@@ -27,6 +27,7 @@ class Pool(Protocol):
 
 USER_COLUMNS = "id, username, display_name, bio, created_at"
 
+
 def message_text(alias: str) -> str:
     """A message's text as clients see it: null for a deleted message of an erased account
     (contract v1.1, "Erasure"), the empty string for one deleted otherwise (as v1 has it)."""
@@ -155,7 +156,7 @@ SELECT c.id, c.type, c.title, c.created_at,
        (SELECT json_agg(json_build_object('user_id', m.user_id, 'role', m.role) ORDER BY m.joined_at, m.user_id)
           FROM chat_members m WHERE m.chat_id = c.id) AS members,
        lm.id AS lm_id, lm.chat_id AS lm_chat_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id,
-       {message_text('lm')} AS lm_text, lm.client_msg_id AS lm_client_msg_id, lm.created_at AS lm_created_at,
+       {message_text("lm")} AS lm_text, lm.client_msg_id AS lm_client_msg_id, lm.created_at AS lm_created_at,
        lm.edited_at AS lm_edited_at, lm.deleted AS lm_deleted
 FROM chat_members me
 JOIN chats c ON c.id = me.chat_id
