@@ -15,7 +15,7 @@ from gateway.infra import read_store
 from gateway.infra.limits import group_create_cost
 from gateway.usecases.commands import execute
 from gateway.usecases.ports import Actor, Ports
-from gateway.usecases.refusal import INVALID_REQUEST, NOT_FOUND, Refused
+from gateway.usecases.refusal import FORBIDDEN, INVALID_REQUEST, NOT_FOUND, Refused
 from schemas.commands import AddMember, CreateChat, RemoveMember
 from schemas.models import ChatType, direct_chat_id
 
@@ -45,7 +45,9 @@ async def create_chat(
     others = sorted({m for m in member_ids if m != actor.user_id}, key=str)
     if type_ == "direct" and len(others) != 1:
         raise Refused(INVALID_REQUEST, "a direct chat has exactly one other member", field="member_ids")
-    missing = await first_missing_user(ports, others)
+    missing = await first_missing_user(ports, [*others, actor.user_id])
+    if missing == str(actor.user_id):
+        raise Refused(FORBIDDEN, "the account was erased")
     if missing is not None:
         raise Refused(INVALID_REQUEST, f"no such user: {missing}", field="member_ids")
     if type_ == "direct":

@@ -372,6 +372,10 @@ async def test_an_erased_account_is_in_no_store_its_messages_stay_deleted_and_it
     assert (await system.call("GET", f"/api/v1/users/{a['id']}", b["token"]))[0] == 404
     status, found = await system.call("GET", "/api/v1/users", b["token"], params={"q": name})
     assert found["users"] == []
+    status, _ = await system.call("POST", "/api/v1/chats", a["token"], json={"type": "group", "member_ids": [b["id"]]})
+    assert status == 403, "an access token of before the erasure makes no chat"
+    status, listed = await system.call("GET", "/api/v1/chats", a["token"])
+    assert (status, listed["chats"]) == (200, []), "nor reads one"
     login = {"username": name, "password": a["password"]}
     assert (await system.call("POST", "/api/v1/auth/login", json=login))[0] == 401
     again = {"username": name, "password": "another password"}
