@@ -49,6 +49,7 @@ class UserDecider(DecidingAgent[TableUserStore]):
         super().__init__(app, settings.topic(topics.DEAD_LETTERS.name))
         self.usernames = usernames
         self.events_topic = settings.topic(topics.USER_EVENTS.name)
+        self.keys_topic = settings.topic(topics.CONTENT_KEYS.name)
 
     def new_store(self) -> TableUserStore:
         return TableUserStore(self.usernames)

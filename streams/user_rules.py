@@ -15,6 +15,7 @@ from typing import Protocol
 from schemas.commands import Command, Register, UpdateProfile, UserResult
 from schemas.events import ProfileUpdated, UserRegistered, event_id_for, new_event
 from schemas.models import User, fold_username
+from schemas.sealed import profile_key_id
 from streams.decision import Decision, refuse
 
 
@@ -32,19 +33,20 @@ def decide(store: UserStore, command: Command, now: datetime | None = None) -> D
         name = fold_username(body.username)
         owner = store.get_owner(name)
         if owner is not None and owner != str(body.user_id):
-            return refuse("username_taken", "username taken")
+            return refused_registration(body)
         store.set_owner(name, str(body.user_id))
         registered = UserRegistered(
             user_id=body.user_id,
             username=name,
             display_name=body.display_name,
+            sealed_display_name=body.sealed_display_name,
             password_hash=body.password_hash,
         )
         decision = accept(command, registered, now)
         user = User(
             id=registered.user_id,
             username=registered.username,
-            display_name=registered.display_name,
+            display_name=registered.carried_display_name,
             bio=registered.bio,
             created_at=decision.events[0].occurred_at,
         )
@@ -53,8 +55,29 @@ def decide(store: UserStore, command: Command, now: datetime | None = None) -> D
     if isinstance(body, UpdateProfile):
         if command.actor_id != body.user_id:
             return refuse("forbidden", "forbidden")
-        return accept(command, ProfileUpdated(user_id=body.user_id, display_name=body.display_name, bio=body.bio), now)
+        return accept(command, profile_updated(body), now)
     return refuse("invalid_request", "invalid request")
+
+
+def refused_registration(body: Register) -> Decision:
+    """`username_taken`; a sealed display name's key, made for an account that will never exist
+    (a fresh user id per registration), is shredded with the refusal (docs/erasure.md)."""
+    decision = refuse("username_taken", "username taken")
+    if body.sealed_display_name is not None:
+        decision.shredded = [profile_key_id(body.user_id)]
+    return decision
+
+
+def profile_updated(body: UpdateProfile) -> ProfileUpdated:
+    """The fields as the command carries them, plain or sealed with the account's profile key
+    (which the account keeps: a profile change shreds nothing)."""
+    return ProfileUpdated(
+        user_id=body.user_id,
+        display_name=body.display_name,
+        bio=body.bio,
+        sealed_display_name=body.sealed_display_name,
+        sealed_bio=body.sealed_bio,
+    )
 
 
 def accept(command: Command, payload: UserRegistered | ProfileUpdated, now: datetime | None) -> Decision:
