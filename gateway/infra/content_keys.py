@@ -173,15 +173,19 @@ class ContentKeys:
     async def mirror_read_past(self, db: Pool, registered_at: datetime) -> bool:
         """Whether the mirror has applied every record of `content.keys` stamped before
         `registered_at` (and `CLOCK_SKEW`): each partition's `next_offset` in `projection_offsets`
-        is at the first record stamped after it, or at the end."""
+        is at the first record stamped after it, or at the end. False when the broker cannot say."""
         partitions = self.consumer.partitions_for_topic(self.topic) or set()
         if not partitions:
             return False
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         stamp = int((registered_at + CLOCK_SKEW).timestamp() * 1000)
-        after = await self.consumer.offsets_for_times(dict.fromkeys(tps, stamp))
-        ends = await self.consumer.end_offsets(tps)
-        starts = await self.consumer.beginning_offsets(tps)
+        try:
+            after = await self.consumer.offsets_for_times(dict.fromkeys(tps, stamp))
+            ends = await self.consumer.end_offsets(tps)
+            starts = await self.consumer.beginning_offsets(tps)
+        except KafkaError as error:
+            log.warning("cannot read the offsets of %s: %r", self.topic, error)
+            return False
         read = {r["partition"]: r["next_offset"] for r in await db.fetch(MIRROR_OFFSETS, self.topic)}
         return all(
             max(read.get(tp.partition, 0), starts[tp]) >= (found.offset if (found := after.get(tp)) else ends[tp])
