@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from projections.model import Params, Projection, Table, UnexpectedEvent
+from projections.sealed_texts import SealedParam
 from schemas.events import Event, ProfileUpdated, UserErased, UserRegistered
+from schemas.sealed import PROFILE_PURPOSES, ProfileField
 from schemas.topics import USER_EVENTS
 
 STATEMENT = """
@@ -41,6 +45,17 @@ the id and time in `erased_accounts`, the first time only.
 """
 
 
+DISPLAY_NAME_PARAM, BIO_PARAM = 3, 4
+
+
+def field_param(plain: str | None, sealed: str | None, field: ProfileField, user_id: uuid.UUID) -> str | None:
+    """A profile field, or its sealed token to be opened before the statement runs
+    (`projections.sealed_texts`: a shredded profile key gives the empty string); None: not changed."""
+    if sealed is None:
+        return plain
+    return SealedParam(sealed, PROFILE_PURPOSES[field], user_id)
+
+
 def params(event: Event) -> Params:
     payload = event.payload
     if isinstance(payload, UserRegistered):
@@ -48,13 +63,21 @@ def params(event: Event) -> Params:
             event.type,
             payload.user_id,
             payload.username,
-            payload.display_name,
+            field_param(payload.display_name, payload.sealed_display_name, "display_name", payload.user_id),
             payload.bio,
             payload.password_hash,
             event.occurred_at,
         )
     if isinstance(payload, ProfileUpdated):
-        return (event.type, payload.user_id, None, payload.display_name, payload.bio, None, event.occurred_at)
+        return (
+            event.type,
+            payload.user_id,
+            None,
+            field_param(payload.display_name, payload.sealed_display_name, "display_name", payload.user_id),
+            field_param(payload.bio, payload.sealed_bio, "bio", payload.user_id),
+            None,
+            event.occurred_at,
+        )
     if isinstance(payload, UserErased):
         return (event.type, payload.user_id, None, None, None, None, event.occurred_at)
     raise UnexpectedEvent(event.type)
@@ -98,4 +121,5 @@ USERS = Projection(
     statement=STATEMENT,
     params=params,
     version=2,
+    sealed_params=(DISPLAY_NAME_PARAM, BIO_PARAM),
 )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from schemas import codec
 from schemas.models import Chat, ChatType, Message, User
-from schemas.sealed import SEALED_TEXT_MAX
+from schemas.sealed import SEALED_FIELD_MAX, SEALED_TEXT_MAX, plain_or_sealed
 from schemas.text import PG_BIGINT_MAX, Clean
 
 TEXT_MAX = 4000
@@ -28,19 +28,43 @@ class CommandBody(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+SealedField = Annotated[str, Field(min_length=1, max_length=SEALED_FIELD_MAX)]
+"""A profile field sealed by the gateway with the account's profile key (`schemas.sealed.profile_key_id`)."""
+
+
 class Register(CommandBody):
+    """Exactly one of `display_name` and `sealed_display_name` (docs/erasure.md)."""
+
     kind: Literal["user.register"] = "user.register"
     user_id: uuid.UUID
     username: Annotated[str, Clean]
-    display_name: Annotated[str, Clean]
+    display_name: Annotated[str, Clean] | None = None
+    sealed_display_name: SealedField | None = None
     password_hash: str
+
+    @model_validator(mode="after")
+    def _one_display_name(self) -> Register:
+        plain_or_sealed(self.display_name, self.sealed_display_name, "display_name")
+        if self.display_name is None and self.sealed_display_name is None:
+            raise ValueError("a registration carries display_name or sealed_display_name")
+        return self
 
 
 class UpdateProfile(CommandBody):
+    """Each field plain, sealed or absent (left as it is); never both plain and sealed."""
+
     kind: Literal["user.update_profile"] = "user.update_profile"
     user_id: uuid.UUID
     display_name: Annotated[str, Clean] | None = None
     bio: Annotated[str, Clean] | None = None
+    sealed_display_name: SealedField | None = None
+    sealed_bio: SealedField | None = None
+
+    @model_validator(mode="after")
+    def _plain_or_sealed(self) -> UpdateProfile:
+        plain_or_sealed(self.display_name, self.sealed_display_name, "display_name")
+        plain_or_sealed(self.bio, self.sealed_bio, "bio")
+        return self
 
 
 class EraseAccount(CommandBody):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from schemas import codec
 from schemas.models import ChatType, Member, Role
+from schemas.sealed import plain_or_sealed
 
 EVENT_NAMESPACE = uuid.UUID("6f1c7f53-3b55-4d3c-9a53-0d8f3d0a6c11")
 
@@ -39,18 +40,45 @@ class Payload(BaseModel):
 
 
 class UserRegistered(Payload):
+    """Exactly one of `display_name` (plain, events written before profiles were sealed) and
+    `sealed_display_name` (sealed with the account's profile key `profile:<user_id>`,
+    docs/erasure.md); both shapes are version 1, as `CarriesText`'s."""
+
     user_id: uuid.UUID
     username: str
-    display_name: str
+    display_name: str | None = None
+    sealed_display_name: str | None = None
     bio: str = ""
     password_hash: str
     """argon2id, computed by the gateway: the password itself never leaves it."""
 
+    @model_validator(mode="after")
+    def _one_display_name(self) -> UserRegistered:
+        plain_or_sealed(self.display_name, self.sealed_display_name, "display_name")
+        if self.display_name is None and self.sealed_display_name is None:
+            raise ValueError("a registration carries display_name or sealed_display_name")
+        return self
+
+    @property
+    def carried_display_name(self) -> str:
+        """The display name as the event carries it: the sealed token, or the plain name of an old event."""
+        return self.sealed_display_name if self.sealed_display_name is not None else self.display_name or ""
+
 
 class ProfileUpdated(Payload):
+    """Each field plain, sealed (with the account's profile key) or absent (null leaves it as it is)."""
+
     user_id: uuid.UUID
     display_name: str | None = None
     bio: str | None = None
+    sealed_display_name: str | None = None
+    sealed_bio: str | None = None
+
+    @model_validator(mode="after")
+    def _plain_or_sealed(self) -> ProfileUpdated:
+        plain_or_sealed(self.display_name, self.sealed_display_name, "display_name")
+        plain_or_sealed(self.bio, self.sealed_bio, "bio")
+        return self
 
 
 class UserErased(Payload):

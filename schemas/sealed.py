@@ -23,9 +23,16 @@ KEY_ID = re.compile(r"^[a-z]+(:[0-9a-f-]{36}){1,2}$")
 """`message:<message_id>:<command_id>` or `profile:<user_id>`: no dot (the token's separator)."""
 
 Purpose = Literal["message", "profile.display_name", "profile.bio"]
+ProfileField = Literal["display_name", "bio"]
+PROFILE_PURPOSES: dict[ProfileField, Purpose] = {"display_name": "profile.display_name", "bio": "profile.bio"}
+"""What each sealed profile field is bound to (with the user id and the key `profile:<user_id>`)."""
 SEALED_TEXT_MAX = 22_000
 """The longest token of a 4,000-character text: 16,000 UTF-8 bytes and the tag in base64url
 (21,356 characters), the prefix, the key id and the nonce."""
+SEALED_FIELD_MAX = 2_800
+"""The longest token of a profile field: a 500-character bio (`schemas.api.ProfilePatch`) is at
+most 2,000 UTF-8 bytes and the tag in base64url (2,688 characters), the prefix, a profile key id
+and the nonce (2,760 in all)."""
 
 
 class MalformedSealed(ValueError):
@@ -84,3 +91,9 @@ def associated_data(purpose: Purpose, subject_id: uuid.UUID, key_id: str) -> byt
     """What a ciphertext is bound to: its kind of content, the message or user it belongs to, and
     its key (so its version). A ciphertext moved anywhere else does not open."""
     return f"{purpose}|{subject_id}|{key_id}".encode("ascii")
+
+
+def plain_or_sealed(plain: str | None, sealed: str | None, field: str) -> None:
+    """A profile field is carried plain (a gateway of before sealing) or sealed, never both."""
+    if plain is not None and sealed is not None:
+        raise ValueError(f"{field} and sealed_{field} exclude each other")

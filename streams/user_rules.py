@@ -69,7 +69,7 @@ def decide(
     if isinstance(body, UpdateProfile):
         if command.actor_id != body.user_id:
             return refuse("forbidden", "forbidden")
-        return accept(command, ProfileUpdated(user_id=body.user_id, display_name=body.display_name, bio=body.bio), at)
+        return accept(command, profile_updated(body), at)
     if isinstance(body, EraseAccount):
         return _erase(store, command, body, at, quarantine)
     return refuse("invalid_request", "invalid request")
@@ -79,7 +79,7 @@ def _register(store: UserStore, command: Command, body: Register, now: datetime)
     name = fold_username(body.username)
     claim = claim_of(store, name)
     if claim is not None and claim.user_id != str(body.user_id) and claim.holds_at(now):
-        return refuse("username_taken", "username taken")
+        return refused_registration(body)
     if claim is not None and claim.user_id == str(body.user_id) and claim.free_after is not None:
         return refuse("not_found", "the account was erased")
     store.set_owner(name, str(body.user_id))
@@ -87,13 +87,14 @@ def _register(store: UserStore, command: Command, body: Register, now: datetime)
         user_id=body.user_id,
         username=name,
         display_name=body.display_name,
+        sealed_display_name=body.sealed_display_name,
         password_hash=body.password_hash,
     )
     decision = accept(command, registered, now)
     user = User(
         id=registered.user_id,
         username=registered.username,
-        display_name=registered.display_name,
+        display_name=registered.carried_display_name,
         bio=registered.bio,
         created_at=decision.events[0].occurred_at,
     )
@@ -115,6 +116,27 @@ def _erase(store: UserStore, command: Command, body: EraseAccount, now: datetime
     decision = accept(command, UserErased(user_id=body.user_id, free_after=free_after), now)
     decision.shredded.append(profile_key_id(body.user_id))
     return decision
+
+
+def refused_registration(body: Register) -> Decision:
+    """`username_taken`; a sealed display name's key, made for an account that will never exist
+    (a fresh user id per registration), is shredded with the refusal (docs/erasure.md)."""
+    decision = refuse("username_taken", "username taken")
+    if body.sealed_display_name is not None:
+        decision.shredded = [profile_key_id(body.user_id)]
+    return decision
+
+
+def profile_updated(body: UpdateProfile) -> ProfileUpdated:
+    """The fields as the command carries them, plain or sealed with the account's profile key
+    (which the account keeps: a profile change shreds nothing)."""
+    return ProfileUpdated(
+        user_id=body.user_id,
+        display_name=body.display_name,
+        bio=body.bio,
+        sealed_display_name=body.sealed_display_name,
+        sealed_bio=body.sealed_bio,
+    )
 
 
 def accept(command: Command, payload: UserRegistered | ProfileUpdated | UserErased, now: datetime) -> Decision:

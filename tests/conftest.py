@@ -13,7 +13,7 @@ import os
 import secrets
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from dotenv import dotenv_values
 from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings, WorkerSettings
 from projections.migrate import migrate
+from projections.sealed_texts import OPENER
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,3 +165,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.lower() in names:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def opener_restored() -> Iterator[None]:
+    """Each test leaves the process's text opener as it found it: a `projections.runtime.Runtime`
+    points it at its own database for good (as a worker's process needs), and a later test's
+    rebuild or bulk load would otherwise catch up a mirror in a database dropped since."""
+    before = OPENER.catch_up
+    yield
+    OPENER.follow(before)

@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from config.settings import GatewaySettings
 from gateway.infra import read_store
 from gateway.infra.command_bus import COMMAND_BUS, REPLY_TIMEOUT_S
 from gateway.infra.consistency import WAIT_LIMIT_S, WATERMARKS
-from gateway.infra.content_keys import CONTENT_KEYS
+from gateway.infra.content_keys import CONTENT_KEYS, ProfileKeyChoice
 from gateway.infra.limits import WRITE_BUDGET
 from gateway.infra.resources import PG_POOL, SETTINGS
 from schemas import topics
@@ -51,12 +52,18 @@ class Budget(Protocol):
 
 
 class Texts(Protocol):
-    """`gateway.infra.content_keys.ContentKeys`: message texts sealed under keys of their own."""
+    """`gateway.infra.content_keys.ContentKeys`: message texts sealed under keys of their own,
+    profiles under one key per account."""
 
     async def seal_message(
         self, message_id: uuid.UUID, owner_id: uuid.UUID, text: str
     ) -> tuple[str, asyncio.Future[Any]]: ...
     async def open_message(self, message: dict[str, Any]) -> dict[str, Any]: ...
+    async def seal_new_profile(self, user_id: uuid.UUID, display_name: str) -> tuple[str, asyncio.Future[Any]]: ...
+    async def profile_key(
+        self, db: read_store.Pool, user_id: uuid.UUID, registered_at: datetime
+    ) -> ProfileKeyChoice: ...
+    async def open_user(self, user: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

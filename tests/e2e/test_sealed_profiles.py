@@ -1,0 +1,183 @@
+"""Sealed profiles end to end (issue 15, docs/erasure.md), with the real workers, Kafka,
+PostgreSQL and Redis: a display name and a bio, registered and changed through the gateway, are
+in no record of any topic of the run in clear (the events, the commands, the replies), only
+sealed, each version with the account's one key `profile:<user_id>`; the REST answers and the read
+model hold them plain; a refused registration's key is tombstoned; a rebuild's users checksum
+equals the live one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from config.kafka import client_options
+from config.settings import CommonSettings, GatewaySettings
+from gateway.app import create_app
+from projections.rebuild import rebuild
+from projections.users import USERS
+from runtime.sealing import open_sealed
+from schemas import topics
+from schemas.content_keys import MalformedKeyRecord, decode_key_record
+from schemas.events import ProfileUpdated, UserRegistered, decode_event
+from schemas.sealed import Purpose, profile_key_id
+from streams.topics import create_topics
+from tests.conftest import cloned_database
+from tests.e2e.workers import running_workers
+from tests.kafka_tools import read_topic
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class System:
+    http: ClientSession
+    base: str
+    settings: GatewaySettings
+
+    async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as response:
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body
+
+
+@pytest.fixture(scope="module")
+async def system(
+    topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
+) -> AsyncIterator[System]:
+    prefix = f"{topic_prefix}profiles."
+    async with cloned_database(template_database) as database_url:
+        settings = GatewaySettings(
+            topic_prefix=prefix,
+            topic_partitions=2,
+            jwt_secret=jwt_secret,
+            database_url=database_url,
+            gateway_instance_id=f"profiles-{uuid.uuid4().hex[:6]}",
+            register_limit_per_address=1000,
+        )
+        await create_topics(settings)
+        logs = tmp_path_factory.mktemp("profiles")
+        with running_workers(prefix, database_url, logs, partitions=2):
+            server = TestServer(create_app(settings))
+            await server.start_server()
+            async with ClientSession() as http:
+                yield System(http, str(server.make_url("")).rstrip("/"), settings)
+            await server.close()
+
+
+async def every_record(settings: GatewaySettings) -> dict[str, list[Any]]:
+    """Every record of every topic of the run, by topic."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+    finally:
+        await admin.close()
+    return {name: await read_topic(settings, name) for name in names}
+
+
+def profile_keys(records: list[Any]) -> tuple[dict[str, bytes], set[str]]:
+    """The profile keys of `content.keys` and the key ids tombstoned."""
+    keys: dict[str, bytes] = {}
+    tombstoned: set[str] = set()
+    for record in records:
+        try:
+            key_id, content_key = decode_key_record(record.key, record.value)
+        except MalformedKeyRecord:
+            continue
+        if not key_id.startswith("profile:"):
+            continue
+        if content_key is None:
+            tombstoned.add(key_id)
+        else:
+            assert key_id not in keys, f"a second record of {key_id}"
+            keys[key_id] = content_key.key_bytes
+    return keys, tombstoned
+
+
+async def test_a_profile_is_sealed_in_every_topic_plain_in_the_read_model_and_a_rebuild_agrees(system: System) -> None:
+    name, password = f"p{uuid.uuid4().hex[:10]}", "correct horse"
+    first_name, first_bio, second_name, second_bio, refused_name = (
+        f"{word} {uuid.uuid4().hex}" for word in ("Name", "Bio", "Renamed", "Rebio", "Intruder")
+    )
+    status, registered = await system.call(
+        "POST", "/api/v1/auth/register", json={"username": name, "password": password, "display_name": first_name}
+    )
+    assert status == 201 and registered["user"]["display_name"] == first_name, registered
+    user_id = uuid.UUID(registered["user"]["id"])
+    status, login = await system.call("POST", "/api/v1/auth/login", json={"username": name, "password": password})
+    assert status == 200 and login["user"]["display_name"] == first_name
+    token = login["access_token"]
+    status, changed = await system.call("PATCH", "/api/v1/users/me", token, json={"bio": first_bio})
+    assert status == 200 and (changed["display_name"], changed["bio"]) == (first_name, first_bio)
+    status, changed = await system.call(
+        "PATCH", "/api/v1/users/me", token, json={"display_name": second_name, "bio": second_bio}
+    )
+    assert status == 200 and (changed["display_name"], changed["bio"]) == (second_name, second_bio)
+    status, refused = await system.call(
+        "POST",
+        "/api/v1/auth/register",
+        json={"username": name.upper(), "password": password, "display_name": refused_name},
+    )
+    assert status == 409, refused
+
+    status, me = await system.call("GET", "/api/v1/users/me", token)
+    assert status == 200 and (me["display_name"], me["bio"]) == (second_name, second_bio)
+    conn = await asyncpg.connect(system.settings.database_url)
+    try:
+        row = await conn.fetchrow("SELECT display_name, bio FROM users WHERE id = $1", user_id)
+    finally:
+        await conn.close()
+    assert row is not None and (row["display_name"], row["bio"]) == (second_name, second_bio)
+
+    by_topic = await every_record(system.settings)
+    plain = [first_name, first_bio, second_name, second_bio, refused_name]
+    leaks = [
+        (topic, text)
+        for topic, records in by_topic.items()
+        for record in records
+        for text in plain
+        if text.encode() in (record.key or b"") + (record.value or b"")
+    ]
+    assert leaks == [], "no topic holds a profile field in clear"
+
+    keys, tombstoned = profile_keys(by_topic[system.settings.topic(topics.CONTENT_KEYS.name)])
+    key_id = profile_key_id(user_id)
+    assert key_id in keys and key_id not in tombstoned
+    refused_keys = tombstoned - {key_id}
+    assert len(refused_keys) == 1 and refused_keys <= set(keys), "the refused registration's key is tombstoned"
+    opened = []
+    for record in by_topic[system.settings.topic(topics.USER_EVENTS.name)]:
+        event = decode_event(record.value)
+        payload = event.payload
+        if event.aggregate_id != user_id:
+            continue
+        assert isinstance(payload, (UserRegistered, ProfileUpdated))
+        assert payload.display_name is None and getattr(payload, "bio", None) in (None, "")
+        sealed: list[tuple[str | None, Purpose]] = [(payload.sealed_display_name, "profile.display_name")]
+        if isinstance(payload, ProfileUpdated):
+            sealed.append((payload.sealed_bio, "profile.bio"))
+        for token_text, purpose in sealed:
+            if token_text is not None:
+                assert token_text.split(".")[2] == key_id, "every version under the account's one key"
+                opened.append(open_sealed(token_text, purpose, user_id, keys))
+    assert opened == [first_name, first_bio, second_name, second_bio]
+
+    settings = system.settings
+    rebuilt = await rebuild(
+        CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
+        [USERS],
+        progress=False,
+    )
+    outcome = rebuilt[USERS.name]
+    assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+    status, again = await system.call("GET", "/api/v1/users/me", token)
+    assert status == 200 and again == me
