@@ -43,8 +43,19 @@ class UserRegistered(Payload):
     username: str
     display_name: str
     bio: str = ""
-    password_hash: str
-    """argon2id, computed by the gateway: the password itself never leaves it."""
+    password_hash: str | None = None
+    """Only in events written before the hash moved to `user.credentials` (docs/erasure.md): the
+    argon2id hash the gateway computed. Still read (its hash logs in while no credential record of
+    the user exists); never written any more. Both shapes are version 1: a projection of before
+    refuses a hashless one as malformed rather than storing a user who cannot log in, so the
+    projections worker is upgraded first (docs/operations.md)."""
+
+
+class PasswordChanged(Payload):
+    """The user changed their password (the new hash is in `user.credentials`, never here). A
+    rehash at login (new argon2 parameters, same password) is no event: see `streams.user_rules`."""
+
+    user_id: uuid.UUID
 
 
 class ProfileUpdated(Payload):
@@ -138,6 +149,7 @@ class ReadMarkerMoved(Payload):
 EVENT_TYPES: dict[str, tuple[int, type[Payload]]] = {
     "user.registered": (1, UserRegistered),
     "user.profile_updated": (1, ProfileUpdated),
+    "user.password_changed": (1, PasswordChanged),
     "chat.created": (1, ChatCreated),
     "chat.member_added": (1, MemberAdded),
     "chat.member_removed": (1, MemberRemoved),
