@@ -60,7 +60,7 @@ def fingerprint(statement: str) -> str:
 
 MODELLED = {
     "messages": "2943a2841912b56e7363d7e4b1bbc45a724ebf5886e61c41728c5ae900723be5",
-    "users": "e7e313f608823f69a4d2661320ec75269feb97d57e35558e080a8d69a8a40a6e",
+    "users": "823f1e5d3e76342465642ad22516abc82508eeab0005cb3e3a15b1eb1cbc44dc",
     "chats": "5c84e425eaa3ced0bd21c6149d495c0f8aba86d2fc7225658c8836bf493d1c93",
 }
 """The sha256 of the statement each fold was written for (`fingerprint`). A change of the statement
@@ -275,7 +275,11 @@ class UsersFold:
                 ("id", "username", "display_name", "bio", "created_at"),
                 (tuple(row[:5]) for row in self.users.values()),
             ),
-            TableRows("user_credentials", ("user_id", "password_hash"), ((r[0], r[5]) for r in self.users.values())),
+            TableRows(
+                "user_credentials",
+                ("user_id", "password_hash"),
+                ((r[0], r[5]) for r in self.users.values() if r[5] is not None),
+            ),
         ]
 
 

@@ -15,7 +15,7 @@ WITH registered AS (
     RETURNING id
 ), credentials AS (
     INSERT INTO user_credentials (user_id, password_hash)
-    SELECT id, $6::text FROM registered
+    SELECT id, $6::text FROM registered WHERE $6::text IS NOT NULL
     ON CONFLICT DO NOTHING
 )
 UPDATE users
@@ -25,7 +25,9 @@ WHERE $1 = 'user.profile_updated' AND id = $2
 """$1 type, $2 user_id, $3 username, $4 display_name, $5 bio, $6 password_hash, $7 occurred_at.
 
 A registration whose id or username is taken changes nothing, credentials included; a profile
-update sets only the fields it carries.
+update sets only the fields it carries. Only the registrations written before the hash left the
+event log carry one (`user_credentials` keeps those); the others' hashes are the credentials
+projection's (`projections/credentials.py`).
 """
 
 
@@ -77,5 +79,5 @@ USERS = Projection(
     ),
     statement=STATEMENT,
     params=params,
-    version=1,
+    version=2,
 )

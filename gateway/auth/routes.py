@@ -1,4 +1,5 @@
-"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth").
+"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth"); and
+`/api/v1/users/me/password`, a password change (`gateway.auth.password_change`).
 
 Each login opens a session (a refresh family); its access tokens carry its id, and when it ends
 (logout, the reuse of a retired refresh token) its sockets close everywhere (`gateway.auth.session_end`).
@@ -13,6 +14,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
+from gateway.auth.identity import caller_claims
+from gateway.auth.password_change import change_password, rehash_if_needed
 from gateway.auth.passwords import verify_password
 from gateway.auth.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
 from gateway.auth.session_end import SESSION_ENDS, SessionEnds
@@ -23,7 +26,7 @@ from gateway.infra.resources import PG_POOL, REDIS, SETTINGS
 from gateway.rest.errors import invalid_credentials, parse_body
 from gateway.usecases import accounts
 from gateway.usecases.ports import PORTS
-from schemas.api import LoginBody, RefreshBody, RegisterBody
+from schemas.api import LoginBody, PasswordChangeBody, RefreshBody, RegisterBody
 from schemas.models import fold_username
 
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
@@ -94,6 +97,7 @@ async def login(request: web.Request) -> web.Response:
         raise invalid_credentials()
     await throttle.succeeded(username, address)
     user = found[0]
+    rehash_if_needed(request.app[PORTS], uuid.UUID(user["id"]), username, found[1], body.password)
     grant = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
     pair = token_pair(request, uuid.UUID(user["id"]), grant.session_id, grant.token)
     return web.json_response({**pair, "user": user})
@@ -116,4 +120,22 @@ async def logout(request: web.Request) -> web.Response:
     ended = await request.app[REFRESH_TOKENS].revoke(body.refresh_token)
     if ended is not None:
         await request.app[SESSION_ENDS].announce(ended)
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/users/me/password")
+async def password(request: web.Request) -> web.Response:
+    """204 once the read models hold the new hash; the caller's other sessions have ended then."""
+    claims = caller_claims(request)
+    body = await parse_body(request, PasswordChangeBody)
+    app = request.app
+    await change_password(
+        app[PORTS],
+        app[LOGIN_THROTTLE],
+        app[SESSION_ENDS],
+        claims,
+        client_address(request),
+        body.old_password,
+        body.new_password,
+    )
     return web.Response(status=204)
