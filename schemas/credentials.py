@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas import codec
 
+
 class MalformedCredentialRecord(ValueError):
     """A record of `user.credentials` that is neither a credential nor a tombstone."""
 
