@@ -108,7 +108,7 @@ async def test_the_worker_applies_the_events_reports_lag_and_matches_a_rebuild(
     try:
         log = mixed_workload(seed=31, steps=500)
         await produce(settings, log, BAD_RECORDS)
-        report = await worker.caught_up(len(log.entries) + len(BAD_RECORDS))
+        report = await worker.caught_up(log.size() + len(BAD_RECORDS))
 
         live = await checksums(conn)
         assert all(c.rows > 0 for c in live)
