@@ -164,7 +164,7 @@ async def test_a_rebuild_beside_the_worker_while_a_client_writes_and_reads(
         await asyncio.gather(*tasks)
 
         assert code == 0, err + out
-        assert out.count("shadow = live") == 3, out
+        assert out.count("shadow = live") == 4, out
         assert out.count("swapped in") == 3, out
         pauses = [float(ms) for ms in re.findall(r"waited at most ([\d.]+) ms", out)]
         assert len(pauses) == 3 and max(pauses) < LONGEST_PAUSE_MS, out

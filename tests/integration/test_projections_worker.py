@@ -127,7 +127,7 @@ async def test_the_worker_applies_the_events_reports_lag_and_matches_a_rebuild(
 
         rebuilt = await rebuild_beside(worker)
         assert rebuilt.returncode == 0, rebuilt.stderr
-        assert rebuilt.stdout.count("shadow = live") == 3, rebuilt.stdout
+        assert rebuilt.stdout.count("shadow = live") == 4, rebuilt.stdout
     finally:
         assert process.stop() == 0, process.log()[-3000:]
 
