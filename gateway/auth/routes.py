@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from gateway.auth.identity import caller_claims
-from gateway.auth.password_change import change_password, rehash_if_needed
+from gateway.auth.password_change import CredentialLock, change_password, rehash_if_needed
 from gateway.auth.passwords import verify_password
 from gateway.auth.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
 from gateway.auth.session_end import SESSION_ENDS, SessionEnds
@@ -31,6 +31,7 @@ from schemas.models import fold_username
 
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 REGISTER_THROTTLE = web.AppKey("register_throttle", RegisterThrottle)
+CREDENTIAL_LOCK = web.AppKey("credential_lock", CredentialLock)
 PASSWORD_CHECKS = Counter(
     "gateway_login_password_checks_total",
     "Passwords verified (argon2id) by login: at most the throttle's limit per account and window",
@@ -46,6 +47,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REFRESH_TOKENS] = store
     app[SESSION_ENDS] = SessionEnds(app[REDIS], store, topic_prefix)
     app[LOGIN_THROTTLE] = LoginThrottle(app[REDIS], prefix=f"{prefix}throttle:")
+    app[CREDENTIAL_LOCK] = CredentialLock(app[REDIS], prefix=f"{prefix}credential:")
     settings = app[SETTINGS]
     app[REGISTER_THROTTLE] = RegisterThrottle(
         app[REDIS],
@@ -97,7 +99,8 @@ async def login(request: web.Request) -> web.Response:
         raise invalid_credentials()
     await throttle.succeeded(username, address)
     user = found[0]
-    rehash_if_needed(request.app[PORTS], uuid.UUID(user["id"]), username, found[1], body.password)
+    lock = request.app[CREDENTIAL_LOCK]
+    rehash_if_needed(request.app[PORTS], lock, uuid.UUID(user["id"]), username, found[1], body.password)
     grant = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
     pair = token_pair(request, uuid.UUID(user["id"]), grant.session_id, grant.token)
     return web.json_response({**pair, "user": user})
@@ -133,6 +136,7 @@ async def password(request: web.Request) -> web.Response:
         app[PORTS],
         app[LOGIN_THROTTLE],
         app[SESSION_ENDS],
+        app[CREDENTIAL_LOCK],
         claims,
         client_address(request),
         body.old_password,

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import ClientSession, ClientWebSocketResponse
+from aiohttp import ClientSession, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 from argon2 import PasswordHasher, Type
@@ -26,7 +26,10 @@ from argon2 import PasswordHasher, Type
 from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings
 from gateway.app import create_app
+from gateway.auth.password_change import rehash
 from gateway.auth.passwords import MEMORY_COST_KIB, TIME_COST, needs_rehash
+from gateway.auth.routes import CREDENTIAL_LOCK
+from gateway.usecases.ports import PORTS
 from projections.catalogue import PROJECTIONS
 from projections.rebuild import rebuild
 from schemas import topics
@@ -50,6 +53,7 @@ class System:
     http: ClientSession
     base: str
     settings: GatewaySettings
+    app: web.Application
 
     async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -94,7 +98,7 @@ async def system(
             server = TestServer(create_app(settings))
             await server.start_server()
             async with ClientSession() as http:
-                yield System(http, str(server.make_url("")).rstrip("/"), settings)
+                yield System(http, str(server.make_url("")).rstrip("/"), settings, server.app)
             await server.close()
 
 
@@ -221,6 +225,34 @@ async def test_a_login_with_a_hash_of_older_parameters_upgrades_it_and_writes_no
         old,
         upgraded,
     ]
+
+
+async def test_a_rehash_never_undoes_a_change_nor_writes_while_a_change_holds_the_lock(system: System) -> None:
+    """The race a rehash could lose: a login verified the old hash, a change came in between; the
+    login's rehash must write nothing (else the old password would log in again)."""
+    name = await system.register()
+    status, login = await system.login(name, PASSWORD)
+    assert status == 200
+    user_id = uuid.UUID(login["user"]["id"])
+    verified = await stored_hash(system.settings.database_url, str(user_id))
+    assert verified is not None
+    assert (await system.change(login["access_token"], PASSWORD, NEW_PASSWORD))[0] == 204
+    changed = await stored_hash(system.settings.database_url, str(user_id))
+    ports, lock = system.app[PORTS], system.app[CREDENTIAL_LOCK]
+
+    await rehash(ports, lock, user_id, name, verified, PASSWORD)
+    async with lock.held(user_id, 1.0) as held:
+        assert held
+        await rehash(ports, lock, user_id, name, changed or "", NEW_PASSWORD)
+        async with lock.held(user_id, 0.1) as again:
+            assert not again, "one holder at a time"
+    await asyncio.sleep(1.0)
+
+    assert await stored_hash(system.settings.database_url, str(user_id)) == changed
+    assert len(await credentials_of(system.settings, str(user_id))) == 2, "the registration's and the change's only"
+    assert (await system.login(name, PASSWORD))[0] == 401
+    async with lock.held(user_id, 1.0) as held:
+        assert held, "released by its holders"
 
 
 async def test_the_old_password_is_throttled_like_a_login(system: System) -> None:
