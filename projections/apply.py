@@ -142,7 +142,10 @@ def storable(params: Params) -> bool:
 
 def to_params(projection: Projection, record: Record) -> Params | Skipped:
     try:
-        params = projection.params(decode_event(record.value))
+        if projection.decode is not None:
+            params = projection.decode(record)
+        else:
+            params = projection.params(decode_event(record.value))
     except UnknownEventType as error:
         return Skipped(record, "unknown_type", str(error))
     except UnexpectedEvent as error:

@@ -311,7 +311,7 @@ async def fold_records(
             for r in records:
                 params = fast_params(projection, r.value)
                 if params is None:
-                    judged = to_params(projection, Record(partition, r.offset, r.value))
+                    judged = to_params(projection, Record(partition, r.offset, r.value, r.key))
                     if isinstance(judged, Skipped):
                         folded.skipped.append(judged)
                         continue
@@ -579,7 +579,7 @@ async def load_by_statement(
     try:
         async with conn.transaction(), aclosing(read_records(reader.options, topic, spans)) as chunks:
             async for partition, records in chunks:
-                batch = [Record(partition, r.offset, r.value) for r in records]
+                batch = [Record(partition, r.offset, r.value, r.key) for r in records]
                 rows, skipped = decode_all(projection, batch)
                 if rows and projection.sealed_params:
                     rows = await OPENER.open(conn, rows, projection.sealed_params)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from projections.chats import CHATS
+from projections.credentials import CREDENTIALS
 from projections.messages import MESSAGES
 from projections.model import Projection
 from projections.users import USERS
 
-PROJECTIONS: dict[str, Projection] = {p.name: p for p in (USERS, CHATS, MESSAGES)}
+PROJECTIONS: dict[str, Projection] = {p.name: p for p in (USERS, CHATS, MESSAGES, CREDENTIALS)}
 
 
 def selected(names: list[str] | None) -> list[Projection]:

@@ -102,7 +102,7 @@ class ProducerSink:
 async def apply_replay(conn: Conn, projection: Projection, letter: DeadLetter, now: datetime) -> ReplayOutcome:
     """Apply the letter's record to `projection` with the current code, unless it was replayed
     already; the outcome to write back. The checks are the worker's own (`to_params`)."""
-    outcome = to_params(projection, Record(letter.partition, letter.offset, letter.value))
+    outcome = to_params(projection, Record(letter.partition, letter.offset, letter.value, letter.key))
     if isinstance(outcome, Skipped):
         return ReplayOutcome(
             kind="replay_failed", id=letter.id, at=now, detail=f"still skipped: {outcome.reason}: {outcome.detail}"

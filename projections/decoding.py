@@ -55,7 +55,7 @@ def current_event(value: bytes) -> Any:
 def fast_params(projection: Projection, value: bytes | None) -> Params | None:
     """The statement's parameters of a record at its type's current version, of this projection's
     types, that PostgreSQL can store; None for any other record (`to_params` judges it)."""
-    if not value:
+    if not value or projection.decode is not None:
         return None
     event = current_event(value)
     if event is None:

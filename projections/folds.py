@@ -60,7 +60,7 @@ def fingerprint(statement: str) -> str:
 
 MODELLED = {
     "messages": "2943a2841912b56e7363d7e4b1bbc45a724ebf5886e61c41728c5ae900723be5",
-    "users": "c5e7d6a00e40fae4c1f10d5a9d1b100fdd1d80828e457ed43a83293564a0c4d1",
+    "users": "67125a1a18537c549ffea0f6f7843c63dd291b3b607967694a7ab748cae2e2b4",
     "chats": "5c84e425eaa3ced0bd21c6149d495c0f8aba86d2fc7225658c8836bf493d1c93",
 }
 """The sha256 of the statement each fold was written for (`fingerprint`). A change of the statement
@@ -283,7 +283,11 @@ class UsersFold:
                 ("id", "username", "display_name", "bio", "created_at"),
                 (tuple(row[:5]) for row in self.users.values()),
             ),
-            TableRows("user_credentials", ("user_id", "password_hash"), ((r[0], r[5]) for r in self.users.values())),
+            TableRows(
+                "user_credentials",
+                ("user_id", "password_hash"),
+                ((r[0], r[5]) for r in self.users.values() if r[5] is not None),
+            ),
             TableRows("erased_accounts", ("user_id", "erased_at"), self.erased.items()),
         ]
 

@@ -1,4 +1,5 @@
-"""What a projection is: the topic it reads, the tables it owns, and one statement per event.
+"""What a projection is: the topic it reads, the tables it owns, and one statement per event (or
+per record, for a topic of records that are no events: `Projection.decode`).
 
 Every event of a batch becomes one execution of the projection's `statement`, with the
 parameters its `params` function gives, all sent in log order through one pipelined
@@ -71,6 +72,10 @@ class Projection:
     sealed_params: tuple[int, ...] = ()
     """The positions of `params` that may hold a sealed text (`projections.sealed_texts.SealedParam`),
     opened before the statement runs."""
+    decode: Callable[[Record], Params] | None = None
+    """For a topic whose records are no events (a compacted topic of records keyed by what they
+    are about, whose tombstones have only a key): the statement's parameters of one record, read
+    instead of `params`; a ValueError for a record that is none of the topic's."""
 
     @property
     def table_names(self) -> Sequence[str]:

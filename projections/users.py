@@ -6,7 +6,7 @@ import uuid
 
 from projections.model import Params, Projection, Table, UnexpectedEvent
 from projections.sealed_texts import SealedParam
-from schemas.events import Event, ProfileUpdated, UserErased, UserRegistered
+from schemas.events import Event, PasswordChanged, ProfileUpdated, UserErased, UserRegistered
 from schemas.sealed import PROFILE_PURPOSES, ProfileField
 from schemas.topics import USER_EVENTS
 
@@ -19,7 +19,7 @@ WITH registered AS (
     RETURNING id
 ), credentials AS (
     INSERT INTO user_credentials (user_id, password_hash)
-    SELECT id, $6::text FROM registered
+    SELECT id, $6::text FROM registered WHERE $6::text IS NOT NULL
     ON CONFLICT DO NOTHING
 ), erased AS (
     INSERT INTO erased_accounts (user_id, erased_at)
@@ -39,9 +39,17 @@ WHERE $1 = 'user.profile_updated' AND id = $2
 """$1 type, $2 user_id, $3 username, $4 display_name, $5 bio, $6 password_hash, $7 occurred_at.
 
 A registration whose id or username is taken changes nothing, credentials included; a profile
-update sets only the fields it carries. An erasure removes the user's row and credentials (its
-username is free in the read model; the user agent keeps it claimed for the quarantine) and keeps
-the id and time in `erased_accounts`, the first time only.
+update sets only the fields it carries. Only the registrations written before the hash left the
+event log carry one (`user_credentials` keeps those); the others' hashes are the credentials
+projection's (`projections/credentials.py`). An erasure removes the user's row and its old
+credentials (its username is free in the read model; the user agent keeps it claimed for the
+quarantine) and keeps the id and time in `erased_accounts`, the first time only.
+
+Version 2 (`erased_accounts`): migration 0005 adds the table and marks a version 1 model as 2, as
+no `user.erased` was written before it. A hashless registration and `user.password_changed` were
+refused by the version 1 statement (malformed, unknown): the projections workers are upgraded
+before the streams workers write those events (docs/operations.md); had they met some, their dead
+letters are replayed.
 """
 
 
@@ -78,6 +86,8 @@ def params(event: Event) -> Params:
             None,
             event.occurred_at,
         )
+    if isinstance(payload, PasswordChanged):  # no row of this projection changes (the hash is the credentials')
+        return (event.type, payload.user_id, None, None, None, None, event.occurred_at)
     if isinstance(payload, UserErased):
         return (event.type, payload.user_id, None, None, None, None, event.occurred_at)
     raise UnexpectedEvent(event.type)

@@ -56,6 +56,13 @@ class EraseAccountBody(Body):
     password: Annotated[str, Clean] = Field(min_length=1, max_length=256)
 
 
+class PasswordChangeBody(Body):
+    """`POST /api/v1/users/me/password`: the new password is bound like a registration's."""
+
+    old_password: Annotated[str, Clean] = Field(min_length=1, max_length=256)
+    new_password: Annotated[str, Clean] = Field(min_length=8, max_length=256)
+
+
 class RefreshBody(Body):
     refresh_token: Annotated[str, Clean] = Field(min_length=1, max_length=512)
 

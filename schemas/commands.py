@@ -76,6 +76,21 @@ class EraseAccount(CommandBody):
     username: str
 
 
+class ChangePassword(CommandBody):
+    """A new password hash for a user who exists, keyed (like a registration) by the folded
+    username: the partition that owns the name knows whether its user exists. The gateway checked
+    the old password and computed the new hash; the user agent writes it to `user.credentials`."""
+
+    kind: Literal["user.change_password"] = "user.change_password"
+    user_id: uuid.UUID
+    username: Annotated[str, Clean] = Field(min_length=1, max_length=64)
+    """Folded."""
+    password_hash: str = Field(min_length=1, max_length=512, pattern=r"^\$argon2")
+    rehash: bool = False
+    """True for the same password hashed again with today's parameters at a login: no event, and
+    no session ends."""
+
+
 class CreateChat(CommandBody):
     kind: Literal["chat.create"] = "chat.create"
     chat_id: uuid.UUID
@@ -152,6 +167,7 @@ Body = Annotated[
     Register
     | UpdateProfile
     | EraseAccount
+    | ChangePassword
     | CreateChat
     | AddMember
     | RemoveMember

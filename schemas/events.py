@@ -49,8 +49,12 @@ class UserRegistered(Payload):
     display_name: str | None = None
     sealed_display_name: str | None = None
     bio: str = ""
-    password_hash: str
-    """argon2id, computed by the gateway: the password itself never leaves it."""
+    password_hash: str | None = None
+    """Only in events written before the hash moved to `user.credentials` (docs/erasure.md): the
+    argon2id hash the gateway computed. Still read (its hash logs in while no credential record of
+    the user exists); never written any more. Both shapes are version 1: a projection of before
+    refuses a hashless one as malformed rather than storing a user who cannot log in, so the
+    projections worker is upgraded first (docs/operations.md)."""
 
     @model_validator(mode="after")
     def _one_display_name(self) -> UserRegistered:
@@ -63,6 +67,13 @@ class UserRegistered(Payload):
     def carried_display_name(self) -> str:
         """The display name as the event carries it: the sealed token, or the plain name of an old event."""
         return self.sealed_display_name if self.sealed_display_name is not None else self.display_name or ""
+
+
+class PasswordChanged(Payload):
+    """The user changed their password (the new hash is in `user.credentials`, never here). A
+    rehash at login (new argon2 parameters, same password) is no event: see `streams.user_rules`."""
+
+    user_id: uuid.UUID
 
 
 class ProfileUpdated(Payload):
@@ -179,6 +190,7 @@ EVENT_TYPES: dict[str, tuple[int, type[Payload]]] = {
     "user.registered": (1, UserRegistered),
     "user.profile_updated": (1, ProfileUpdated),
     "user.erased": (1, UserErased),
+    "user.password_changed": (1, PasswordChanged),
     "chat.created": (1, ChatCreated),
     "chat.member_added": (1, MemberAdded),
     "chat.member_removed": (1, MemberRemoved),

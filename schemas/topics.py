@@ -68,6 +68,14 @@ CONTENT_KEYS = TopicSpec(
     "erases one, and compaction then drops it from the broker's disk (docs/erasure.md)",
     compacted=True,
 )
+USER_CREDENTIALS = TopicSpec(
+    "user.credentials",
+    "user_id",
+    FOREVER,
+    "each user's password hash (`schemas/credentials.py`), kept out of `user.events`: the latest "
+    "record of a user logs in; a tombstone erases it, and compaction then drops it (docs/erasure.md)",
+    compacted=True,
+)
 CONTENT_KEYS_DIRTY_RATIO = 0.01
 """`min.cleanable.dirty.ratio`: compact as soon as a little of the topic is shredded keys."""
 CONTENT_KEYS_TOMBSTONE_MS = HOUR_MS
@@ -83,6 +91,7 @@ ALL: tuple[TopicSpec, ...] = (
     MESSAGE_DELIVERED,
     DEAD_LETTERS,
     CONTENT_KEYS,
+    USER_CREDENTIALS,
 )
 EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
 COMMAND_TOPICS: tuple[TopicSpec, ...] = (USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)

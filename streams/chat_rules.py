@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from schemas.api import GROUP_MEMBERS_DEFAULT
 from schemas.commands import (
     AddMember,
+    ChangePassword,
     ChatResult,
     Command,
     CreateChat,
@@ -226,7 +227,7 @@ def _decide(
     emit = _Emitter(store, command, now or datetime.now(UTC))
     if isinstance(body, CreateChat):
         return _create(store, command.actor_id, body, emit, max_group_members, chat_id_key)
-    if isinstance(body, (Register, UpdateProfile, EraseAccount)):
+    if isinstance(body, (Register, UpdateProfile, EraseAccount, ChangePassword)):
         return refuse("invalid_request", f"{body.kind} is not a chat command")
     chat = store.get_chat(str(body.chat_id))
     actor = str(command.actor_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.commands import DeliveryRecord, NoResult, Result
+from schemas.credentials import CredentialRecord
 from schemas.events import Event
 
 
@@ -20,6 +21,9 @@ class Decision:
     deliveries: list[DeliveryRecord] = field(default_factory=list)
     shredded: list[str] = field(default_factory=list)
     """Data keys to tombstone in `content.keys`, with the events (`streams.shredding`)."""
+    credentials: list[CredentialRecord] = field(default_factory=list)
+    """Records of `user.credentials` (a new hash, or a tombstone), appended with the events; the
+    reply names where they landed too, so that the gateway waits until the read models hold them."""
 
 
 def refuse(code: str, message: str) -> Decision:

@@ -39,14 +39,20 @@ class PendingEvent:
 
 
 async def produce_durable(
-    app: faust.App, pending: list[PendingEvent], keys_topic: str = "", shredded: Sequence[str] = ()
+    app: faust.App,
+    pending: list[PendingEvent],
+    keys_topic: str = "",
+    shredded: Sequence[str] = (),
+    records: Sequence[tuple[str, bytes, bytes | None]] = (),
 ) -> list[RecordMetadata]:
-    """Send every event, and the tombstones of the data keys the events shred, and wait until the
-    broker has them all (acks=all): one round trip a batch. Where the events landed."""
+    """Send every event, the tombstones of the data keys the events shred, and the other records
+    decided with them (topic, key, value: `user.credentials`), and wait until the broker has them
+    all (acks=all): one round trip a batch. Where the events landed, then where `records` did."""
     futures = [await app.producer.send(p.topic, p.key, encode_event(p.event), p.partition, None, None) for p in pending]
+    extra = [await app.producer.send(topic, key, value, None, None, None) for topic, key, value in records]
     erasures = [await app.producer.send(keys_topic, *tombstone(key_id), None, None, None) for key_id in shredded]
-    landed = await asyncio.gather(*futures, *erasures)
-    return list(landed[: len(futures)])
+    landed = await asyncio.gather(*futures, *extra, *erasures)
+    return list(landed[: len(futures) + len(extra)])
 
 
 class Outbox:

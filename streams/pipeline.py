@@ -19,7 +19,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -76,6 +76,8 @@ class Decided:
     command: Command
     partition: int
     decision: Decision
+    written: list[RecordMetadata] = field(default_factory=list)
+    """Where the decision's records beside its events (`Decision.credentials`) landed."""
 
 
 Store = TypeVar("Store", bound=TableStore)
@@ -94,6 +96,8 @@ class DecidingAgent(ABC, Generic[Store]):
         """`message.delivered` (with its prefix) for an agent that delivers frames."""
         self.keys_topic = ""
         """`content.keys` (with its prefix) for an agent whose decisions shred data keys."""
+        self.credentials_topic = ""
+        """`user.credentials` (with its prefix) for an agent whose decisions write password hashes."""
 
     @abstractmethod
     def new_store(self) -> Store: ...
@@ -168,7 +172,12 @@ class DecidingAgent(ABC, Generic[Store]):
                 decided.append(Decided(command, partition, self.decide(store, command)))
             pending = [self.destination(d, event) for d in decided for event in d.decision.events]
             shredded = [key_id for d in decided for key_id in d.decision.shredded]
-            return store, decided, await produce_durable(self.app, pending, self.keys_topic, shredded)
+            records = [(self.credentials_topic, *record) for d in decided for record in d.decision.credentials]
+            landed = await produce_durable(self.app, pending, self.keys_topic, shredded, records)
+            written = iter(landed[len(pending) :])
+            for d in decided:
+                d.written = [next(written) for _ in d.decision.credentials]
+            return store, decided, landed[: len(pending)]
         except APPEND_ERRORS:
             self.forget_preparation()
             raise
@@ -183,7 +192,7 @@ class DecidingAgent(ABC, Generic[Store]):
         landed = iter(metadata)
         for d in decided:
             decision = d.decision
-            mine = [next(landed) for _ in decision.events]
+            mine = [next(landed) for _ in decision.events] + d.written
             await outbox.reply(d.command, reply_for(d.command, decision, mine))
             if decision.deliveries:
                 await self.deliver(outbox, self.delivery_key(d.command), decision.deliveries)

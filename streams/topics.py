@@ -25,6 +25,7 @@ from schemas.topics import (
     EVENT_TOPICS,
     MESSAGE_SEND,
     USER_COMMANDS,
+    USER_CREDENTIALS,
     TopicSpec,
 )
 
@@ -32,10 +33,11 @@ log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 MUST_SURVIVE_A_BROKER: frozenset[TopicSpec] = frozenset(
-    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND, DEAD_LETTERS, CONTENT_KEYS)
+    (*EVENT_TOPICS, USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND, DEAD_LETTERS, CONTENT_KEYS, USER_CREDENTIALS)
 )
 """The dead letters too: a skipped command's dead letter is the only copy left once its topic's
-retention passed; and the content keys: a lost key is a lost text."""
+retention passed; the content keys: a lost key is a lost text; and the credentials: a lost one is
+an account that cannot log in."""
 
 
 def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replication) -> NewTopic:
@@ -49,7 +51,8 @@ def new_topic(settings: CommonSettings, spec: TopicSpec, replication: Replicatio
 
 
 def compaction(settings: CommonSettings) -> dict[str, str]:
-    """How soon a compacted topic forgets a key after its tombstone (docs/erasure.md): the active
+    """How soon a compacted topic (`content.keys`, `user.credentials`) forgets a key after its
+    tombstone or a newer record (docs/erasure.md): the active
     segment, never compacted, rolls after `CONTENT_KEYS_COMPACTION_MS`, and a closed segment
     holding a shredded key is compacted within as long again."""
     lag = str(settings.content_keys_compaction_ms)

@@ -1,7 +1,7 @@
 """The user agent: registrations and profile changes from `user.commands`, decided by
 `streams.user_rules` against the `usernames` table (folded username -> user id) through the
-pipeline every agent shares (`streams.pipeline`): the events are durable before the table is
-written and the reply sent."""
+pipeline every agent shares (`streams.pipeline`): the events, and the password hashes they come
+with (`user.credentials`), are durable before the table is written and the reply sent."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class UserDecider(DecidingAgent[TableUserStore]):
         self.events_topic = settings.topic(topics.USER_EVENTS.name)
         self.keys_topic = settings.topic(topics.CONTENT_KEYS.name)
         self.quarantine = settings.username_quarantine
+        self.credentials_topic = settings.topic(topics.USER_CREDENTIALS.name)
 
     def new_store(self) -> TableUserStore:
         return TableUserStore(self.usernames)

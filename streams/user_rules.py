@@ -8,16 +8,25 @@ copy; no other claim of the name can come first, since it sits behind it in the 
 
 An erased account's name stays claimed until its quarantine ends (`Claim.free_after`): then a
 registration may take it.
+
+Password hashes are no part of any event (docs/erasure.md, "Credentials out of the log"): an
+accepted registration or password change writes the hash to `user.credentials`
+(`Decision.credentials`), appended with the event. A password change is keyed, like a
+registration, by the folded username, so the partition that owns the name tells whether its user
+exists; one decided again after a crash writes the same hash again, which changes nothing.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from schemas.commands import Command, EraseAccount, Register, UpdateProfile, UserResult
-from schemas.events import ProfileUpdated, UserErased, UserRegistered, event_id_for, new_event
+from schemas.commands import ChangePassword, Command, EraseAccount, Register, UpdateProfile, UserResult
+from schemas.credentials import Credential, CredentialRecord, credential_record
+from schemas.credentials import tombstone as credential_tombstone
+from schemas.events import PasswordChanged, ProfileUpdated, UserErased, UserRegistered, event_id_for, new_event
 from schemas.models import User, fold_username
 from schemas.sealed import profile_key_id
 from streams.decision import Decision, refuse
@@ -70,6 +79,8 @@ def decide(
         if command.actor_id != body.user_id:
             return refuse("forbidden", "forbidden")
         return accept(command, profile_updated(body), at)
+    if isinstance(body, ChangePassword):
+        return change_password(store, command, body, at)
     if isinstance(body, EraseAccount):
         return _erase(store, command, body, at, quarantine)
     return refuse("invalid_request", "invalid request")
@@ -88,9 +99,9 @@ def _register(store: UserStore, command: Command, body: Register, now: datetime)
         username=name,
         display_name=body.display_name,
         sealed_display_name=body.sealed_display_name,
-        password_hash=body.password_hash,
     )
     decision = accept(command, registered, now)
+    decision.credentials.append(new_credential(body.user_id, body.password_hash, decision.events[0].occurred_at))
     user = User(
         id=registered.user_id,
         username=registered.username,
@@ -103,7 +114,8 @@ def _register(store: UserStore, command: Command, body: Register, now: datetime)
 
 
 def _erase(store: UserStore, command: Command, body: EraseAccount, now: datetime, quarantine: timedelta) -> Decision:
-    """The account's name quarantined, `user.erased`, and its profile key shredded. Decided again
+    """The account's name quarantined, `user.erased`, its profile key shredded and its credential
+    tombstoned (`user.credentials`). Decided again
     (a crash, a retry) it is accepted again with the same event and the same quarantine."""
     if command.actor_id != body.user_id:
         return refuse("forbidden", "only the account's owner erases it")
@@ -115,6 +127,7 @@ def _erase(store: UserStore, command: Command, body: EraseAccount, now: datetime
     store.set_owner(name, Claim(claim.user_id, free_after).encode())
     decision = accept(command, UserErased(user_id=body.user_id, free_after=free_after), now)
     decision.shredded.append(profile_key_id(body.user_id))
+    decision.credentials.append(credential_tombstone(body.user_id))
     return decision
 
 
@@ -139,7 +152,31 @@ def profile_updated(body: UpdateProfile) -> ProfileUpdated:
     )
 
 
-def accept(command: Command, payload: UserRegistered | ProfileUpdated | UserErased, now: datetime) -> Decision:
+def change_password(store: UserStore, command: Command, body: ChangePassword, now: datetime) -> Decision:
+    """A new credential for a user who exists, asked by that user.
+
+    A rehash (the same password hashed again with today's argon2 parameters, at a login) writes
+    the credential and no event: nothing the user did changed, no reader of `user.events` has
+    anything to do with it (sessions do not end, the read models' users do not change), and an
+    event per parameter upgrade would keep, forever, only the fact that someone logged in. A real
+    change is a `user.password_changed` (no hash in it): the account's history shows it."""
+    if command.actor_id != body.user_id:
+        return refuse("forbidden", "forbidden")
+    claim = claim_of(store, fold_username(body.username))
+    if claim is None or claim.user_id != str(body.user_id) or claim.free_after is not None:
+        return refuse("not_found", "no such user")
+    decision = Decision(ok=True) if body.rehash else accept(command, PasswordChanged(user_id=body.user_id), now)
+    decision.credentials.append(new_credential(body.user_id, body.password_hash, now))
+    return decision
+
+
+def new_credential(user_id: uuid.UUID, password_hash: str, at: datetime) -> CredentialRecord:
+    return credential_record(Credential(user_id=user_id, password_hash=password_hash, changed_at=at))
+
+
+def accept(
+    command: Command, payload: UserRegistered | ProfileUpdated | UserErased | PasswordChanged, now: datetime
+) -> Decision:
     """The one event of a user command, its id derived from the command's."""
     event = new_event(
         payload,

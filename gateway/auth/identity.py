@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 
 from config.logs import bind
-from gateway.auth.tokens import verify_access_token
+from gateway.auth.tokens import AccessClaims, verify_access_claims, verify_access_token
 from gateway.infra.resources import SETTINGS
 from gateway.rest.errors import not_found, unauthenticated
 
@@ -28,6 +28,16 @@ def caller(request: web.Request) -> uuid.UUID:
     user_id = verify_access_token(request.app[SETTINGS], token)
     bind(user_id=user_id)  # on every line of the request, its access line included
     return user_id
+
+
+def caller_claims(request: web.Request) -> AccessClaims:
+    """`caller`, with the session the token belongs to."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthenticated()
+    claims = verify_access_claims(request.app[SETTINGS], token)
+    bind(user_id=claims.user_id)
+    return claims
 
 
 def path_uuid(request: web.Request, name: str) -> uuid.UUID:

@@ -56,6 +56,15 @@ async def verify_password(encoded_hash: str | None, password: str) -> bool:
     return matches and encoded_hash is not None
 
 
+def needs_rehash(encoded_hash: str) -> bool:
+    """Whether `encoded_hash` was made with other parameters than today's (a login then hashes the
+    password again: `gateway.auth.rehash`). A hash argon2-cffi cannot read is left alone."""
+    try:
+        return _hasher.check_needs_rehash(encoded_hash)
+    except InvalidHashError:
+        return False
+
+
 def _verify(encoded_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(encoded_hash, password)

@@ -196,6 +196,11 @@ class RefreshTokenStore:
         families = await self._end_user(keys=[self._user_key(str(user_id))], args=[self._prefix])
         return [as_str(family) for family in families]
 
+    async def sessions(self, user_id: UUID) -> list[str]:
+        """The ids of the sessions of `user_id` that have not expired."""
+        families = await self._redis.zrangebyscore(self._user_key(str(user_id)), _now_ms(), "+inf")
+        return [as_str(family) for family in families]
+
     async def live(self, session_ids: Iterable[str]) -> set[str]:
         """Those of `session_ids` whose family still lives.
 

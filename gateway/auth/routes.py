@@ -1,5 +1,6 @@
-"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth"); and the erasure of
-one's account, `DELETE /api/v1/users/me` (v1.1, "Erasure"), which asks the password again.
+"""`/api/v1/auth/*`: register, login, refresh, logout (contract v1, "Auth"); a password change,
+`POST /api/v1/users/me/password` (`gateway.auth.password_change`); and the erasure of one's
+account, `DELETE /api/v1/users/me` (v1.1, "Erasure"), which asks the password again.
 
 Each login opens a session (a refresh family); its access tokens carry its id, and when it ends
 (logout, the reuse of a retired refresh token) its sockets close everywhere (`gateway.auth.session_end`).
@@ -12,29 +13,25 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
 
-from gateway.auth.identity import caller
-from gateway.auth.passwords import verify_password
+from gateway.auth.identity import caller, caller_claims
+from gateway.auth.password_change import CredentialLock, change_password, rehash_if_needed
+from gateway.auth.password_check import verified
 from gateway.auth.refresh_tokens import REFRESH_TOKENS, FamilyReused, RefreshTokenStore, key_prefix
 from gateway.auth.session_end import SESSION_ENDS, SessionEnds
 from gateway.auth.throttle import LoginThrottle, RegisterThrottle
 from gateway.auth.tokens import issue_access_token
 from gateway.infra import read_store
 from gateway.infra.resources import PG_POOL, REDIS, SETTINGS
-from gateway.rest.errors import invalid_credentials, not_found, parse_body
+from gateway.rest.errors import not_found, parse_body
 from gateway.usecases import accounts, erasure
 from gateway.usecases.ports import PORTS, Actor
-from schemas.api import EraseAccountBody, LoginBody, RefreshBody, RegisterBody
+from schemas.api import EraseAccountBody, LoginBody, PasswordChangeBody, RefreshBody, RegisterBody
 from schemas.models import fold_username
 
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 REGISTER_THROTTLE = web.AppKey("register_throttle", RegisterThrottle)
-PASSWORD_CHECKS = Counter(
-    "gateway_login_password_checks_total",
-    "Passwords verified (argon2id) by login and by account erasure:"
-    " at most the throttle's limit per account and window",
-)
+CREDENTIAL_LOCK = web.AppKey("credential_lock", CredentialLock)
 
 routes = web.RouteTableDef()
 
@@ -46,6 +43,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REFRESH_TOKENS] = store
     app[SESSION_ENDS] = SessionEnds(app[REDIS], store, topic_prefix)
     app[LOGIN_THROTTLE] = LoginThrottle(app[REDIS], prefix=f"{prefix}throttle:")
+    app[CREDENTIAL_LOCK] = CredentialLock(app[REDIS], prefix=f"{prefix}credential:")
     settings = app[SETTINGS]
     app[REGISTER_THROTTLE] = RegisterThrottle(
         app[REDIS],
@@ -79,30 +77,14 @@ async def register(request: web.Request) -> web.Response:
     return web.json_response({"user": user}, status=201)
 
 
-async def checked_user(request: web.Request, username: str, password: str) -> dict[str, Any]:
-    """The user of the folded `username` if `password` is theirs; else 401 `invalid_credentials`.
-    Every check counts against the login throttle (429 beyond), wherever it is asked: at login,
-    and where a signed-in user must give the password again (erasing the account)."""
-    address = client_address(request)
-    throttle = request.app[LOGIN_THROTTLE]
-    await throttle.reserve(username, address)
-    try:
-        found = await read_store.credentials(request.app[PG_POOL], username)
-        PASSWORD_CHECKS.inc()
-        right = await verify_password(found[1] if found else None, password)
-    except Exception:
-        await throttle.undecided(username, address)
-        raise
-    if not right or found is None:
-        raise invalid_credentials()
-    await throttle.succeeded(username, address)
-    return found[0]
-
-
 @routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
-    user = await checked_user(request, fold_username(body.username), body.password)
+    username = fold_username(body.username)
+    found = await read_store.credentials(request.app[PG_POOL], username)
+    user, stored = await verified(request.app[LOGIN_THROTTLE], username, client_address(request), body.password, found)
+    lock = request.app[CREDENTIAL_LOCK]
+    rehash_if_needed(request.app[PORTS], lock, uuid.UUID(user["id"]), username, stored, body.password)
     grant = await request.app[REFRESH_TOKENS].issue(uuid.UUID(user["id"]))
     pair = token_pair(request, uuid.UUID(user["id"]), grant.session_id, grant.token)
     return web.json_response({**pair, "user": user})
@@ -115,12 +97,13 @@ async def erase_account(request: web.Request) -> web.Response:
     end before and again after: a login between the check and the erasure's projection ends too."""
     user_id = caller(request)
     body = await parse_body(request, EraseAccountBody)
-    found = await read_store.user_by_id(request.app[PG_POOL], user_id)
+    found = await read_store.credentials_by_id(request.app[PG_POOL], user_id)
     if found is None:
         raise not_found()
-    await checked_user(request, found["username"], body.password)
+    username = found[0]["username"]
+    await verified(request.app[LOGIN_THROTTLE], username, client_address(request), body.password, found)
     await request.app[SESSION_ENDS].end_user_sessions(user_id)
-    await erasure.erase_account(request.app[PORTS], Actor(user_id), found["username"])
+    await erasure.erase_account(request.app[PORTS], Actor(user_id), username)
     await request.app[SESSION_ENDS].end_user_sessions(user_id)
     return web.Response(status=204)
 
@@ -142,4 +125,23 @@ async def logout(request: web.Request) -> web.Response:
     ended = await request.app[REFRESH_TOKENS].revoke(body.refresh_token)
     if ended is not None:
         await request.app[SESSION_ENDS].announce(ended)
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/users/me/password")
+async def password(request: web.Request) -> web.Response:
+    """204 once the read models hold the new hash; the caller's other sessions have ended then."""
+    claims = caller_claims(request)
+    body = await parse_body(request, PasswordChangeBody)
+    app = request.app
+    await change_password(
+        app[PORTS],
+        app[LOGIN_THROTTLE],
+        app[SESSION_ENDS],
+        app[CREDENTIAL_LOCK],
+        claims,
+        client_address(request),
+        body.old_password,
+        body.new_password,
+    )
     return web.Response(status=204)

@@ -16,6 +16,7 @@ way a socket of an ended session is closed within 5 s.
 
     ends = app[SESSION_ENDS]
     await ends.end_session(user_id, session_id)   # one session (e.g. "log out that device")
+    await ends.end_other_sessions(user_id, keep)  # all but one (a password change)
     await ends.end_user_sessions(user_id)         # all of them (erasure)
 """
 
@@ -46,6 +47,14 @@ class SessionEnds:
         """`session_id` of `user_id` ends: its refresh tokens die and its sockets close."""
         await self.store.end(user_id, session_id)
         await self.announce(EndedSession(user_id, session_id))
+
+    async def end_other_sessions(self, user_id: UUID, keep: str) -> list[str]:
+        """Every session of `user_id` but `keep` ends (a password change: the caller's session
+        stays); the ids of those that ended."""
+        ended = [session_id for session_id in await self.store.sessions(user_id) if session_id != keep]
+        for session_id in ended:
+            await self.end_session(user_id, session_id)
+        return ended
 
     async def end_user_sessions(self, user_id: UUID) -> None:
         """Every session of `user_id` ends: all their refresh tokens die, all their sockets close."""

@@ -55,14 +55,28 @@ async def user_by_id(db: Pool, user_id: uuid.UUID) -> dict[str, Any] | None:
     return user_json(row) if row else None
 
 
+PASSWORD_HASH = (
+    "coalesce(p.password_hash, c.password_hash) AS password_hash FROM users u"
+    " LEFT JOIN password_credentials p ON p.user_id = u.id LEFT JOIN user_credentials c ON c.user_id = u.id"
+)
+"""A user's hash: its latest credential record (`password_credentials`), else the one its
+registration carried when hashes were still in the event log (`user_credentials`)."""
+
+
 async def credentials(db: Pool, username: str) -> tuple[dict[str, Any], str] | None:
     """The user and password hash of a folded username, for login."""
     row = await db.fetchrow(
-        f"SELECT u.{USER_COLUMNS.replace(', ', ', u.')}, c.password_hash FROM users u"
-        " JOIN user_credentials c ON c.user_id = u.id WHERE u.username = $1",
-        username,
+        f"SELECT u.{USER_COLUMNS.replace(', ', ', u.')}, {PASSWORD_HASH} WHERE u.username = $1", username
     )
-    if row is None:
+    if row is None or row["password_hash"] is None:
+        return None
+    return user_json(row), row["password_hash"]
+
+
+async def credentials_by_id(db: Pool, user_id: uuid.UUID) -> tuple[dict[str, Any], str] | None:
+    """The user and password hash of `user_id`, for a password change."""
+    row = await db.fetchrow(f"SELECT u.{USER_COLUMNS.replace(', ', ', u.')}, {PASSWORD_HASH} WHERE u.id = $1", user_id)
+    if row is None or row["password_hash"] is None:
         return None
     return user_json(row), row["password_hash"]
 

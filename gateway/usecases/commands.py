@@ -16,6 +16,7 @@ from schemas import topics
 from schemas.commands import (
     AddMember,
     Body,
+    ChangePassword,
     CreateChat,
     DeleteMessage,
     EditMessage,
@@ -33,6 +34,7 @@ TOPIC_OF: dict[type[Body], topics.TopicSpec] = {
     Register: topics.USER_COMMANDS,
     UpdateProfile: topics.USER_COMMANDS,
     EraseAccount: topics.USER_COMMANDS,
+    ChangePassword: topics.USER_COMMANDS,
     CreateChat: topics.CHAT_COMMANDS,
     AddMember: topics.CHAT_COMMANDS,
     RemoveMember: topics.CHAT_COMMANDS,
@@ -48,8 +50,9 @@ agent takes them in the order one socket sent them; its membership changes have 
 
 def partition_key(body: Body) -> str:
     """What the command's topic is keyed by: the folded username of a registration (its
-    uniqueness is decided by one partition owner), the user of a profile change, else the chat."""
-    if isinstance(body, (Register, EraseAccount)):
+    uniqueness is decided by one partition owner), of an account's erasure and of a password change
+    (that owner knows whether the user exists), the user of a profile change, else the chat."""
+    if isinstance(body, (Register, EraseAccount, ChangePassword)):
         return body.username
     if isinstance(body, UpdateProfile):
         return str(body.user_id)

@@ -61,12 +61,16 @@ BAD_RECORDS = [
 ]
 
 
+PROJECTED_TOPICS = (*topics.EVENT_TOPICS, topics.USER_CREDENTIALS)
+"""What the projections read: the event topics and the compacted `user.credentials`."""
+
+
 async def create_event_topics(topic_prefix: str, database_url: str, name: str) -> CommonSettings:
-    """The event topics, and the dead letters a projections worker sends what it skips to."""
+    """The topics the projections read, and the dead letters a projections worker sends what it skips to."""
     settings = CommonSettings(
         topic_prefix=f"{topic_prefix}{name}.{uuid.uuid4().hex[:6]}.", database_url=database_url, topic_partitions=3
     )
-    await create_topics(settings, (*topics.EVENT_TOPICS, topics.DEAD_LETTERS))
+    await create_topics(settings, (*PROJECTED_TOPICS, topics.DEAD_LETTERS))
     return settings
 
 
@@ -77,7 +81,7 @@ async def delete_event_topics(settings: CommonSettings, *others: str) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        names = [settings.topic(t.name) for t in (*topics.EVENT_TOPICS, topics.DEAD_LETTERS)]
+        names = [settings.topic(t.name) for t in (*PROJECTED_TOPICS, topics.DEAD_LETTERS)]
         names += [settings.topic(o) for o in others]
         await admin.delete_topics([n for n in names if n in existing])
     finally:
@@ -166,6 +170,7 @@ async def test_a_rebuild_swaps_in_the_rows_the_events_give(settings: CommonSetti
         "users": len(log.of(topics.USER_EVENTS)) + 1,
         "chats": len(log.of(topics.CHAT_EVENTS)),
         "messages": len(log.of(topics.MESSAGE_EVENTS)) + 1,
+        "credentials": log.count(topics.USER_CREDENTIALS),
     }
     assert all(o.swapped and o.shadow_sums == o.live_sums and o.shadow_sums for o in done.values()), done
     assert await checksums(conn) == expected
@@ -174,11 +179,16 @@ async def test_a_rebuild_swaps_in_the_rows_the_events_give(settings: CommonSetti
     assert [dict(r) for r in await conn.fetch(OFFSETS_APPLIED)] == [dict(r) for r in offsets_before]
     assert notified == [], "neither the shadow nor a swap at the same offsets announces anything"
     assert await schemas_named(conn, "rebuild_") == []
-    assert await schemas_named(conn, "retired_") == ["retired_chats", "retired_messages", "retired_users"]
+    assert await schemas_named(conn, "retired_") == [
+        "retired_chats",
+        "retired_credentials",
+        "retired_messages",
+        "retired_users",
+    ]
     assert await conn.fetchval("SELECT count(*) FROM retired_messages.messages") == len(expected_rows["messages"])
     progress = await read_rebuild_progress(conn)
     assert [(p.projection, p.phase, p.error) for p in progress] == [
-        (n, "done", "") for n in ("users", "chats", "messages")
+        (n, "done", "") for n in ("users", "chats", "messages", "credentials")
     ]
     assert await conn.fetchval("SELECT version FROM projection_versions WHERE projection = 'messages'") == 1
 
@@ -229,7 +239,7 @@ async def test_the_declared_tables_are_the_migrated_ones(conn: asyncpg.Connectio
 
     live = await catalogue(conn, "public")
 
-    assert len(live["columns"]) == 36 and len(live["indexes"]) == 13
+    assert len(live["columns"]) == 39 and len(live["indexes"]) == 14
     assert declared == live
 
 

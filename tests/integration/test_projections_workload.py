@@ -1,8 +1,10 @@
 """Event logs for the projection tests, written as the streams would write them.
 
 `EventLog` builds events that follow the rules the streams enforce (seq 1, 2, 3 … per chat,
-recipients are the members at the time, only members read); `mixed_workload` makes a seeded
-random one of every event type. The tests at the bottom check the builder itself.
+recipients are the members at the time, only members read), and the records of the compacted
+`user.credentials` beside them (`credentials`: registrations of this version, password changes,
+an erasure's tombstone); `mixed_workload` makes a seeded random one of every event type. The tests
+at the bottom check the builder itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.model import Record
 from schemas import topics
+from schemas.credentials import Credential, credential_record, tombstone
 from schemas.events import (
     ChatCreated,
     Event,
@@ -28,6 +31,7 @@ from schemas.events import (
     MessageDeleted,
     MessageEdited,
     MessageSent,
+    PasswordChanged,
     Payload,
     ProfileUpdated,
     ReadMarkerMoved,
@@ -68,6 +72,8 @@ class EventLog:
         self.entries: list[Logged] = []
         self.chats: dict[uuid.UUID, ChatState] = {}
         self.users: list[uuid.UUID] = []
+        self.credentials: list[tuple[bytes, bytes | None]] = []
+        """The records of `user.credentials`, in log order (one partition)."""
 
     def new_id(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
@@ -85,17 +91,34 @@ class EventLog:
         self.entries.append(Logged(topic, key, event))
         return event
 
-    def register(self, username: str, display_name: str | None = None) -> uuid.UUID:
+    def register(self, username: str, display_name: str | None = None, *, legacy: bool = True) -> uuid.UUID:
+        """A registration as written before the hash left the event log (`legacy`: the hash in the
+        event), or as written now (no hash in the event, a credential record beside it)."""
         user = self.new_id()
+        password_hash = f"$argon2id$v=19$m=65536,t=3,p=4${username}"
         payload = UserRegistered(
             user_id=user,
             username=username,
             display_name=display_name or username.title(),
-            password_hash=f"$argon2id$v=19$m=65536,t=3,p=4${username}",
+            password_hash=password_hash if legacy else None,
         )
-        self.add(topics.USER_EVENTS, user, payload)
+        event = self.add(topics.USER_EVENTS, user, payload)
+        if not legacy:
+            self.credential(user, password_hash, event.occurred_at)
         self.users.append(user)
         return user
+
+    def credential(self, user: uuid.UUID, password_hash: str | None, at: datetime | None = None) -> None:
+        """A record of `user.credentials`: a hash, or (None) a tombstone."""
+        if password_hash is None:
+            self.credentials.append(tombstone(user))
+        else:
+            credential = Credential(user_id=user, password_hash=password_hash, changed_at=at or self.clock)
+            self.credentials.append(credential_record(credential))
+
+    def change_password(self, user: uuid.UUID, password_hash: str) -> None:
+        event = self.add(topics.USER_EVENTS, user, PasswordChanged(user_id=user))
+        self.credential(user, password_hash, event.occurred_at)
 
     def update_profile(self, user: uuid.UUID, display_name: str | None = None, bio: str | None = None) -> None:
         self.add(topics.USER_EVENTS, user, ProfileUpdated(user_id=user, display_name=display_name, bio=bio))
@@ -169,17 +192,31 @@ class EventLog:
         return [e for e in self.entries if e.topic == topic]
 
     def records(self, topic: TopicSpec, first_offset: int = 0) -> list[Record]:
-        """The events of `topic` as the records of one partition, from `first_offset` on."""
+        """The events of `topic` (the credential records of `user.credentials`) as the records of
+        one partition, from `first_offset` on."""
+        if topic == topics.USER_CREDENTIALS:
+            return [Record(0, first_offset + i, value, key) for i, (key, value) in enumerate(self.credentials)]
         return [Record(0, first_offset + i, encode_event(e.event)) for i, e in enumerate(self.of(topic))]
+
+    def count(self, topic: TopicSpec) -> int:
+        """How many records `topic` holds."""
+        return len(self.records(topic))
+
+    def size(self) -> int:
+        """How many records every topic holds together: the events and the credential records."""
+        return len(self.entries) + len(self.credentials)
 
 
 def mixed_workload(seed: int = 7, users: int = 10, chats: int = 5, steps: int = 300) -> EventLog:
     """A random but valid log of every event type, the same for the same arguments."""
     log = EventLog(seed)
     rng = log.rng
-    people = [log.register(f"user_{i}") for i in range(users)]
+    people = [log.register(f"user_{i}", legacy=i % 2 == 0) for i in range(users)]
     for user in rng.sample(people, users // 3):
         log.update_profile(user, bio=f"bio of {user.hex[:6]}")
+    for i, user in enumerate(rng.sample(people, 3)):
+        log.change_password(user, f"$argon2id$v=19$m=19456,t=2,p=1$changed{i}")
+    log.credential(people[-1], None)
     log.update_profile(people[0], display_name="First")
     rooms = [log.create_chat(people[0], [people[1]])]
     rooms += [log.create_chat(people[i], rng.sample(people, 3), title=f"room {i}") for i in range(1, chats)]
@@ -220,6 +257,8 @@ async def produce(settings: CommonSettings, log: EventLog, extra: Sequence[tuple
             await producer.send(
                 settings.topic(entry.topic.name), encode_event(entry.event), key=str(entry.key).encode()
             )
+        for key, credential in log.credentials:
+            await producer.send(settings.topic(topics.USER_CREDENTIALS.name), credential, key=key)
         for topic, value in extra:
             await producer.send(settings.topic(topic.name), value, key=b"bad")
         await producer.flush()
@@ -234,6 +273,7 @@ def test_the_workload_is_the_same_for_the_same_seed_and_has_every_type() -> None
         "user.registered",
         "user.profile_updated",
         "user.erased",
+        "user.password_changed",
         "chat.created",
         "chat.member_added",
         "chat.member_removed",

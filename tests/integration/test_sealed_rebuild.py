@@ -48,7 +48,7 @@ PARTITIONS = 4
 async def settings(topic_prefix: str, database_url: str) -> AsyncIterator[CommonSettings]:
     prefix = f"{topic_prefix}sealed.{uuid.uuid4().hex[:6]}."
     settings = CommonSettings(topic_prefix=prefix, database_url=database_url, topic_partitions=PARTITIONS)
-    await create_topics(settings, (*topics.EVENT_TOPICS, topics.CONTENT_KEYS))
+    await create_topics(settings, (*topics.EVENT_TOPICS, topics.USER_CREDENTIALS, topics.CONTENT_KEYS))
     yield settings
     await delete_event_topics(settings)
 

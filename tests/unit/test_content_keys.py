@@ -84,7 +84,11 @@ def test_the_default_compaction_bound_is_a_quarter_hour_and_other_topics_still_e
     settings = CommonSettings()
     assert settings.content_keys_compaction_ms == CONTENT_KEYS_COMPACTION_DEFAULT_MS == 15 * 60 * 1000
     assert new_topic(settings, topics.CONTENT_KEYS, replication_for(1)).topic_configs["segment.ms"] == "900000"
+    compacted = {topics.CONTENT_KEYS, topics.USER_CREDENTIALS}
     for spec in topics.ALL:
-        if spec is not topics.CONTENT_KEYS:
+        if spec in compacted:
+            assert spec.compacted, spec.name
+            assert new_topic(settings, spec, replication_for(1)).topic_configs["segment.ms"] == "900000"
+        else:
             assert not spec.compacted, spec.name
             assert new_topic(settings, spec, replication_for(1)).topic_configs["cleanup.policy"] == "delete"

@@ -33,6 +33,7 @@ def test_commands_and_events_carry_their_min_isr_and_every_topic_the_factor() ->
         topics.MESSAGE_SEND,
         topics.DEAD_LETTERS,
         topics.CONTENT_KEYS,
+        topics.USER_CREDENTIALS,
     }
     for spec in topics.ALL:
         topic = new_topic(settings, spec, replication_for(3))

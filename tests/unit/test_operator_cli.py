@@ -71,7 +71,7 @@ def test_every_command_has_a_help_that_exits_0(name: str, cli: click.Command, pa
 
 def test_every_option_of_rebuild_says_what_it_does_and_its_choices() -> None:
     output = CliRunner().invoke(projections_cli.cli, ["rebuild", "--help"]).output
-    assert "--only [users|chats|messages]" in output and "--no-progress" in output
+    assert "--only [users|chats|messages|credentials]" in output and "--no-progress" in output
     assert "--repair" in output and "--upgrade" in output
     flat = " ".join(output.split()).lower()
     for code in ("exit 1 when another rebuild", "3 when the checksums differ", "4 when the swap"):

@@ -107,7 +107,8 @@ def test_a_good_record_gives_the_statement_parameters_in_order() -> None:
 
 
 def test_every_projection_reads_its_own_topic_into_its_own_tables() -> None:
-    assert [p.topic.name for p in PROJECTIONS.values()] == ["user.events", "chat.events", "message.events"]
+    topic_names = [p.topic.name for p in PROJECTIONS.values()]
+    assert topic_names == ["user.events", "chat.events", "message.events", "user.credentials"]
     tables = [t.name for t in read_model_tables()]
     assert len(tables) == len(set(tables)) == 8
     assert [p.name for p in selected(["messages", "users"])] == ["users", "messages"]
