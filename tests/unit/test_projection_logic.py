@@ -110,7 +110,7 @@ def test_every_projection_reads_its_own_topic_into_its_own_tables() -> None:
     topic_names = [p.topic.name for p in PROJECTIONS.values()]
     assert topic_names == ["user.events", "chat.events", "message.events", "user.credentials"]
     tables = [t.name for t in read_model_tables()]
-    assert len(tables) == len(set(tables)) == 8
+    assert len(tables) == len(set(tables)) == 9
     assert [p.name for p in selected(["messages", "users"])] == ["users", "messages"]
     assert selected(None) == list(PROJECTIONS.values())
 
