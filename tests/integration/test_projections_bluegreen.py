@@ -231,7 +231,7 @@ async def test_a_worker_older_than_the_live_model_writes_nothing_and_later_fills
     for i in range(6):
         log.register(f"early_{i}")
     await produce(settings, log)
-    await conn.execute("UPDATE projection_versions SET version = 2 WHERE projection = 'users'")
+    await conn.execute("UPDATE projection_versions SET version = $1 WHERE projection = 'users'", USERS.version + 1)
     topic = settings.topic(USERS.topic.name)
     runtime = Runtime(settings)
     try:
@@ -242,7 +242,7 @@ async def test_a_worker_older_than_the_live_model_writes_nothing_and_later_fills
         assert runtime.versions.is_closed(USERS)
         assert await conn.fetchval("SELECT count(*) FROM users") == 0
 
-        await conn.execute("UPDATE projection_versions SET version = 1 WHERE projection = 'users'")
+        await conn.execute("UPDATE projection_versions SET version = $1 WHERE projection = 'users'", USERS.version)
         deadline = time.monotonic() + 10
         while not runtime.versions.is_open(USERS):
             assert time.monotonic() < deadline

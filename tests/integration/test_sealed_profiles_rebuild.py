@@ -43,7 +43,7 @@ PARTITIONS = 3
 async def settings(topic_prefix: str, database_url: str) -> AsyncIterator[CommonSettings]:
     prefix = f"{topic_prefix}sealedprofiles.{uuid.uuid4().hex[:6]}."
     made = CommonSettings(topic_prefix=prefix, database_url=database_url, topic_partitions=PARTITIONS)
-    await create_topics(made, (*topics.EVENT_TOPICS, topics.CONTENT_KEYS))
+    await create_topics(made, (*topics.EVENT_TOPICS, topics.USER_CREDENTIALS, topics.CONTENT_KEYS))
     yield made
     await delete_event_topics(made)
 
