@@ -29,9 +29,12 @@ from projections.model import Projection, Record
 from projections.retry import with_retries
 from projections.runtime import Runtime
 from runtime.faust_app import make_app
-from schemas.content_keys import ROLL_KEY_ID, tombstone
+from schemas.content_keys import ROLL_KEY_ID
+from schemas.content_keys import tombstone as key_tombstone
+from schemas.credentials import ROLL_USER_ID
+from schemas.credentials import tombstone as credential_tombstone
 from schemas.dead_letters import DeadLetter, ReplayOutcome
-from schemas.topics import CONTENT_KEYS, DEAD_LETTERS
+from schemas.topics import CONTENT_KEYS, DEAD_LETTERS, USER_CREDENTIALS
 
 log = logging.getLogger(__name__)
 
@@ -182,20 +185,27 @@ async def watch() -> None:
 app.timer(WATCH_INTERVAL)(watch)
 
 
-async def roll_content_keys() -> None:
-    """A tombstone of `ROLL_KEY_ID` to every partition of `content.keys`, so that its segments
-    roll and are compacted even when nothing is sent (docs/erasure.md): a shredded key leaves the
-    broker within about twice `CONTENT_KEYS_COMPACTION_MS` whatever the traffic."""
-    record_key, _ = tombstone(ROLL_KEY_ID)
-    try:
-        for partition in range(settings.topic_partitions):
-            await app.producer.send(keys_topic, record_key, None, partition, None, None)
-    except Exception as error:  # tried again at the next tick
-        log.warning("cannot roll %s: %r", keys_topic, error)
+ROLLED: tuple[tuple[str, bytes], ...] = (
+    (settings.topic(CONTENT_KEYS.name), key_tombstone(ROLL_KEY_ID)[0]),
+    (settings.topic(USER_CREDENTIALS.name), credential_tombstone(ROLL_USER_ID)[0]),
+)
+"""The compacted topics, and the key of the tombstone that keeps each moving (it erases nothing)."""
 
 
-keys_topic = settings.topic(CONTENT_KEYS.name)
-app.timer(ROLL_INTERVAL_S)(roll_content_keys)
+async def roll_compacted_topics() -> None:
+    """A tombstone to every partition of `content.keys` and `user.credentials`, so that their
+    segments roll and are compacted even when nothing is sent (docs/erasure.md): a shredded key or
+    an erased password hash leaves the broker within about twice `CONTENT_KEYS_COMPACTION_MS`
+    whatever the traffic (Kafka rolls a segment only when a record arrives)."""
+    for topic, record_key in ROLLED:
+        try:
+            for partition in range(settings.topic_partitions):
+                await app.producer.send(topic, record_key, None, partition, None, None)
+        except Exception as error:  # tried again at the next tick
+            log.warning("cannot roll %s: %r", topic, error)
+
+
+app.timer(ROLL_INTERVAL_S)(roll_compacted_topics)
 
 
 @app.on_before_shutdown.connect

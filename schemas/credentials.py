@@ -33,6 +33,11 @@ CredentialRecord = tuple[bytes, bytes | None]
 """A record's key (the user id) and value (a `Credential`, or None for a tombstone)."""
 
 
+ROLL_USER_ID = uuid.UUID(int=0)
+"""No user: the key of the tombstones that keep `user.credentials` moving (Kafka rolls, and so
+compacts, a segment only when a record arrives); erasing it deletes nothing."""
+
+
 def credential_record(credential: Credential) -> CredentialRecord:
     return str(credential.user_id).encode("ascii"), codec.dumps(credential)
 
