@@ -43,6 +43,7 @@ from projections.migrate import migrate
 from projections.model import Projection
 from projections.topic_reader import TopicReader
 from schemas import topics
+from schemas.credentials import Credential, credential_record
 from schemas.events import (
     ChatCreated,
     MessageDeleted,
@@ -125,10 +126,12 @@ class LogMaker:
         shape, rng = self.shape, self.rng
         users = [self.new_id() for _ in range(shape.users)]
         for i, user in enumerate(users):
-            registered = UserRegistered(
-                user_id=user, username=f"user_{i}", display_name=f"User {i}", password_hash=f"$argon2id$v=19$bench{i}"
-            )
+            registered = UserRegistered(user_id=user, username=f"user_{i}", display_name=f"User {i}")
             yield self.event(topics.USER_EVENTS, user, registered, user)
+            credential = Credential(user_id=user, password_hash=f"$argon2id$v=19$bench{i}", changed_at=self.clock)
+            key, value = credential_record(credential)
+            assert value is not None
+            yield topics.USER_CREDENTIALS, key, value
         chats: list[tuple[uuid.UUID, ChatLog]] = []
         for i in range(shape.direct_chats + shape.groups):
             size = 2 if i < shape.direct_chats else rng.randint(*shape.group_sizes)
@@ -230,7 +233,7 @@ async def create_private(settings: CommonSettings, admin_url: str) -> Private:
     url = admin_url.rsplit("/", 1)[0] + "/" + database
     await migrate(url)
     private = settings.model_copy(update={"topic_prefix": f"bench.rebuild.{tag}.", "database_url": url})
-    await create_topics(private, topics.EVENT_TOPICS)
+    await create_topics(private, topics.PROJECTED_TOPICS)
     return Private(private, admin_url, database)
 
 
@@ -238,7 +241,7 @@ async def drop_private(private: Private) -> None:
     admin = AIOKafkaAdminClient(**client_options(private.settings))
     await admin.start()
     try:
-        await admin.delete_topics([private.settings.topic(t.name) for t in topics.EVENT_TOPICS])
+        await admin.delete_topics([private.settings.topic(t.name) for t in topics.PROJECTED_TOPICS])
     finally:
         await admin.close()
     conn = await asyncpg.connect(private.admin_url)

@@ -60,7 +60,7 @@ def fingerprint(statement: str) -> str:
 
 MODELLED = {
     "messages": "2943a2841912b56e7363d7e4b1bbc45a724ebf5886e61c41728c5ae900723be5",
-    "users": "67125a1a18537c549ffea0f6f7843c63dd291b3b607967694a7ab748cae2e2b4",
+    "users": "5f71acf3d5920988c185bbca6b684fb856a30ef025d336e021801f7bc0cd997d",
     "chats": "5c84e425eaa3ced0bd21c6149d495c0f8aba86d2fc7225658c8836bf493d1c93",
 }
 """The sha256 of the statement each fold was written for (`fingerprint`). A change of the statement
@@ -251,23 +251,25 @@ class UsersFold:
 
     def __init__(self) -> None:
         self.users: dict[UUID, list[Any]] = {}
-        """id -> [id, username, display_name, bio, created_at, password_hash]."""
-        self.usernames: set[object] = set()
+        """id -> [id, username, display_name, bio, created_at]."""
+        self.holders: dict[object, UUID] = {}
+        """username -> the id whose row holds it."""
         self.erased: dict[UUID, datetime] = {}
         """id -> when it was first erased."""
+        self.legacy_hashes: dict[UUID, str] = {}
+        """`user_credentials`: kept under its id when another registration takes the row over."""
 
     def apply(self, params: Any) -> None:
         kind, user_id, username, display_name, bio, password_hash, at = params
         if kind == "user.registered":
-            if user_id not in self.users and username not in self.usernames:
-                self.usernames.add(username)
-                self.users[user_id] = [user_id, username, display_name, bio or "", at, password_hash]
+            self.registered(user_id, username, display_name, bio, password_hash, at)
         elif kind == "user.erased":
             if user_id not in self.erased:
                 self.erased[user_id] = at
+                self.legacy_hashes.pop(user_id, None)
                 row = self.users.pop(user_id, None)
                 if row is not None:
-                    self.usernames.discard(row[1])
+                    del self.holders[row[1]]
         elif kind == "user.profile_updated":
             row = self.users.get(user_id)
             if row is not None:
@@ -276,6 +278,21 @@ class UsersFold:
                 if bio is not None:
                     row[3] = bio
 
+    def registered(
+        self, user_id: UUID, username: object, display_name: Any, bio: Any, password_hash: Any, at: Any
+    ) -> None:
+        """A new row, or the row of the username taken over by a later registration (by
+        `created_at`, then id); a registration applied again changes nothing."""
+        holder = self.holders.get(username)
+        if holder is not None:
+            if (self.users[holder][4], holder) >= (at, user_id):
+                return
+            del self.users[holder]
+        self.holders[username] = user_id
+        self.users[user_id] = [user_id, username, display_name, bio or "", at]
+        if password_hash is not None:
+            self.legacy_hashes.setdefault(user_id, password_hash)
+
     def rows(self) -> list[TableRows]:
         return [
             TableRows(
@@ -283,11 +300,7 @@ class UsersFold:
                 ("id", "username", "display_name", "bio", "created_at"),
                 (tuple(row[:5]) for row in self.users.values()),
             ),
-            TableRows(
-                "user_credentials",
-                ("user_id", "password_hash"),
-                ((r[0], r[5]) for r in self.users.values() if r[5] is not None),
-            ),
+            TableRows("user_credentials", ("user_id", "password_hash"), self.legacy_hashes.items()),
             TableRows("erased_accounts", ("user_id", "erased_at"), self.erased.items()),
         ]
 

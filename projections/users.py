@@ -15,7 +15,9 @@ WITH registered AS (
     INSERT INTO users (id, username, display_name, bio, created_at)
     SELECT $2::uuid, $3::text, $4::text, coalesce($5::text, ''), $7::timestamptz
     WHERE $1::text = 'user.registered'
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (username) DO UPDATE
+    SET id = excluded.id, display_name = excluded.display_name, bio = excluded.bio, created_at = excluded.created_at
+    WHERE (users.created_at, users.id) < (excluded.created_at, excluded.id)
     RETURNING id
 ), credentials AS (
     INSERT INTO user_credentials (user_id, password_hash)
@@ -38,15 +40,22 @@ WHERE $1 = 'user.profile_updated' AND id = $2
 """
 """$1 type, $2 user_id, $3 username, $4 display_name, $5 bio, $6 password_hash, $7 occurred_at.
 
-A registration whose id or username is taken changes nothing, credentials included; a profile
-update sets only the fields it carries. Only the registrations written before the hash left the
-event log carry one (`user_credentials` keeps those); the others' hashes are the credentials
-projection's (`projections/credentials.py`). An erasure removes the user's row and its old
-credentials (its username is free in the read model; the user agent keeps it claimed for the
-quarantine) and keeps the id and time in `erased_accounts`, the first time only.
+A registration of a username another user holds takes the row over if it is the later one (by
+`created_at`, then id), else changes nothing, credentials included: the user agent accepts a taken
+name only once its holder is erased and the quarantine is over, and the two users' events lie in
+different partitions (keyed by user id), so a rebuild may apply the new registration before the
+old erasure; "the later registration holds the name" gives the same rows in any order. A
+registration applied again changes nothing. A profile update sets only the fields it carries.
+Only the registrations written before the hash left the event log carry one (`user_credentials`
+keeps those); the others' hashes are the credentials projection's (`projections/credentials.py`).
+An erasure removes the user's row and its old credentials (its username is free in the read
+model; the user agent keeps it claimed for the quarantine) and keeps the id and time in
+`erased_accounts`, the first time only.
 
-Version 2 (`erased_accounts`): migration 0005 adds the table and marks a version 1 model as 2, as
-no `user.erased` was written before it. A hashless registration and `user.password_changed` were
+Version 2 (`erased_accounts`, no foreign key from `user_credentials`: a row taken over keeps the
+old user's legacy hash, under the old id, until its erasure deletes it): migration 0005 makes a
+version 1 model one of version 2, as no `user.erased` was written before it, so no username was
+ever registered twice. A hashless registration and `user.password_changed` were
 refused by the version 1 statement (malformed, unknown): the projections workers are upgraded
 before the streams workers write those events (docs/operations.md); had they met some, their dead
 letters are replayed.
@@ -116,10 +125,7 @@ USERS = Projection(
             "user_credentials",
             ("user_id",),
             ("user_id uuid", "password_hash text NOT NULL"),
-            (
-                "ALTER TABLE user_credentials ADD CONSTRAINT user_credentials_user_id_fkey"
-                " FOREIGN KEY (user_id) REFERENCES users (id)",
-            ),
+            (),
         ),
         Table(
             "erased_accounts",

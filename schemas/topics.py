@@ -94,6 +94,8 @@ ALL: tuple[TopicSpec, ...] = (
     USER_CREDENTIALS,
 )
 EVENT_TOPICS: tuple[TopicSpec, ...] = (USER_EVENTS, CHAT_EVENTS, MESSAGE_EVENTS)
+PROJECTED_TOPICS: tuple[TopicSpec, ...] = (*EVENT_TOPICS, USER_CREDENTIALS)
+"""What the projections read, and so what a rebuild replays."""
 COMMAND_TOPICS: tuple[TopicSpec, ...] = (USER_COMMANDS, CHAT_COMMANDS, MESSAGE_SEND)
 """What the gateway sends commands to."""
 

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from projections.catalogue import PROJECTIONS
 from schemas import topics
 from schemas.commands import CreateChat, MessageResult, SendMessage
 from schemas.console import BadRecordsPage, KeysPage, RebuildPage, TablesPage, TopicsPage, ValuePage
@@ -222,7 +223,7 @@ async def test_the_projections_worker_has_no_tables_but_shows_topics_and_lag(con
     view = await until(caught_up, "the chats projection caught up")
     prefix = console.system.settings.topic_prefix
     assert {t.name for t in view.topics} == {prefix + spec.name for spec in topics.ALL}
-    assert {p.projection for p in view.projections} == {"users", "chats", "messages"}
+    assert {p.projection for p in view.projections} == set(PROJECTIONS)
     assert all(p.lag_seconds == 0.0 for lag in view.projections for p in lag.partitions if p.lag_events == 0)
     commands = next(t for t in view.topics if t.name == prefix + topics.CHAT_COMMANDS.name)
     streams_group = prefix + "messenger-streams"

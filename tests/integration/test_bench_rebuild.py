@@ -22,7 +22,7 @@ async def test_the_rebuild_stage_measures_the_loader_and_the_command() -> None:
 
     result = await measure_rebuild(ROOT, settings, ADMIN_DATABASE_URL, 2_000, progress=False)
 
-    events = shape.users + shape.direct_chats + shape.groups + shape.message_events
+    events = 2 * shape.users + shape.direct_chats + shape.groups + shape.message_events  # a credential a user
     assert result["log"]["message_events"] == 2_000
     assert result["bulk"]["events"] == events and result["bulk"]["events_per_s"] > 0
     assert "error" not in result["command"], result["command"]
@@ -30,6 +30,7 @@ async def test_the_rebuild_stage_measures_the_loader_and_the_command() -> None:
         "users": shape.users,
         "chats": shape.direct_chats + shape.groups,
         "messages": 2_000,
+        "credentials": shape.users,
     }
     assert result["events_per_s"] == result["command"]["events_per_s"]
     admin = AIOKafkaAdminClient(**client_options(settings))

@@ -24,6 +24,7 @@ from projections.rebuild import reset
 from projections.users import USERS
 from schemas import topics
 from schemas.events import ChatCreated, encode_event
+from tests.conftest import cloned_database
 from tests.integration.test_projections_workload import T0, EventLog, mixed_workload
 
 pytestmark = pytest.mark.integration
@@ -77,13 +78,28 @@ async def test_users_registered_and_profile_updated(conn: asyncpg.Connection) ->
     assert await next_offsets(conn, USERS) == {0: 4}
 
 
-async def test_a_second_registration_of_a_taken_username_changes_nothing(conn: asyncpg.Connection) -> None:
+async def test_the_later_registration_of_a_name_holds_it_whatever_the_order_with_the_erasure(
+    template_database: str,
+) -> None:
+    """The user agent accepts a taken name only once its holder is erased and quarantined; the two
+    users' events lie in different partitions, so a projection may meet them in any order."""
     log = EventLog()
     first = log.register("ann")
-    log.register("ann", "Impostor")
-    await apply_log(conn, USERS, log)
-    assert [r["id"] for r in await conn.fetch("SELECT id FROM users")] == [first]
-    assert await conn.fetchval("SELECT count(*) FROM user_credentials") == 1
+    log.erase(first)
+    second = log.register("ann", "Another Ann")
+    registered, erasure, taken = log.entries
+    for order in ([registered, erasure, taken], [registered, taken, erasure], [taken, registered, erasure]):
+        async with cloned_database(template_database) as url:
+            conn = await asyncpg.connect(url)
+            try:
+                records = [Record(0, offset, encode_event(e.event)) for offset, e in enumerate(order)]
+                await apply_records(conn, USERS, TOPIC, records)
+                assert [r["id"] for r in await conn.fetch("SELECT id FROM users")] == [second], order
+                hashes = await conn.fetch("SELECT user_id FROM user_credentials")
+                assert [r["user_id"] for r in hashes] == [second], "the erased user's legacy hash is gone"
+                assert [r["user_id"] for r in await conn.fetch("SELECT user_id FROM erased_accounts")] == [first]
+            finally:
+                await conn.close()
 
 
 async def test_chat_created_members_added_removed_and_roles(conn: asyncpg.Connection) -> None:

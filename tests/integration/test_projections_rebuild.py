@@ -61,7 +61,7 @@ BAD_RECORDS = [
 ]
 
 
-PROJECTED_TOPICS = (*topics.EVENT_TOPICS, topics.USER_CREDENTIALS)
+PROJECTED_TOPICS = topics.PROJECTED_TOPICS
 """What the projections read: the event topics and the compacted `user.credentials`."""
 
 

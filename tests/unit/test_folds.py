@@ -200,23 +200,41 @@ def test_a_read_before_any_message_makes_a_marker_with_nothing_unread() -> None:
     assert fold.chat_ids() == {room.chat}
 
 
-def test_users_a_taken_id_or_username_changes_nothing_and_profiles_set_what_they_carry() -> None:
+def test_users_a_later_registration_takes_a_name_over_a_repeat_changes_nothing_profiles_set_what_they_carry() -> None:
     log = EventLog(seed=2)
     early = log.new_id()
     log.update_profile(early, display_name="Too early")
     ann = log.register("ann")
-    log.register("ann", "Another Ann")
-    log.entries.append(log.entries[-2])
-    log.update_profile(ann, bio="hello")
-    log.update_profile(ann, display_name="Annie")
+    other = log.register("ann", "Another Ann")  # later: the name is the other's now (ann was erased)
+    log.entries.append(log.entries[-2])  # ann's registration again, earlier than the holder's: nothing
+    log.entries.append(log.entries[-2])  # the other's again: nothing
+    log.update_profile(ann, bio="hello")  # no row of ann's any more
+    log.update_profile(other, display_name="Annie")
     fold = folded(log, USERS)
     assert table(fold, "users", "id") == {
-        ann: {"id": ann, "username": "ann", "display_name": "Annie", "bio": "hello", "created_at": at(2)}
+        other: {"id": other, "username": "ann", "display_name": "Annie", "bio": "", "created_at": at(3)}
     }
+    hashed = "$argon2id$v=19$m=65536,t=3,p=4$ann"
     assert table(fold, "user_credentials", "user_id") == {
-        ann: {"user_id": ann, "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$ann"}
-    }
+        ann: {"user_id": ann, "password_hash": hashed},
+        other: {"user_id": other, "password_hash": hashed},
+    }, "the legacy hash of the row taken over stays under its id until that user's erasure"
     assert isinstance(fold, UsersFold)
+
+
+def test_users_an_erasure_frees_the_name_and_forgets_the_legacy_hash_in_any_order() -> None:
+    for erased_first in (True, False):
+        log = EventLog(seed=5)
+        ann = log.register("ann")
+        if erased_first:
+            log.erase(ann)
+        other = log.register("ann", "Another Ann")
+        if not erased_first:
+            log.erase(ann)
+        fold = folded(log, USERS)
+        assert set(table(fold, "users", "id")) == {other}
+        assert set(table(fold, "user_credentials", "user_id")) == {other}
+        assert set(table(fold, "erased_accounts", "user_id")) == {ann}
 
 
 def test_chats_founders_come_only_with_a_new_chat_and_the_first_of_a_user_wins() -> None:
