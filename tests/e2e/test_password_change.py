@@ -11,21 +11,18 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import ClientSession, ClientWebSocketResponse, web
-from aiohttp.test_utils import TestServer
+from aiohttp import ClientWebSocketResponse
 from aiokafka import AIOKafkaProducer
 from argon2 import PasswordHasher, Type
 
 from config.kafka import client_options
-from config.settings import CommonSettings, GatewaySettings
-from gateway.app import create_app
+from config.settings import CommonSettings
 from gateway.auth.password_change import rehash
 from gateway.auth.passwords import MEMORY_COST_KIB, TIME_COST, needs_rehash
 from gateway.auth.routes import CREDENTIAL_LOCK
@@ -36,9 +33,7 @@ from schemas import topics
 from schemas.credentials import Credential, credential_record, decode_credential_record
 from schemas.events import decode_event
 from schemas.frames import SESSION_ENDED_CLOSE_CODE, SESSION_ENDED_REASON
-from streams.topics import create_topics
-from tests.conftest import cloned_database
-from tests.e2e.workers import running_workers
+from tests.e2e.in_process import InProcessSystem, in_process_system
 from tests.kafka_tools import read_topic
 
 pytestmark = pytest.mark.e2e
@@ -48,19 +43,7 @@ WITHIN_S = 5.0
 PASSWORD, NEW_PASSWORD = "correct horse", "battery staple"
 
 
-@dataclass
-class System:
-    http: ClientSession
-    base: str
-    settings: GatewaySettings
-    app: web.Application
-
-    async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as response:
-            body = await response.json() if response.content_type == "application/json" else None
-            return response.status, body
-
+class System(InProcessSystem):
     async def register(self) -> str:
         name = f"p{uuid.uuid4().hex[:10]}"
         status, _ = await self.call("POST", "/api/v1/auth/register", json={"username": name, "password": PASSWORD})
@@ -69,9 +52,6 @@ class System:
 
     async def login(self, name: str, password: str) -> tuple[int, Any]:
         return await self.call("POST", "/api/v1/auth/login", json={"username": name, "password": password})
-
-    async def socket(self, token: str) -> ClientWebSocketResponse:
-        return await self.http.ws_connect(self.base + "/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
 
     async def change(self, token: str, old: str, new: str) -> tuple[int, Any]:
         body = {"old_password": old, "new_password": new}
@@ -82,24 +62,9 @@ class System:
 async def system(
     topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
 ) -> AsyncIterator[System]:
-    prefix = f"{topic_prefix}cred."
-    async with cloned_database(template_database) as database_url:
-        settings = GatewaySettings(
-            topic_prefix=prefix,
-            topic_partitions=2,
-            jwt_secret=jwt_secret,
-            database_url=database_url,
-            gateway_instance_id=f"cred-{uuid.uuid4().hex[:6]}",
-            register_limit_per_address=1000,
-        )
-        await create_topics(settings)
-        logs = tmp_path_factory.mktemp("cred")
-        with running_workers(prefix, database_url, logs, partitions=2):
-            server = TestServer(create_app(settings))
-            await server.start_server()
-            async with ClientSession() as http:
-                yield System(http, str(server.make_url("")).rstrip("/"), settings, server.app)
-            await server.close()
+    logs = tmp_path_factory.mktemp("cred")
+    async with in_process_system("cred", topic_prefix, template_database, logs, jwt_secret) as made:
+        yield System(**vars(made))
 
 
 async def pong(socket: ClientWebSocketResponse) -> bool:

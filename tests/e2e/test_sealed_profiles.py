@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.kafka import client_options
 from config.settings import CommonSettings, GatewaySettings
-from gateway.app import create_app
 from projections.rebuild import rebuild
 from projections.users import USERS
 from runtime.sealing import open_sealed
@@ -28,49 +24,19 @@ from schemas import topics
 from schemas.content_keys import MalformedKeyRecord, decode_key_record
 from schemas.events import ProfileUpdated, UserRegistered, decode_event
 from schemas.sealed import Purpose, profile_key_id
-from streams.topics import create_topics
-from tests.conftest import cloned_database
-from tests.e2e.workers import running_workers
+from tests.e2e.in_process import InProcessSystem, in_process_system
 from tests.kafka_tools import read_topic
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class System:
-    http: ClientSession
-    base: str
-    settings: GatewaySettings
-
-    async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as response:
-            body = await response.json() if response.content_type == "application/json" else None
-            return response.status, body
-
-
 @pytest.fixture(scope="module")
 async def system(
     topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
-) -> AsyncIterator[System]:
-    prefix = f"{topic_prefix}profiles."
-    async with cloned_database(template_database) as database_url:
-        settings = GatewaySettings(
-            topic_prefix=prefix,
-            topic_partitions=2,
-            jwt_secret=jwt_secret,
-            database_url=database_url,
-            gateway_instance_id=f"profiles-{uuid.uuid4().hex[:6]}",
-            register_limit_per_address=1000,
-        )
-        await create_topics(settings)
-        logs = tmp_path_factory.mktemp("profiles")
-        with running_workers(prefix, database_url, logs, partitions=2):
-            server = TestServer(create_app(settings))
-            await server.start_server()
-            async with ClientSession() as http:
-                yield System(http, str(server.make_url("")).rstrip("/"), settings)
-            await server.close()
+) -> AsyncIterator[InProcessSystem]:
+    logs = tmp_path_factory.mktemp("profiles")
+    async with in_process_system("profiles", topic_prefix, template_database, logs, jwt_secret) as made:
+        yield made
 
 
 async def every_record(settings: GatewaySettings) -> dict[str, list[Any]]:
@@ -103,7 +69,9 @@ def profile_keys(records: list[Any]) -> tuple[dict[str, bytes], set[str]]:
     return keys, tombstoned
 
 
-async def test_a_profile_is_sealed_in_every_topic_plain_in_the_read_model_and_a_rebuild_agrees(system: System) -> None:
+async def test_a_profile_is_sealed_in_every_topic_plain_in_the_read_model_and_a_rebuild_agrees(
+    system: InProcessSystem,
+) -> None:
     name, password = f"p{uuid.uuid4().hex[:10]}", "correct horse"
     first_name, first_bio, second_name, second_bio, refused_name = (
         f"{word} {uuid.uuid4().hex}" for word in ("Name", "Bio", "Renamed", "Rebio", "Intruder")
