@@ -5,7 +5,7 @@ its app: its ports, its locks), with an HTTP client to it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +14,11 @@ from typing import Any
 from aiohttp import ClientSession, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestServer
 
-from config.settings import GatewaySettings
+from config.settings import CommonSettings, GatewaySettings
 from gateway.app import create_app
+from projections.catalogue import PROJECTIONS
+from projections.model import Projection
+from projections.rebuild import Rebuilt, rebuild
 from streams.topics import create_topics
 from tests.conftest import cloned_database
 from tests.e2e.workers import running_workers
@@ -39,6 +42,19 @@ class InProcessSystem:
 
     async def socket(self, token: str) -> ClientWebSocketResponse:
         return await self.http.ws_connect(self.base + "/api/v1/ws", headers={"Authorization": f"Bearer {token}"})
+
+    async def rebuild_agrees(self, projections: Sequence[Projection] = ()) -> dict[str, Rebuilt]:
+        """Rebuild `projections` (all of them for none) from the topics; each is swapped in with
+        checksums equal to the live ones. The outcomes, by projection."""
+        settings = self.settings
+        rebuilt = await rebuild(
+            CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
+            list(projections or PROJECTIONS.values()),
+            progress=False,
+        )
+        for outcome in rebuilt.values():
+            assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+        return rebuilt
 
 
 @asynccontextmanager

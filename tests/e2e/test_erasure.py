@@ -23,12 +23,10 @@ from aiohttp import ClientWebSocketResponse
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.kafka import client_options
-from config.settings import CommonSettings, GatewaySettings
+from config.settings import GatewaySettings
 from gateway.usecases.commands import execute
 from gateway.usecases.erasure import sweep_unfinished
 from gateway.usecases.ports import PORTS, Actor, Ports
-from projections.catalogue import PROJECTIONS
-from projections.rebuild import rebuild
 from runtime.sealing import open_sealed
 from schemas.commands import EraseAccount
 from schemas.content_keys import MalformedKeyRecord, decode_key_record
@@ -258,14 +256,7 @@ async def test_a_deleted_message_and_its_earlier_text_are_in_no_store_and_a_rebu
     status, page = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
     assert [(m["text"], m["deleted"]) for m in page["messages"]] == [("", True), (kept, False)]
 
-    settings = system.settings
-    rebuilt = await rebuild(
-        CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
-        list(PROJECTIONS.values()),
-        progress=False,
-    )
-    for outcome in rebuilt.values():
-        assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+    await system.rebuild_agrees()
     status, again = await system.call("GET", f"/api/v1/chats/{chat_id}/messages", b["token"])
     assert again == page, "the rebuilt read models hold what the live ones did: the kept text, not the erased ones"
 
@@ -377,14 +368,7 @@ async def test_an_erased_account_is_in_no_store_its_messages_stay_deleted_and_it
     await asyncio.sleep(max(0.0, erased_at + QUARANTINE_S + 1.0 - time.monotonic()))
     status, _ = await system.call("POST", "/api/v1/auth/register", json=again)
     assert status == 201, "the name is free once its quarantine is over"
-    settings = system.settings
-    rebuilt = await rebuild(
-        CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
-        list(PROJECTIONS.values()),
-        progress=False,
-    )
-    for outcome in rebuilt.values():
-        assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+    await system.rebuild_agrees()
     assert await history(system, group, b["token"]) == [(None, True), (kept, False)]
 
 

@@ -16,8 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.kafka import client_options
-from config.settings import CommonSettings, GatewaySettings
-from projections.rebuild import rebuild
+from config.settings import GatewaySettings
 from projections.users import USERS
 from runtime.sealing import open_sealed
 from schemas import topics
@@ -139,13 +138,6 @@ async def test_a_profile_is_sealed_in_every_topic_plain_in_the_read_model_and_a_
                 opened.append(open_sealed(token_text, purpose, user_id, keys))
     assert opened == [first_name, first_bio, second_name, second_bio]
 
-    settings = system.settings
-    rebuilt = await rebuild(
-        CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
-        [USERS],
-        progress=False,
-    )
-    outcome = rebuilt[USERS.name]
-    assert outcome.swapped and outcome.shadow_sums == outcome.live_sums, outcome.lines()
+    await system.rebuild_agrees([USERS])
     status, again = await system.call("GET", "/api/v1/users/me", token)
     assert status == 200 and again == me
