@@ -164,6 +164,13 @@ async def check_versions() -> None:
 app.task(check_versions)
 
 
+async def follow_recent_keys() -> None:
+    await runtime.follow_recent_keys()
+
+
+app.task(follow_recent_keys)
+
+
 @app.page("/projections/lag")
 class Lag(View):
     async def get(self, request: Request) -> Response:

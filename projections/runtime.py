@@ -23,7 +23,9 @@ from functools import partial
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 
+from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.apply import BatchOutcome, DeadLetterSink, OffsetGap, VersionChanged, advance_offsets, apply_records
 from projections.catalogue import PROJECTIONS
@@ -34,6 +36,7 @@ from projections.retry import with_retries
 from projections.sealed_texts import OPENER
 from projections.topic_reader import Span, TopicMissing, TopicReader
 from projections.versions import VersionGate
+from runtime.key_tail import KeyTail
 from schemas.topics import CONTENT_KEYS
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 POOL_SIZE = 4
 """One connection per projection agent (each runs with concurrency 1), one for the watch timer."""
 FILL_BATCH = 500
+KEYS_KEEP_S = 60.0
+"""How long the tail of `content.keys` keeps a key: far above a projection's usual lag; an
+older event's key is in the mirror."""
 
 
 @dataclass(frozen=True)
@@ -111,11 +117,21 @@ class Runtime:
         await self.versions.close()
 
     async def close_reader(self) -> None:
-        """Close the Kafka clients of the watch; the database connections end with the process,
-        after the agents (an agent may still be finishing a batch when the app stops)."""
+        """Close the Kafka clients of the watch and the key tail; the database connections end with
+        the process, after the agents (an agent may still be finishing a batch when the app stops)."""
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.close()
+        tail, OPENER.recent = OPENER.recent, None
+        if tail is not None:
+            await tail.stop()
+
+    async def follow_recent_keys(self) -> None:
+        """Start the tail of `content.keys` the agents open texts with (`projections.sealed_texts`)."""
+        consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False)
+        tail = KeyTail(consumer, self.settings.topic(CONTENT_KEYS.name), KEYS_KEEP_S)
+        await tail.start()
+        OPENER.recent = tail
 
     async def follow_keys(self) -> None:
         """Apply what `content.keys` holds beyond the mirror (keys, and the tombstones that shred them)."""

@@ -4,8 +4,11 @@ statement runs (docs/erasure.md).
 
 A projection's `params` gives a `SealedParam` (the token, what it seals and whose) where an event
 carries a sealed text, at the positions its `sealed_params` names. `TextOpener.open` replaces each
-with its text in one query for the batch's keys. A key the mirror lacks makes it catch the mirror
-up (`CATCH_UPS` times at most); one still missing then is lost. What
+with its text, with the keys of the mirror (one query for the batch's keys) and, in the worker,
+those of the last minute tailed from `content.keys` (`runtime.key_tail`): a message's key was
+written a moment before its event, so the tail holds it (or soon will) while the mirror, caught up
+every few seconds, rarely does yet. A key neither holds makes it catch the mirror up (`CATCH_UPS`
+times at most); one still missing then is lost. What
 cannot be opened becomes the empty string, as a deleted message's text: a shredded key is an
 erasure working as meant; a lost or corrupt key, a text that does not authenticate, is logged and
 counted (`projection_unopened_texts_total`), never guessed.
@@ -23,7 +26,8 @@ from asyncpg.pool import PoolConnectionProxy
 from prometheus_client import Counter
 
 from projections.model import Params
-from runtime.sealing import Unopened, open_sealed
+from runtime.key_tail import KeyTail
+from runtime.sealing import KeyState, Unopened, open_sealed
 from schemas.sealed import MalformedSealed, Purpose, parse
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ CATCH_UP_PAUSE_S = 0.25
 """A key is handed to Kafka just before the command whose text it seals, so it lands with it or
 a moment after (docs/erasure.md): a key still missing after three catch-ups half a second apart
 is lost."""
+TAIL_WAIT_S = 0.5
+"""How long a batch waits for the tail to bring a key neither it nor the mirror holds yet."""
 ERASED_TEXT = ""
 """What a text that cannot be opened becomes in the read models: what a deleted message holds."""
 
@@ -65,7 +71,7 @@ MIRROR_TABLE = "public.content_keys"
 """Named with its schema: a rebuild's connections search its shadow schema alone."""
 
 
-async def keys_for(conn: Conn, key_ids: Iterable[str]) -> dict[str, bytes | None]:
+async def keys_for(conn: Conn, key_ids: Iterable[str]) -> dict[str, KeyState]:
     """The mirror's state of `key_ids`: a key, or None when shredded; a key id it does not hold is
     absent (what `runtime.sealing.open_sealed` reads as `key_missing`)."""
     wanted = sorted(set(key_ids))
@@ -87,9 +93,25 @@ class TextOpener:
         self.catch_up: CatchUp | None = None
         """None: the mirror is taken as it is (a process that does not read Kafka, or whose caller
         caught it up already); a missing key is then lost at once."""
+        self.recent: KeyTail | None = None
+        """The worker's tail of `content.keys` (a rebuild has none: it catches the mirror up first)."""
 
     def follow(self, catch_up: CatchUp | None) -> None:
         self.catch_up = catch_up
+
+    async def keys(self, conn: Conn, wanted: set[str], tail_wait_s: float = 0.0) -> dict[str, KeyState]:
+        """What the mirror and the tail hold of `wanted` (the tail given up to `tail_wait_s` to
+        bring those neither holds); a shredding seen in either wins."""
+        keys = await keys_for(conn, wanted)
+        if self.recent is None:
+            return keys
+        missing = wanted - keys.keys()
+        if missing and tail_wait_s > 0:
+            await self.recent.wait_for(missing, tail_wait_s)
+        for key_id, state in self.recent.known(wanted).items():
+            if state is None or key_id not in keys:
+                keys[key_id] = state
+        return keys
 
     async def open(self, conn: Conn, rows: list[Params], positions: Sequence[int]) -> list[Params]:
         """`rows` with every `SealedParam` at `positions` replaced by its text (or `ERASED_TEXT`)."""
@@ -102,7 +124,7 @@ class TextOpener:
         if not sealed:
             return rows
         wanted = {key_id for i, p in sealed if (key_id := key_id_of(str(rows[i][p]))) is not None}
-        keys = await keys_for(conn, wanted)
+        keys = await self.keys(conn, wanted, TAIL_WAIT_S)
         for attempt in range(CATCH_UPS if self.catch_up is not None else 0):
             if wanted <= keys.keys():
                 break
@@ -110,7 +132,7 @@ class TextOpener:
                 await asyncio.sleep(CATCH_UP_PAUSE_S)
             assert self.catch_up is not None
             await self.catch_up()
-            keys = await keys_for(conn, wanted)
+            keys = await self.keys(conn, wanted)
         opened = list(rows)
         for index, position in sealed:
             param = rows[index][position]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,11 +27,11 @@ from prometheus_client import Counter
 
 from config.kafka import client_options
 from config.settings import GatewaySettings
-from gateway.infra.healing import reconnect_backoff
 from gateway.infra.read_store import Pool
 from gateway.infra.resources import PRODUCER, SETTINGS
+from runtime.key_tail import KeyTail
 from runtime.sealing import KeyState, Unopened, new_key, open_sealed, seal
-from schemas.content_keys import MalformedKeyRecord, decode_key_record, key_record
+from schemas.content_keys import key_record
 from schemas.sealed import (
     PROFILE_PURPOSES,
     MalformedSealed,
@@ -50,7 +49,6 @@ KEEP_S = 300.0
 """How long a key is kept to open what comes back: above delivery's `MAX_AGE_S` (120 s)."""
 WAIT_FOR_KEY_S = 2.0
 """How long an opening waits for the tail to bring a key made by another instance."""
-POLL_MS = 200
 
 UNOPENED = Counter(
     "gateway_unopened_texts_total",
@@ -101,22 +99,15 @@ class ContentKeys:
     def __init__(self, settings: GatewaySettings, producer: AIOKafkaProducer) -> None:
         self.topic = settings.topic(TOPIC.name)
         self.producer = producer
-        self.keys: dict[str, tuple[bytes | None, float]] = {}
-        """key id -> (its key, or None once shredded; when it was learnt)."""
-        self.consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
-        self.arrived = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.next_pruning = time.monotonic() + KEEP_S
+        consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
+        self.recent = KeyTail(consumer, self.topic, KEEP_S)
+        """The keys of `content.keys` of the last `KEEP_S`, and those this instance made."""
 
     async def start(self) -> None:
-        await self.consumer.start()
-        self.task = asyncio.create_task(self.tail(), name="content keys tail")
+        await self.recent.start()
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.consumer.stop()
+        await self.recent.stop()
 
     async def seal_message(
         self, message_id: uuid.UUID, owner_id: uuid.UUID, text: str
@@ -131,7 +122,7 @@ class ContentKeys:
         key_id, key = message_key_id(message_id, uuid.uuid4()), new_key()
         record_key, value = key_record(key_id, key, owner_id, datetime.now(UTC))
         landed = await self.producer.send(self.topic, value, key=record_key)
-        self.keys[key_id] = (key, time.monotonic())
+        self.recent.remember(key_id, key)
         return seal(key, key_id, "message", message_id, text), landed
 
     async def open_message(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +141,7 @@ class ContentKeys:
         key_id, key = profile_key_id(user_id), new_key()
         record_key, value = key_record(key_id, key, user_id, datetime.now(UTC))
         landed = await self.producer.send(self.topic, value, key=record_key)
-        self.keys[key_id] = (key, time.monotonic())
+        self.recent.remember(key_id, key)
         return seal_profile(key, user_id, "display_name", display_name), landed
 
     async def profile_key(self, db: Pool, user_id: uuid.UUID, registered_at: datetime) -> ProfileKeyChoice:
@@ -160,8 +151,8 @@ class ContentKeys:
         choice: ProfileKeyChoice = "not_known_yet"
         for attempt in range(2):
             if attempt:
-                await self.wait_for(key_id)
-            tail = {key_id: self.keys[key_id][0]} if key_id in self.keys else {}
+                await self.recent.wait_for((key_id,), WAIT_FOR_KEY_S)
+            tail = self.recent.known((key_id,))
             row = await db.fetchrow(MIRROR_KEY, key_id)
             mirror = {key_id: None if row["key"] is None else bytes(row["key"])} if row else {}
             complete = not tail and not mirror and await self.mirror_read_past(db, registered_at)
@@ -174,15 +165,16 @@ class ContentKeys:
         """Whether the mirror has applied every record of `content.keys` stamped before
         `registered_at` (and `CLOCK_SKEW`): each partition's `next_offset` in `projection_offsets`
         is at the first record stamped after it, or at the end. False when the broker cannot say."""
-        partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        consumer = self.recent.consumer
+        partitions = consumer.partitions_for_topic(self.topic) or set()
         if not partitions:
             return False
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         stamp = int((registered_at + CLOCK_SKEW).timestamp() * 1000)
         try:
-            after = await self.consumer.offsets_for_times(dict.fromkeys(tps, stamp))
-            ends = await self.consumer.end_offsets(tps)
-            starts = await self.consumer.beginning_offsets(tps)
+            after = await consumer.offsets_for_times(dict.fromkeys(tps, stamp))
+            ends = await consumer.end_offsets(tps)
+            starts = await consumer.beginning_offsets(tps)
         except KafkaError as error:
             log.warning("cannot read the offsets of %s: %r", self.topic, error)
             return False
@@ -207,12 +199,13 @@ class ContentKeys:
         """The text `token` seals, with a key this gateway made or tailed (waited for a moment if
         not there yet); else the empty string, and a fault (not an erasure) is logged."""
         try:
-            key_id = parse(token).key_id
+            key_ids: tuple[str, ...] = (parse(token).key_id,)
         except MalformedSealed:
-            key_id = ""
-        if key_id and key_id not in self.keys:
-            await self.wait_for(key_id)
-        known = {key_id: self.keys[key_id][0]} if key_id in self.keys else {}
+            key_ids = ()
+        known = self.recent.known(key_ids)
+        if len(known) < len(key_ids):
+            await self.recent.wait_for(key_ids, WAIT_FOR_KEY_S)
+            known = self.recent.known(key_ids)
         opened = open_sealed(token, purpose, subject_id, known)
         if isinstance(opened, Unopened):
             UNOPENED.labels(opened.reason).inc()
@@ -220,75 +213,6 @@ class ContentKeys:
                 log.error("cannot open the %s of %s: %s", purpose, subject_id, opened.reason)
             return ""
         return opened
-
-    async def wait_for(self, key_id: str) -> None:
-        deadline = time.monotonic() + WAIT_FOR_KEY_S
-        while key_id not in self.keys and (left := deadline - time.monotonic()) > 0:
-            self.arrived.clear()
-            try:
-                await asyncio.wait_for(self.arrived.wait(), left)
-            except TimeoutError:
-                return
-
-    async def tail(self) -> None:
-        """Follow `content.keys` from `KEEP_S` ago, for as long as the gateway runs."""
-        backoff = reconnect_backoff()
-        assigned = False
-        while True:
-            try:
-                if not assigned:
-                    assigned = await self.assign_recent()
-                    if not assigned:
-                        log.warning("%s has no partitions yet (python -m streams create-topics)", self.topic)
-                        await asyncio.sleep(backoff.next_pause())
-                        continue
-                batches = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=1000)
-                backoff.reset()
-                self.take([r for records in batches.values() for r in records])
-            except KafkaError as error:
-                log.warning("content keys tail: %r; again", error)
-                await asyncio.sleep(backoff.next_pause())
-            except Exception:
-                log.exception("content keys tail: unexpected error; going on")
-                await asyncio.sleep(backoff.next_pause())
-
-    async def assign_recent(self) -> bool:
-        """Read every partition from `KEEP_S` ago; False while the topic has none."""
-        partitions = self.consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            await self.consumer._client.force_metadata_update()  # a topic created after the start
-            partitions = self.consumer.partitions_for_topic(self.topic) or set()
-        if not partitions:
-            return False
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self.consumer.assign(tps)
-        since = int((time.time() - KEEP_S) * 1000)
-        found = await self.consumer.offsets_for_times(dict.fromkeys(tps, since))
-        for tp in tps:
-            at = found.get(tp)
-            if at is None:
-                await self.consumer.seek_to_end(tp)
-            else:
-                self.consumer.seek(tp, at.offset)
-        return True
-
-    def take(self, records: list[Any]) -> None:
-        now = time.monotonic()
-        for record in records:
-            try:
-                key_id, content_key = decode_key_record(record.key, record.value)
-            except MalformedKeyRecord:
-                continue
-            self.keys[key_id] = (content_key.key_bytes if content_key else None, now)
-        if records:
-            self.arrived.set()
-        self.forget_old(now)
-
-    def forget_old(self, now: float) -> None:
-        """Every `KEEP_S`, the keys learnt longer ago than that."""
-        if now >= self.next_pruning:
-            self.next_pruning = now + KEEP_S
-            self.keys = {k: v for k, v in self.keys.items() if now - v[1] < KEEP_S}
 
 
 def seal_profile(key: bytes, user_id: uuid.UUID, field: ProfileField, text: str) -> str:

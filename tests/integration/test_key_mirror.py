@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.key_mirror import MIRROR, catch_up
-from projections.sealed_texts import keys_for
+from projections.model import Params
+from projections.sealed_texts import ERASED_TEXT, SealedParam, TextOpener, keys_for
 from projections.topic_reader import TopicReader
+from runtime.key_tail import KeyTail
 from runtime.sealing import Unopened, new_key, open_sealed, seal
 from schemas import topics
 from schemas.content_keys import key_record, tombstone
@@ -111,6 +113,60 @@ async def test_the_mirror_follows_keys_and_tombstones_once(
     await put_key(producer, topic, never, new_key(), partition=0)
     assert await catch_up(conn, reader, topic) == 1
     assert set(await keys_for(conn, [never])) == {never}
+
+
+@pytest.fixture
+async def tail(settings: CommonSettings) -> AsyncIterator[KeyTail]:
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
+    topic = settings.topic(topics.CONTENT_KEYS.name)
+    started = KeyTail(consumer, topic, keep_s=60.0)
+    await started.start()
+    async with AIOKafkaProducer(**client_options(settings)) as producer:
+        warm_up = new_key_id()
+        await put_key(producer, topic, warm_up, new_key(), partition=1)
+        await started.wait_for((warm_up,), 10.0)
+    assert started.known((warm_up,)), "the tail follows the topic"
+    yield started
+    await started.stop()
+
+
+async def test_the_worker_opens_a_new_text_with_its_tail_and_a_shredding_in_either_wins(
+    settings: CommonSettings, producer: AIOKafkaProducer, conn: asyncpg.Connection, reader: TopicReader, tail: KeyTail
+) -> None:
+    """The projections worker's path: a key written a moment ago is in its tail, not yet in the
+    mirror, and opens without a catch-up (which a sender's ack would wait on)."""
+    topic = settings.topic(topics.CONTENT_KEYS.name)
+    catch_ups = 0
+
+    async def counted_catch_up() -> None:
+        nonlocal catch_ups
+        catch_ups += 1
+
+    opener = TextOpener()
+    opener.recent = tail
+    opener.follow(counted_catch_up)
+    message_id = uuid.uuid4()
+    key_id, key = message_key_id(message_id, uuid.uuid4()), new_key()
+    rows: list[Params] = [(SealedParam(seal(key, key_id, "message", message_id, "just sent"), "message", message_id),)]
+    await put_key(producer, topic, key_id, key)
+    assert await keys_for(conn, [key_id]) == {}, "not in the mirror"
+    assert await opener.open(conn, list(rows), (0,)) == [("just sent",)]
+    assert catch_ups == 0
+
+    await catch_up(conn, reader, topic)
+    await shred(producer, topic, key_id)
+    deadline = time.monotonic() + 10
+    while tail.known((key_id,)) != {key_id: None}:
+        assert time.monotonic() < deadline, "the tail reads the tombstone"
+        await tail.wait_for(("none:" + key_id,), 0.2)
+    assert await keys_for(conn, [key_id]) == {key_id: key}, "the mirror has not read the tombstone yet"
+    assert await opener.open(conn, list(rows), (0,)) == [(ERASED_TEXT,)], "the tail's shredding wins"
+
+    stranger = uuid.uuid4()
+    lost_id = message_key_id(stranger, uuid.uuid4())
+    lost: list[Params] = [(SealedParam(seal(new_key(), lost_id, "message", stranger, "lost"), "message", stranger),)]
+    assert await opener.open(conn, lost, (0,)) == [(ERASED_TEXT,)]
+    assert catch_ups == 3, "a key neither holds is looked for in the log before it is taken as lost"
 
 
 async def test_two_mirrors_at_once_apply_each_record_once(
