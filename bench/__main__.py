@@ -269,6 +269,12 @@ async def restarted_system_only(args: argparse.Namespace, sizes: Sizes) -> dict[
     return results
 
 
+async def scale_out_only(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    results: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke}
+    results["scale_out"] = await scale_out_stage(args, sizes)
+    return results
+
+
 async def rebuild_stage(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     events = args.rebuild_events or sizes.rebuild_events
     print(f"rebuild of a log of {events:,} message events (its own topics and database)", flush=True)
@@ -365,6 +371,9 @@ def main(argv: list[str]) -> int:
         help="also the scale-out stage: the same sustained rate on one streams worker and one gateway, then with a "
         "second of each started by the bench; messages per CPU second of both (bench/scale_out.py)",
     )
+    parser.add_argument(
+        "--scale-out-only", action="store_true", help="only the scale-out stage (on the running system)"
+    )
     parser.add_argument("--scale-out-rate", type=float, help="the scale-out stage's rate (default 1,000 msg/s)")
     parser.add_argument(
         "--scale-out-seconds", type=float, help="each of the scale-out stage's two runs (default 60 s; --smoke 2)"
@@ -400,7 +409,12 @@ def main(argv: list[str]) -> int:
     ensure_running(args.base_url)
     args.profile = args.profile and not args.smoke
     sizes = SMOKE if args.smoke else FULL
-    results = asyncio.run(restarted_system_only(args, sizes) if args.restart_system_only else run(args, sizes))
+    if args.restart_system_only:
+        results = asyncio.run(restarted_system_only(args, sizes))
+    elif args.scale_out_only:
+        results = asyncio.run(scale_out_only(args, sizes))
+    else:
+        results = asyncio.run(run(args, sizes))
     print(render(results))
     save(results, args.json)
     print(f"\nwritten to {args.json}")

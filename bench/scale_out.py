@@ -4,16 +4,20 @@ The same sustained run (`scenarios.sustained`, one rate, 1,000 msg/s by default)
 
 1. on the system as it runs (one streams worker, one gateway);
 2. with a second streams worker (the same app id, so the same consumer group, with its own web
-   port and an empty data dir of its own) and a second gateway (its own port, 8090 by default, and
-   instance id), both started by the bench as child processes with the bench's environment and
+   port and a data dir of its own beside the system's, `<WORKER_DATA_DIR>-scale-out`, kept from one
+   bench run to the next as a deployed worker keeps its state: its recovery reads only the
+   changelogs' tail, not the whole history) and a second gateway (its own port, 8090 by default,
+   and instance id), both started by the bench as child processes with the bench's environment and
    `BENCH_LIMITS` (the environment `make bench` gives the system it starts), half of the bench's
    users on each gateway: the n-th user on the (n mod 2)-th, so every direct message crosses from
    one gateway to the other through Redis.
 
 Before the second run the streams group has rebalanced (both workers hold partitions, the same
-number in all as the first one held alone, neither is rebalancing), the new worker has recovered
-its partitions (Faust's `[^Worker]: Ready`), and the gateways' group of `message.delivered` has
-settled (every partition consumed, by both). Each run follows a few seconds at the rate that are
+number in all as the first one held alone, neither is rebalancing nor recovering: both /healthz
+answer 200), the new worker has recovered its partitions (Faust's `[^Worker]: Ready`), and the
+gateways' group of `message.delivered` has settled (every partition consumed, by both); each of
+these must hold for `STABLE_S` on end (a rebalance that follows the first one, or a recovery that
+starts a moment after it, restarts the clock). Each run follows a few seconds at the rate that are
 not counted, so the new worker's first batches are not in the figure.
 
 The figure: messages delivered once per CPU second of every process (the system's, the extra two,
@@ -26,9 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
-import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,7 +45,7 @@ from bench import scenarios
 from bench.client import BenchUser, Client
 from bench.cpu import CpuMeter, system_pids
 from bench.log_size import messages_in_log
-from config.settings import CommonSettings, GatewaySettings
+from config.settings import CommonSettings, GatewaySettings, WorkerSettings
 from runtime.topic_log import partitions_of
 from schemas import topics
 from tests.processes import Process, free_port, port_is_free, start, wait_http
@@ -51,7 +53,9 @@ from tests.processes import Process, free_port, port_is_free, start, wait_http
 ALLOWED_DROP = 0.15
 """Messages per CPU second with two of each may be at most this much below one of each."""
 WARM_UP_S = 3.0
-SETTLE_TIMEOUT_S = 180.0
+SETTLE_TIMEOUT_S = 600.0
+"""A first run recovers the second worker's half of the tables from nothing: minutes on a large log."""
+STABLE_S = 5.0
 ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = "[^Worker]: Ready"
 """What Faust logs once a worker's first assignment is recovered."""
@@ -106,7 +110,8 @@ def extra_processes(env: dict[str, str], gateway_port: int, log_dir: Path) -> It
         raise RuntimeError(f"port {gateway_port} for the second gateway is taken (--scale-out-gateway-port)")
     for name in ("streams-2", "gateway-2"):  # `start` appends: a log of an earlier run would say Ready
         (log_dir / f"{name}.log").unlink(missing_ok=True)
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-scale-out-"))
+    data_dir = second_worker_data_dir(env)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     streams_port = free_port()
     started: list[Process] = []
     try:
@@ -117,24 +122,35 @@ def extra_processes(env: dict[str, str], gateway_port: int, log_dir: Path) -> It
         gateway_env = {**env, "GATEWAY_PORT": str(gateway_port), "GATEWAY_INSTANCE_ID": instance}
         started.append(start("gateway-2", ["gateway"], gateway_env, log_dir))
         extra = Extra(started[0], f"http://127.0.0.1:{streams_port}", started[1], f"http://127.0.0.1:{gateway_port}")
-        wait_http(extra.streams, f"{extra.streams_url}/healthz", timeout=120)
+        wait_http(extra.streams, f"{extra.streams_url}/healthz", timeout=SETTLE_TIMEOUT_S)
         wait_http(extra.gateway, f"{extra.gateway_url}/healthz", timeout=120)
         yield extra
     finally:
         for process in started:
             process.stop(timeout=30)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def settle(what: str, done: Callable[[], bool]) -> float:
-    """Seconds until `done()` holds (an error on a view that does not answer yet counts as not)."""
+def second_worker_data_dir(env: dict[str, str]) -> Path:
+    """Beside the system's worker's data dir (`WORKER_DATA_DIR`, relative to the project), kept."""
+    first = Path(env.get("WORKER_DATA_DIR") or os.environ.get("WORKER_DATA_DIR") or WorkerSettings().worker_data_dir)
+    first = first if first.is_absolute() else ROOT / first
+    return first.with_name(f"{first.name}-scale-out")
+
+
+async def settle(what: str, done: Callable[[], bool], stable_s: float = STABLE_S) -> float:
+    """Seconds until `done()` holds, and has held for `stable_s` on end (an error on a view that
+    does not answer yet, or answers 503, counts as not)."""
     started = time.monotonic()
+    holding_since: float | None = None
     while time.monotonic() - started < SETTLE_TIMEOUT_S:
         try:
-            if await asyncio.to_thread(done):
-                return time.monotonic() - started
+            holds = await asyncio.to_thread(done)
         except OSError:
-            pass
+            holds = False
+        now = time.monotonic()
+        holding_since = (holding_since or now) if holds else None
+        if holding_since is not None and now - holding_since >= stable_s:
+            return holding_since - started
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{what} did not settle within {SETTLE_TIMEOUT_S:.0f} s")
 
@@ -164,6 +180,10 @@ async def settle_two_of_each(extra: Extra, base_url: str, stream_partitions: int
     ready = await wait_ready(extra)
     gateways = [base_url, extra.gateway_url]
     deliveries = await settle("the gateways' delivery group", lambda: deliveries_split(gateways, delivered))
+    await settle(
+        "two of each",
+        lambda: streams_split(workers, stream_partitions) and deliveries_split(gateways, delivered),
+    )
     return {
         "streams_rebalance_s": round(streams, 1),
         "streams_ready_s": round(ready, 1),
