@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from config.kafka import client_options
 from config.settings import CommonSettings
@@ -37,6 +38,7 @@ from projections.sealed_texts import OPENER
 from projections.topic_reader import Span, TopicMissing, TopicReader
 from projections.versions import VersionGate
 from runtime.key_tail import KeyTail
+from runtime.retry import Backoff
 from schemas.topics import CONTENT_KEYS
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ FILL_BATCH = 500
 KEYS_KEEP_S = 60.0
 """How long the tail of `content.keys` keeps a key: far above a projection's usual lag; an
 older event's key is in the mirror."""
+KEYS_FIRST_PAUSE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,21 @@ class Runtime:
             await tail.stop()
 
     async def follow_recent_keys(self) -> None:
-        """Start the tail of `content.keys` the agents open texts with (`projections.sealed_texts`)."""
-        consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False)
-        tail = KeyTail(consumer, self.settings.topic(CONTENT_KEYS.name), KEYS_KEEP_S)
-        await tail.start()
-        OPENER.recent = tail
+        """Start the tail of `content.keys` the agents open texts with (`projections.sealed_texts`),
+        trying again while the broker cannot be reached: meanwhile texts open from the mirror."""
+        backoff = Backoff(KEYS_FIRST_PAUSE_S)
+        while True:
+            consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False)
+            tail = KeyTail(consumer, self.settings.topic(CONTENT_KEYS.name), KEYS_KEEP_S)
+            try:
+                await tail.start()
+            except KafkaError as error:
+                log.warning("cannot start the tail of content.keys: %r; again", error)
+                await consumer.stop()
+                await asyncio.sleep(backoff.next_pause())
+                continue
+            OPENER.recent = tail
+            return
 
     async def follow_keys(self) -> None:
         """Apply what `content.keys` holds beyond the mirror (keys, and the tombstones that shred them)."""

@@ -172,6 +172,7 @@ def opener_restored() -> Iterator[None]:
     """Each test leaves the process's text opener as it found it: a `projections.runtime.Runtime`
     points it at its own database for good (as a worker's process needs), and a later test's
     rebuild or bulk load would otherwise catch up a mirror in a database dropped since."""
-    before = OPENER.catch_up
+    before, recent = OPENER.catch_up, OPENER.recent
     yield
     OPENER.follow(before)
+    OPENER.recent = recent

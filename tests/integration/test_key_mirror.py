@@ -18,7 +18,8 @@ from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.key_mirror import MIRROR, catch_up
 from projections.model import Params
-from projections.sealed_texts import ERASED_TEXT, SealedParam, TextOpener, keys_for
+from projections.runtime import Runtime
+from projections.sealed_texts import ERASED_TEXT, OPENER, SealedParam, TextOpener, keys_for
 from projections.topic_reader import TopicReader
 from runtime.key_tail import KeyTail
 from runtime.sealing import Unopened, new_key, open_sealed, seal
@@ -27,6 +28,7 @@ from schemas.content_keys import key_record, tombstone
 from schemas.sealed import b64, message_key_id
 from streams.topics import create_topics
 from tests.kafka_tools import read_topic
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +169,25 @@ async def test_the_worker_opens_a_new_text_with_its_tail_and_a_shredding_in_eith
     lost: list[Params] = [(SealedParam(seal(new_key(), lost_id, "message", stranger, "lost"), "message", stranger),)]
     assert await opener.open(conn, lost, (0,)) == [(ERASED_TEXT,)]
     assert catch_ups == 3, "a key neither holds is looked for in the log before it is taken as lost"
+
+
+async def test_the_workers_tail_starts_once_the_broker_answers(settings: CommonSettings) -> None:
+    """A worker whose broker does not answer yet opens texts from the mirror meanwhile, and keeps
+    trying to start its tail instead of failing."""
+    unreachable = settings.model_copy(update={"kafka_brokers": f"127.0.0.1:{free_port()}"})
+    waiting = asyncio.create_task(Runtime(unreachable).follow_recent_keys())
+    await asyncio.sleep(2.0)
+    assert not waiting.done() and OPENER.recent is None, "still trying, nothing half started"
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+    runtime = Runtime(settings)
+    await asyncio.wait_for(runtime.follow_recent_keys(), 30)
+    try:
+        assert OPENER.recent is not None and OPENER.recent.topic == settings.topic(topics.CONTENT_KEYS.name)
+    finally:
+        await runtime.close_reader()
+    assert OPENER.recent is None
 
 
 async def test_two_mirrors_at_once_apply_each_record_once(
