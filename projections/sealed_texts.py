@@ -94,7 +94,8 @@ class TextOpener:
         """None: the mirror is taken as it is (a process that does not read Kafka, or whose caller
         caught it up already); a missing key is then lost at once."""
         self.recent: KeyTail | None = None
-        """The worker's tail of `content.keys` (a rebuild has none: it catches the mirror up first)."""
+        """The worker's tail of `content.keys`, once started (`Runtime.follow_recent_keys`); None in
+        a process that does not tail (the rebuild command, which catches the mirror up first)."""
 
     def follow(self, catch_up: CatchUp | None) -> None:
         self.catch_up = catch_up
