@@ -35,7 +35,9 @@ class InProcessSystem:
 
     async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
         """The status and the JSON body (None for another content type) of one request."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = dict(kwargs.pop("headers", {}))
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         async with self.http.request(method, self.base + path, headers=headers, **kwargs) as response:
             body = await response.json() if response.content_type == "application/json" else None
             return response.status, body
@@ -48,7 +50,11 @@ class InProcessSystem:
         checksums equal to the live ones. The outcomes, by projection."""
         settings = self.settings
         rebuilt = await rebuild(
-            CommonSettings(topic_prefix=settings.topic_prefix, topic_partitions=2, database_url=settings.database_url),
+            CommonSettings(
+                topic_prefix=settings.topic_prefix,
+                topic_partitions=settings.topic_partitions,
+                database_url=settings.database_url,
+            ),
             list(projections or PROJECTIONS.values()),
             progress=False,
         )
@@ -65,22 +71,23 @@ async def in_process_system(
     log_dir: Path,
     jwt_secret: str,
     worker_settings: Mapping[str, str] | None = None,
+    partitions: int = 2,
     **gateway_settings: Any,
 ) -> AsyncIterator[InProcessSystem]:
-    """The system, its topics under `<topic_prefix><name>.`, two partitions each."""
+    """The system, its topics under `<topic_prefix><name>.`, `partitions` each."""
     prefix = f"{topic_prefix}{name}."
     async with cloned_database(template_database) as database_url:
         settings = GatewaySettings(
             topic_prefix=prefix,
-            topic_partitions=2,
+            topic_partitions=partitions,
             jwt_secret=jwt_secret,
             database_url=database_url,
             gateway_instance_id=f"{name}-{uuid.uuid4().hex[:6]}",
-            register_limit_per_address=1000,
+            register_limit_per_address=1000,  # every test registers its users from 127.0.0.1
             **gateway_settings,
         )
         await create_topics(settings)
-        with running_workers(prefix, database_url, log_dir, partitions=2, extra=worker_settings):
+        with running_workers(prefix, database_url, log_dir, partitions=partitions, extra=worker_settings):
             server = TestServer(create_app(settings))
             await server.start_server()
             try:

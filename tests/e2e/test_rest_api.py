@@ -5,37 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
 
-from config.settings import GatewaySettings
-from gateway.app import create_app
-from streams.topics import create_topics
-from tests.conftest import cloned_database
-from tests.e2e.workers import running_workers
+from tests.e2e.in_process import InProcessSystem, in_process_system
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Api:
-    http: ClientSession
-    base: str
-    settings: GatewaySettings
-
-    async def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
-        headers = dict(kwargs.pop("headers", {}))
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as response:
-            body = await response.json() if response.content_type == "application/json" else None
-            return response.status, body
-
+class Api(InProcessSystem):
     async def user(self, name: str | None = None, password: str = "correct horse") -> dict[str, Any]:
         """A registered, logged-in user: its User plus `token` and `refresh_token`."""
         name = name or f"u{uuid.uuid4().hex[:10]}"
@@ -50,23 +30,9 @@ class Api:
 async def api(
     topic_prefix: str, template_database: str, tmp_path_factory: pytest.TempPathFactory, jwt_secret: str
 ) -> AsyncIterator[Api]:
-    prefix = f"{topic_prefix}rest."
-    async with cloned_database(template_database) as database_url:
-        settings = GatewaySettings(
-            topic_prefix=prefix,
-            topic_partitions=4,
-            jwt_secret=jwt_secret,
-            database_url=database_url,
-            gateway_instance_id=f"rest-{uuid.uuid4().hex[:6]}",
-            register_limit_per_address=1000,  # every test registers its users from 127.0.0.1
-        )
-        await create_topics(settings)
-        with running_workers(prefix, settings.database_url, tmp_path_factory.mktemp("rest")):
-            server = TestServer(create_app(settings))
-            await server.start_server()
-            async with ClientSession() as http:
-                yield Api(http, str(server.make_url("")).rstrip("/"), settings)
-            await server.close()
+    logs = tmp_path_factory.mktemp("rest")
+    async with in_process_system("rest", topic_prefix, template_database, logs, jwt_secret, partitions=4) as system:
+        yield Api(system.http, system.base, system.settings, system.app, system.data_dir)
 
 
 def error_code(body: Any) -> str:
