@@ -2,8 +2,8 @@
 
 One agent per projection reads its event topic as raw bytes (a bad record must reach the
 projection, which counts and skips it, rather than fail in Faust's deserializer), with
-concurrency 1 and batches from `take_events`; the records a projection skips go to the dead
-letters, and a replay asked for on that topic is answered here (`projections.dead_letters`).
+concurrency 1 and batches from `runtime.stream_batches`; the records a projection skips go to the
+dead letters, and a replay asked for on that topic is answered here (`projections.dead_letters`).
 Besides Faust's views and `/healthz`, `/metrics`, the worker serves its lag at `/projections/lag`.
 """
 
@@ -29,6 +29,7 @@ from projections.model import Projection, Record
 from projections.retry import with_retries
 from projections.runtime import Runtime
 from runtime.faust_app import make_app
+from runtime.stream_batches import batches
 from schemas.content_keys import ROLL_KEY_ID
 from schemas.content_keys import tombstone as key_tombstone
 from schemas.credentials import ROLL_USER_ID
@@ -39,8 +40,10 @@ from schemas.topics import CONTENT_KEYS, DEAD_LETTERS, USER_CREDENTIALS
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
-BATCH_WITHIN = 0.01
-"""Seconds a batch waits to fill: a short wait, since the gateway waits on the NOTIFY that follows."""
+BATCH_WITHIN_S = 0.01
+"""While events keep coming, a batch is applied 10 ms after the last one (or at 500 records): a
+short wait, since the gateway waits on the NOTIFY that follows; an event after a quiet 10 ms is
+applied at once (`runtime.stream_batches`)."""
 WATCH_INTERVAL = 5.0
 ROLL_INTERVAL_S = 5.0
 """Far below any `segment.ms` of `content.keys` (`CONTENT_KEYS_COMPACTION_MS`, a second at least),
@@ -107,8 +110,7 @@ def stop_worker(projection: Projection, error: Exception) -> NoReturn:
 
 def add_agent(projection: Projection) -> None:
     async def project(stream: StreamT[bytes]) -> None:
-        batches = cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN)
-        async for events in batches:
+        async for events in batches(cast(faust.Stream[bytes], stream), BATCH_MAX, BATCH_WITHIN_S):
             records = records_of(events)
             with log_scope(projection=projection.name, offsets=offset_spans(records)):
                 try:

@@ -31,6 +31,7 @@ from faust.types.tuples import Message, RecordMetadata
 
 from config.logs import log_scope
 from runtime.retry import GaveUp, retrying
+from runtime.stream_batches import batches
 from schemas import codec
 from schemas.commands import Command, DeliveryRecord, decode_command, encode_shared_delivery
 from schemas.dead_letters import DeadLetter
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
-"""A batch closes after 5 ms or 500 commands: at low rates a command waits at most 5 ms."""
+"""While commands keep coming, a batch closes 5 ms after the last one was decided, or at 500
+commands; a command after a quiet 5 ms is decided at once (`runtime.stream_batches`)."""
 RECIPIENTS_PER_RECORD = 1000
 """At most this many recipients in one `message.delivered` record (about 40 bytes each): above
 any group's size (`MAX_GROUP_MEMBERS`, 500 by default), and far below Kafka's record size."""
@@ -257,7 +259,7 @@ def run_agent(app: faust.App, agent: DecidingAgent[Store], source: faust.TopicT)
         agent.forget_preparation()
 
     async def decide(stream: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for batch in batches(cast(faust.Stream[bytes], stream), BATCH_MAX, BATCH_WITHIN_S):
             await agent.process(batch)
 
     app.agent(source, name=agent.consumer, concurrency=1)(decide)
