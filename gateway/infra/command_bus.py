@@ -4,7 +4,9 @@ Each gateway instance owns a reply topic, `gateway.replies.<instance id>` (one p
 created at start. A command carries that name and a fresh `correlation_id`; the worker that
 decides it sends one `Reply` there once its events are durable. A consumer with no group reads the
 reply topic from its end and resolves the waiting future. Replies to a request that timed out (or
-to an earlier life of the instance) find no future and are dropped.
+to an earlier life of the instance) find no future and are dropped. The consumer long-polls
+(aiokafka's 500 ms): the broker answers a fetch as soon as a reply lands, so a shorter poll only
+adds fetches while idle (10 ms cost the gateway 5% of a core and the broker 4%, and no latency).
 
 Why not Faust's `ask`: the gateway is not a Faust app, and a plain topic per instance keeps the
 round trip to one produce and one fetch, with nothing else to run.
@@ -59,7 +61,6 @@ class CommandBus:
             **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
-            fetch_max_wait_ms=10,
         )
         await self.consumer.start()
         tp = TopicPartition(self.reply_topic, 0)
