@@ -49,8 +49,8 @@ REDIS_RETRY_CAP_S = 1.0
 PRODUCER_LINGER_MS = 0
 """A lone command goes out at once; under load, sends made while a produce request is in flight
 share the next one (aiokafka keeps one request in flight per broker), so batches still grow with
-the rate. A 2 ms linger made every lone command wait for it, and bought no CPU: send → recipient
-p50 at 100 msg/s 14–20 ms with it, 8–10 ms without (docs/benchmarks.md, "The night round")."""
+the rate. A 2 ms linger made every lone command wait for it and bought no CPU (docs/benchmarks.md,
+"The night round")."""
 
 
 PG_CONNECTIONS_OPENED = Counter(
