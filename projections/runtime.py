@@ -23,10 +23,8 @@ from functools import partial
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from config.kafka import client_options
 from config.settings import CommonSettings
 from projections.apply import BatchOutcome, DeadLetterSink, OffsetGap, VersionChanged, advance_offsets, apply_records
 from projections.catalogue import PROJECTIONS
@@ -134,13 +132,12 @@ class Runtime:
         trying again while the broker cannot be reached: meanwhile texts open from the mirror."""
         backoff = Backoff(KEYS_FIRST_PAUSE_S)
         while True:
-            consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False)
-            tail = KeyTail(consumer, self.settings.topic(CONTENT_KEYS.name), KEYS_KEEP_S)
+            tail = KeyTail.of(self.settings, self.settings.topic(CONTENT_KEYS.name), KEYS_KEEP_S)
             try:
                 await tail.start()
             except KafkaError as error:
                 log.warning("cannot start the tail of content.keys: %r; again", error)
-                await consumer.stop()
+                await tail.stop()
                 await asyncio.sleep(backoff.next_pause())
                 continue
             OPENER.recent = tail

@@ -21,6 +21,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from config.kafka import client_options
+from config.settings import CommonSettings
 from runtime.retry import Backoff
 from runtime.sealing import KeyState
 from schemas.content_keys import MalformedKeyRecord, decode_key_record
@@ -43,6 +45,11 @@ class KeyTail:
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.next_pruning = time.monotonic() + keep_s
+
+    @classmethod
+    def of(cls, settings: CommonSettings, topic: str, keep_s: float) -> KeyTail:
+        """A tail of `topic` with a consumer of its own, logged in as `settings` say."""
+        return cls(AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False), topic, keep_s)
 
     async def start(self) -> None:
         await self.consumer.start()

@@ -21,11 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from config.kafka import client_options
 from config.settings import GatewaySettings
 from gateway.infra.read_store import Pool
 from gateway.infra.resources import PRODUCER, SETTINGS
@@ -99,8 +98,7 @@ class ContentKeys:
     def __init__(self, settings: GatewaySettings, producer: AIOKafkaProducer) -> None:
         self.topic = settings.topic(TOPIC.name)
         self.producer = producer
-        consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
-        self.recent = KeyTail(consumer, self.topic, KEEP_S)
+        self.recent = KeyTail.of(settings, self.topic, KEEP_S)
         """The keys of `content.keys` of the last `KEEP_S`, and those this instance made."""
 
     async def start(self) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from config.kafka import client_options
 from config.settings import CommonSettings
@@ -119,9 +119,8 @@ async def test_the_mirror_follows_keys_and_tombstones_once(
 
 @pytest.fixture
 async def tail(settings: CommonSettings) -> AsyncIterator[KeyTail]:
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
     topic = settings.topic(topics.CONTENT_KEYS.name)
-    started = KeyTail(consumer, topic, keep_s=60.0)
+    started = KeyTail.of(settings, topic, keep_s=60.0)
     await started.start()
     async with AIOKafkaProducer(**client_options(settings)) as producer:
         warm_up = new_key_id()
