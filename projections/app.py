@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import faust
 from faust.types import EventT, StreamT
@@ -110,7 +110,7 @@ def stop_worker(projection: Projection, error: Exception) -> NoReturn:
 
 def add_agent(projection: Projection) -> None:
     async def project(stream: StreamT[bytes]) -> None:
-        async for events in batches(cast(faust.Stream[bytes], stream), BATCH_MAX, BATCH_WITHIN_S):
+        async for events in batches(stream, BATCH_MAX, BATCH_WITHIN_S):
             records = records_of(events)
             with log_scope(projection=projection.name, offsets=offset_spans(records)):
                 try:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, StreamT
 from mode.utils.aiter import aiter
 
 
@@ -60,9 +60,10 @@ class _Buffer:
         return taken
 
 
-async def batches(stream: faust.Stream[Any], max_: int, within: float) -> AsyncIterator[list[EventT[Any]]]:
+async def batches(agent_stream: StreamT[Any], max_: int, within: float) -> AsyncIterator[list[EventT[Any]]]:
     """Lists of at most `max_` events: `within` seconds after the last one was handled while events
     keep coming, at once when one comes after a window with none."""
+    stream = cast(faust.Stream[Any], agent_stream)
     buffer = _Buffer(stream, max_)
     loop = asyncio.get_running_loop()
     enable_acks = stream.enable_acks

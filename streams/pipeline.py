@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar, cast
+from typing import Generic, Protocol, TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
@@ -259,7 +259,7 @@ def run_agent(app: faust.App, agent: DecidingAgent[Store], source: faust.TopicT)
         agent.forget_preparation()
 
     async def decide(stream: faust.StreamT[bytes]) -> None:
-        async for batch in batches(cast(faust.Stream[bytes], stream), BATCH_MAX, BATCH_WITHIN_S):
+        async for batch in batches(stream, BATCH_MAX, BATCH_WITHIN_S):
             await agent.process(batch)
 
     app.agent(source, name=agent.consumer, concurrency=1)(decide)
