@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import time
 
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, cpu_seconds
 from bench.profile import summarize
 from bench.report import lag_at, rate_ratio
+from bench.wakeups import measure
 
 
 def test_a_profile_summary_ranks_functions_by_own_and_inclusive_samples() -> None:
@@ -42,3 +43,19 @@ def test_rates_are_set_beside_the_floor_s_sequential_rate_and_lag_is_read_at_its
     ]
     assert lag_at(runs, 1000.0) == 44.0
     assert lag_at(runs[1:], 1000.0) is None
+
+
+def test_a_process_cpu_is_read_from_proc() -> None:
+    before = cpu_seconds(os.getpid())
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) - before > 0.15
+
+
+def test_the_wakeup_cost_counts_round_trips_with_an_echoing_process() -> None:
+    cost = measure(100, gap_ms=10.0)
+    assert cost.round_trips == 100
+    assert cost.gap_ms == 10.0
+    assert 0 < cost.wall_us < 5000, "the 10 ms gap is not in the round trip's wall time"
+    assert cost.cpu_us > 0
