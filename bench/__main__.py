@@ -109,13 +109,14 @@ PROFILE_SECONDS = 20.0
 
 
 async def measured(stage: Awaitable[dict[str, Any]], profiled: dict[str, int] | None = None) -> dict[str, Any]:
-    """Run `stage`, adding the CPU each part of the system used meanwhile (percent of one core)
-    and, for `profiled` processes, py-spy profiles taken a few seconds into the stage."""
+    """Run `stage`, adding the CPU each part of the system used meanwhile (percent of one core),
+    its wake-ups a second, and, for `profiled` processes, py-spy profiles taken a few seconds into the stage."""
     meter = CpuMeter(system_pids(ROOT))
     meter.start()
     recording = asyncio.create_task(start_profiles(profiled)) if profiled else None
     result = await stage
     result["cpu_percent"] = meter.stop()
+    result["wakeups_per_s"] = meter.wakeups_per_s
     if recording is not None:
         result["profile"] = await asyncio.to_thread(profile.finish, await recording)
     return result

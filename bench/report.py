@@ -244,6 +244,10 @@ def cpu_lines(results: dict[str, Any]) -> list[str]:
         if stage and stage.get("cpu_percent"):
             used = ", ".join(f"{group} {percent:.0f}%" for group, percent in stage["cpu_percent"].items())
             lines.append(f"CPU during {name} (% of one core): {used}")
+        if stage and stage.get("wakeups_per_s"):
+            rates = stage["wakeups_per_s"]
+            each = ", ".join(f"{group} {rate:,}" for group, rate in rates.items())
+            lines.append(f"wake-ups during {name} (a second): {sum(rates.values()):,} in all; {each}")
     return lines
 
 

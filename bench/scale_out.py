@@ -203,6 +203,7 @@ async def run_once(
         meter.start()
         result = await scenarios.sustained(client, users, rate, seconds, chats)
         result["cpu_percent"] = meter.stop()
+        result["wakeups_per_s"] = meter.wakeups_per_s
     finally:
         await client.close()
     result["cpu_seconds"] = round(meter.total_seconds, 2)

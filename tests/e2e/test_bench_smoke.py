@@ -86,6 +86,8 @@ async def test_bench_smoke_runs_every_scenario(
     assert_scaled_out(results["scale_out"], out.parent / "scale-out-logs")
     assert_restarted(results["restarted_system"], gateway_before, gateway_after)
     assert "restarted system: log held" in done.stdout and "messages per CPU second" in done.stdout
+    assert results["latency"]["wakeups_per_s"]["gateway"] > 0, results["latency"]["wakeups_per_s"]
+    assert "wake-ups during latency (a second):" in done.stdout
 
 
 def assert_log_sizes(results: dict[str, Any]) -> None:

@@ -1,11 +1,11 @@
-"""The benchmark's own instruments: profile summaries and CPU accounting."""
+"""The benchmark's own instruments: profile summaries, CPU and wake-up accounting."""
 
 from __future__ import annotations
 
 import os
 import time
 
-from bench.cpu import CpuMeter, cpu_seconds
+from bench.cpu import CpuMeter, Usage, cpu_seconds, per_group
 from bench.profile import summarize
 from bench.report import lag_at, rate_ratio
 from bench.wakeups import measure
@@ -32,6 +32,24 @@ def test_the_cpu_meter_sees_this_process_work() -> None:
         pass
     used = meter.stop()
     assert used["bench client"] > 50.0, used
+
+
+def test_the_meter_counts_the_wake_ups_of_a_thread_that_sleeps() -> None:
+    meter = CpuMeter({os.getpid(): "bench client"})
+    meter.start()
+    for _ in range(20):
+        time.sleep(0.005)
+    meter.stop()
+    assert meter.wakeups["bench client"] >= 20, meter.wakeups
+    assert meter.wakeups_per_s["bench client"] > 0
+
+
+def test_a_process_that_exits_between_snapshots_leaves_its_group_out_not_negative() -> None:
+    before = {1: Usage("postgresql", 5.0, 100), 2: Usage("postgresql", 1.0, 10), 3: Usage("redis", 2.0, 7)}
+    after = {2: Usage("postgresql", 1.5, 30), 3: Usage("redis", 2.25, 9), 4: Usage("postgresql", 0.5, 5)}
+    seconds, woken = per_group(before, after)
+    assert seconds == {"postgresql": 1.0, "redis": 0.25}
+    assert woken == {"postgresql": 25, "redis": 2}
 
 
 def test_rates_are_set_beside_the_floor_s_sequential_rate_and_lag_is_read_at_its_rate() -> None:
