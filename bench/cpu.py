@@ -35,7 +35,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
-def wakeups(pid: int) -> int:
+def voluntary_switches(pid: int) -> int:
     """Voluntary context switches of every thread of `pid` so far: each is a thread that blocked
     (on a socket, a lock, a timer) and was woken again."""
     total = 0
@@ -66,7 +66,7 @@ def snapshot(named: dict[int, str]) -> dict[int, Usage]:
         if group is None:
             continue
         try:
-            used[pid] = Usage(group, cpu_seconds(pid), wakeups(pid))
+            used[pid] = Usage(group, cpu_seconds(pid), voluntary_switches(pid))
         except OSError:
             continue
     return used
