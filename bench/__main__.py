@@ -115,8 +115,8 @@ async def measured(stage: Awaitable[dict[str, Any]], profiled: dict[str, int] | 
     meter.start()
     recording = asyncio.create_task(start_profiles(profiled)) if profiled else None
     result = await stage
-    result["cpu_percent"] = meter.stop()
-    result["wakeups_per_s"] = meter.wakeups_per_s
+    meter.stop()
+    result.update(meter.figures())
     if recording is not None:
         result["profile"] = await asyncio.to_thread(profile.finish, await recording)
     return result

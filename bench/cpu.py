@@ -7,6 +7,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -127,7 +128,13 @@ class CpuMeter:
         assert self.before is not None, "start() first"
         self.wall_s = time.perf_counter() - self.started_at
         self.seconds, self.wakeups = per_group(self.before, snapshot(self.named))
-        return {g: round(100 * s / self.wall_s, 1) for g, s in sorted(self.seconds.items(), key=lambda kv: -kv[1])}
+        return self.percent
+
+    @property
+    def percent(self) -> dict[str, float]:
+        """Percent of one core used by each group, most first (set by `stop`)."""
+        rates = {g: round(100 * s / self.wall_s, 1) for g, s in self.seconds.items()} if self.wall_s else {}
+        return dict(sorted(rates.items(), key=lambda kv: -kv[1]))
 
     @property
     def total_seconds(self) -> float:
@@ -139,3 +146,7 @@ class CpuMeter:
         """Wake-ups a second of each group, most first (set by `stop`)."""
         rates = {g: round(n / self.wall_s) for g, n in self.wakeups.items()} if self.wall_s else {}
         return dict(sorted(rates.items(), key=lambda kv: -kv[1]))
+
+    def figures(self) -> dict[str, Any]:
+        """What a stage's result keeps of the meter, under the keys the report reads."""
+        return {"cpu_percent": self.percent, "wakeups_per_s": self.wakeups_per_s}

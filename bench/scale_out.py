@@ -202,8 +202,8 @@ async def run_once(
         meter = CpuMeter(system_pids(ROOT) | extra)
         meter.start()
         result = await scenarios.sustained(client, users, rate, seconds, chats)
-        result["cpu_percent"] = meter.stop()
-        result["wakeups_per_s"] = meter.wakeups_per_s
+        meter.stop()
+        result.update(meter.figures())
     finally:
         await client.close()
     result["cpu_seconds"] = round(meter.total_seconds, 2)
